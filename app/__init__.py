@@ -1,0 +1,1 @@
+"""SIA: Servicio de Intercomunicación de Avisos."""

@@ -1,0 +1,282 @@
+"""`sia`: the command line of the service and of its operators."""
+
+import asyncio
+import datetime as dt
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app import loaders, migrations
+from app.catalogs import sync_catalogs
+from app.db import async_url
+from app.embedded import database_url
+from app.logging import configure_logging
+from app.settings import Settings
+
+cli = typer.Typer(help="SIA — Servicio de Intercomunicación de Avisos.", no_args_is_help=True)
+db_cli = typer.Typer(help="Base de datos.", no_args_is_help=True)
+load_cli = typer.Typer(help="Cargas del operador (COPY, validadas, idempotentes).", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(load_cli, name="load")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as e:
+        err.print(f"[red]Configuración inválida:[/red] {e}")
+        raise typer.Exit(2) from None
+
+
+def _in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = create_async_engine(async_url(url), poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def upgrade_database(url: str, settings: Settings) -> None:
+    migrations.upgrade(url)
+    counts = _in_transaction(url, lambda conn: sync_catalogs(conn, settings.catalogs_dir))
+    out.print(f"Migraciones al día ({migrations.head_revision()}); catálogos: {counts}")
+
+
+# ------------------------------------------------------------------ serve
+
+
+@cli.command()
+def serve(
+    upgrade: Annotated[bool, typer.Option(help="Aplicar migraciones y catálogos antes de servir.")] = False,
+    demo: Annotated[bool, typer.Option(help="Cargar los datos de demostración si la base está vacía.")] = False,
+) -> None:
+    """Sirve la API (con PostgreSQL embebido si DATABASE_URL no está definido)."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    configure_logging(json_logs=settings.json_logs)
+    with database_url(settings) as url:
+        if upgrade:
+            upgrade_database(url, settings)
+        if demo:
+            _load_demo_if_empty(url, settings)
+        app = create_app(settings.model_copy(update={"database_url": url}))
+        base = f"http://{settings.host}:{settings.port}"
+        out.print(f"SIA escuchando en {base}  ·  documentación: {base}/docs  ·  Ctrl-C para detener")
+        # uvicorn turns SIGINT/SIGTERM into a graceful shutdown and returns; then the embedded server stops.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, proxy_headers=False)
+
+
+# ------------------------------------------------------------------ db
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Aplica las migraciones pendientes y sincroniza los catálogos desde CSV."""
+    settings = _settings()
+    with database_url(settings) as url:
+        upgrade_database(url, settings)
+
+
+# ------------------------------------------------------------------ load
+
+
+def _progress_printer(label: str, total_bytes: int) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A Rich progress bar with rows/s on a terminal; plain lines otherwise (logs, CI)."""
+    started = time.monotonic()
+    if err.is_terminal:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+        bar = Progress(
+            TextColumn(f"{label}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[filas]:,} filas · {task.fields[ritmo]:,.0f} filas/s"),
+            TimeElapsedColumn(),
+            console=err,
+        )
+        task = bar.add_task(label, total=total_bytes, filas=0, ritmo=0.0)
+        bar.start()
+
+        def update(rows: int, read: int) -> None:
+            bar.update(task, completed=read, filas=rows, ritmo=rows / max(time.monotonic() - started, 1e-6))
+
+        return update, bar.stop
+
+    def plain(rows: int, read: int) -> None:
+        if rows % 100_000 == 0 or read >= total_bytes:
+            rate = rows / max(time.monotonic() - started, 1e-6)
+            err.print(f"{label}: {rows:,} filas leídas ({100 * read / max(total_bytes, 1):.0f} %, {rate:,.0f} filas/s)")
+
+    return plain, lambda: None
+
+
+def _run_load(kind: str, file: Path, skip_invalid: bool, rejects: Path | None) -> None:
+    settings = _settings()
+    if not file.is_file():
+        err.print(f"[red]No existe el archivo {file}[/red]")
+        raise typer.Exit(2)
+    load = loaders.load_avisos if kind == "avisos" else loaders.load_patrones
+    progress, stop = _progress_printer(f"Cargando {kind}", file.stat().st_size)
+    started = time.monotonic()
+    with database_url(settings) as url:
+        try:
+            report = _in_transaction(url, lambda conn: load(conn, file, skip_invalid=skip_invalid, progress=progress))
+        except loaders.FileFormatError as e:
+            stop()
+            err.print(f"[red]{e}[/red]")
+            raise typer.Exit(2) from None
+        except loaders.LoadRejected as e:
+            stop()
+            for issue in e.report.errores:
+                err.print(str(issue), markup=False, highlight=False)
+            err.print(
+                f"[red]No se cargó nada:[/red] {len(e.report.lineas_rechazadas):,} filas inválidas de "
+                f"{e.report.leidos:,}. Corríjalas, o use --skip-invalid para cargar las válidas."
+            )
+            raise typer.Exit(1) from None
+    stop()
+    elapsed = time.monotonic() - started
+    for issue in report.errores:
+        err.print(str(issue), markup=False, highlight=False)
+    for issue in report.advertencias[:100]:
+        err.print(f"advertencia: {issue}", markup=False, highlight=False)
+    if len(report.advertencias) > 100:
+        err.print(f"… y {len(report.advertencias) - 100:,} advertencias más")
+    if report.errores:
+        rejects = rejects or file.with_name(f"{file.stem}.rechazos{file.suffix}")
+        written = loaders.write_rejects(file, report.lineas_rechazadas, rejects)
+        err.print(f"{written:,} filas rechazadas escritas en {rejects}")
+    extra = (
+        f", {report.patrones_nuevos:,} patrones nuevos, {report.actualizados:,} razones sociales actualizadas"
+        if kind == "patrones"
+        else ""
+    )
+    unit = "NRP" if kind == "patrones" else "avisos"
+    out.print(
+        f"{report.leidos:,} filas leídas en {elapsed:.1f} s ({report.leidos / max(elapsed, 1e-6):,.0f} filas/s): "
+        f"{report.nuevos:,} {unit} nuevos, {report.existentes:,} ya existían{extra}, "
+        f"{len(report.lineas_rechazadas):,} rechazadas"
+    )
+
+
+SkipInvalid = Annotated[
+    bool, typer.Option("--skip-invalid", help="Cargar las filas válidas y escribir las inválidas aparte.")
+]
+Rejects = Annotated[Path | None, typer.Option(help="Archivo de filas rechazadas (por omisión, junto al original).")]
+
+
+@load_cli.command("patrones")
+def load_patrones(file: Path, skip_invalid: SkipInvalid = False, rejects: Rejects = None) -> None:
+    """Padrón de patrones: CSV con encabezado rfc,razon_social,nrp (una fila por NRP)."""
+    _run_load("patrones", file, skip_invalid, rejects)
+
+
+@load_cli.command("avisos")
+def load_avisos(file: Path, skip_invalid: SkipInvalid = False, rejects: Rejects = None) -> None:
+    """Avisos: CSV (encabezado = campos del aviso salvo clase y publicado_en) o NDJSON con las mismas claves."""
+    _run_load("avisos", file, skip_invalid, rejects)
+
+
+# ------------------------------------------------------------------ demo
+
+
+def _load_demo_if_empty(url: str, settings: Settings) -> None:
+    async def empty(conn: AsyncConnection) -> bool:
+        return not await conn.scalar(text("SELECT EXISTS (SELECT 1 FROM patron)"))
+
+    if _in_transaction(url, empty):
+        out.print("Base vacía: cargando los datos de demostración…")
+        _demo(url, avisos=3000, patrones=4, seed=2026)
+
+
+def _demo(url: str, *, avisos: int, patrones: int, seed: int) -> None:
+    from app.demo import write_demo_files
+
+    with tempfile.TemporaryDirectory(prefix="sia-demo-") as folder:
+        started = time.monotonic()
+        patrones_csv, avisos_ndjson = write_demo_files(
+            Path(folder), avisos=avisos, patrones=patrones, seed=seed, hasta=dt.date.today()
+        )
+        out.print(f"Datos generados en {time.monotonic() - started:.1f} s")
+        for kind, file in (("patrones", patrones_csv), ("avisos", avisos_ndjson)):
+            progress, stop = _progress_printer(f"Cargando {kind}", file.stat().st_size)
+            load = loaders.load_avisos if kind == "avisos" else loaders.load_patrones
+            started = time.monotonic()
+            report = _in_transaction(url, lambda conn: load(conn, file, progress=progress, actor="demo"))  # noqa: B023
+            stop()
+            elapsed = time.monotonic() - started
+            out.print(
+                f"{kind}: {report.nuevos:,} nuevos, {report.existentes:,} ya existían "
+                f"({elapsed:.1f} s, {report.leidos / max(elapsed, 1e-6):,.0f} filas/s)"
+            )
+
+
+@cli.command()
+def demo(
+    avisos: Annotated[int, typer.Option(min=1, help="Cuántos avisos generar.")] = 3000,
+    patrones: Annotated[int, typer.Option(min=1, help="Cuántos patrones generar.")] = 4,
+    seed: Annotated[int, typer.Option(help="Semilla: el mismo valor da los mismos datos.")] = 2026,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Escribir patrones.csv y avisos.ndjson aquí en lugar de cargarlos.")
+    ] = None,
+) -> None:
+    """Datos sintéticos deterministas con identificadores válidos (también para benchmarks)."""
+    if out_dir is not None:
+        from app.demo import write_demo_files
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = write_demo_files(out_dir, avisos=avisos, patrones=patrones, seed=seed, hasta=dt.date.today())
+        out.print("Escritos: " + ", ".join(str(p) for p in paths))
+        return
+    settings = _settings()
+    with database_url(settings) as url:
+        _demo(url, avisos=avisos, patrones=patrones, seed=seed)
+
+
+# ------------------------------------------------------------------ openapi
+
+
+@cli.command()
+def openapi(
+    write: Annotated[bool, typer.Option("--write", help="Reescribir openapi.yaml.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Fallar si openapi.yaml no coincide con la app.")] = False,
+) -> None:
+    """El contrato: openapi.yaml generado desde la app."""
+    from app.openapi import OPENAPI_PATH, openapi_yaml
+
+    document = openapi_yaml()
+    if write:
+        OPENAPI_PATH.write_text(document, encoding="utf-8")
+        out.print(f"Escrito {OPENAPI_PATH}")
+    elif check:
+        current = OPENAPI_PATH.read_text(encoding="utf-8") if OPENAPI_PATH.exists() else ""
+        if current != document:
+            err.print(f"{OPENAPI_PATH.name} no coincide con la app: ejecute `sia openapi --write` y revise el diff")
+            raise typer.Exit(1)
+        out.print(f"{OPENAPI_PATH.name} al día")
+    else:
+        sys.stdout.write(document)
+
+
+def main() -> None:
+    cli()

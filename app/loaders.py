@@ -1,0 +1,522 @@
+"""The operator's loaders: `sia load patrones FILE` and `sia load avisos FILE`.
+
+Every row is validated before anything is written; good rows go to a temporary staging table with COPY,
+conflicts with what is already published are found in SQL, and the staged rows are inserted in one
+statement. The caller owns the transaction: a load either commits whole or (on bad rows, without
+--skip-invalid) not at all. Loading the same file twice changes nothing: avisos are immutable, and a
+folio that comes back with different content is a bad row, never an overwrite.
+"""
+
+import csv
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.catalogs import catalog_codes
+from app.identifiers import (
+    IdentifierError,
+    check_curp,
+    check_folio,
+    check_nrp,
+    check_nss,
+    check_numero_credito,
+    check_rfc,
+    rfc_warning,
+)
+from app.models.aviso import CAMPOS_CARGA_AVISO
+
+CAMPOS_PATRONES = ("rfc", "razon_social", "nrp")
+COPY_BATCH = 20_000
+MAX_NOMBRE = 200
+
+Progress = Callable[[int, int], None]  # (rows read, bytes read)
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    linea: int
+    campo: str
+    motivo: str
+
+    def __str__(self) -> str:
+        return f"línea {self.linea}, {self.campo}: {self.motivo}"
+
+
+@dataclass
+class LoadReport:
+    archivo: str
+    leidos: int = 0
+    nuevos: int = 0
+    existentes: int = 0
+    patrones_nuevos: int = 0
+    actualizados: int = 0
+    errores: list[RowIssue] = field(default_factory=list)
+    advertencias: list[RowIssue] = field(default_factory=list)
+
+    @property
+    def lineas_rechazadas(self) -> set[int]:
+        return {e.linea for e in self.errores}
+
+
+class LoadRejected(Exception):
+    """The file has bad rows and --skip-invalid was not given: nothing may be written."""
+
+    def __init__(self, report: LoadReport) -> None:
+        super().__init__(f"{len(report.lineas_rechazadas)} filas inválidas en {report.archivo}")
+        self.report = report
+
+
+class FileFormatError(ValueError):
+    """The file as a whole cannot be read (unknown format, wrong header)."""
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _ByteCounter:
+    def __init__(self, path: Path) -> None:
+        self.path, self.bytes = path, 0
+
+    def lines(self) -> Iterator[str]:
+        with self.path.open("rb") as f:
+            for number, raw in enumerate(f):
+                self.bytes += len(raw)
+                # Undecodable bytes become U+FFFD, which validation reports on that row.
+                line = raw.decode("utf-8", errors="replace")
+                yield line.removeprefix("\ufeff") if number == 0 else line
+
+
+def file_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".ndjson", ".jsonl"):
+        return "ndjson"
+    raise FileFormatError(f"{path.name}: formato desconocido; use .csv o .ndjson")
+
+
+def read_records(path: Path, campos: tuple[str, ...], counter: _ByteCounter) -> Iterator[tuple[int, dict | str]]:
+    """Yields (line number, record) or (line number, reason) for a line that is not a record at all."""
+    if file_format(path) == "csv":
+        reader = csv.DictReader(counter.lines())
+        header = reader.fieldnames or []
+        if sorted(header) != sorted(campos):
+            faltan = [c for c in campos if c not in header]
+            sobran = [c for c in header if c not in campos]
+            raise FileFormatError(
+                f"{path.name}: encabezado inválido"
+                + (f"; faltan: {', '.join(faltan)}" if faltan else "")
+                + (f"; sobran: {', '.join(sobran)}" if sobran else "")
+            )
+        for row in reader:
+            if None in row or None in row.values():
+                yield reader.line_num, "la fila no tiene el número de columnas del encabezado"
+            else:
+                yield reader.line_num, row
+        return
+    for number, line in enumerate(counter.lines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            yield number, "la línea no es JSON válido"
+            continue
+        if not isinstance(record, dict):
+            yield number, "la línea debe ser un objeto JSON"
+            continue
+        yield number, record
+
+
+def _record_issues(record: dict, campos: tuple[str, ...]) -> list[tuple[str, str]]:
+    issues = [(c, "falta el campo") for c in campos if c not in record]
+    issues += [(str(c), "campo desconocido") for c in record if c not in campos]
+    for c in campos:
+        value = record.get(c)
+        if c in record and not isinstance(value, str):
+            # Amounts are exact decimals: a JSON number would arrive as a float.
+            issues.append((c, "debe ser texto (una cadena JSON)"))
+        elif isinstance(value, str) and "\ufffd" in value:
+            issues.append((c, "el texto no está en UTF-8 válido"))
+    return issues
+
+
+def write_rejects(source: Path, lines: set[int], out: Path) -> int:
+    """Copies the rejected records of `source` to `out` in the same format, ready to fix and reload."""
+    counter = _ByteCounter(source)
+    written = 0
+    with out.open("w", newline="", encoding="utf-8") as f:
+        if file_format(source) == "csv":
+            reader = csv.reader(counter.lines())
+            writer = csv.writer(f)
+            writer.writerow(next(reader))
+            for row in reader:
+                if reader.line_num in lines:
+                    writer.writerow(row)
+                    written += 1
+        else:
+            for number, line in enumerate(counter.lines(), start=1):
+                if number in lines:
+                    f.write(line if line.endswith("\n") else line + "\n")
+                    written += 1
+    return written
+
+
+# ---------------------------------------------------------------- field checks
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DECIMAL = re.compile(r"^\d{1,8}(\.\d{1,4})?$")
+
+
+def _check_date(value: str, today: dt.date) -> None:
+    if not _DATE.match(value):
+        raise IdentifierError("debe ser una fecha AAAA-MM-DD")
+    try:
+        parsed = dt.date.fromisoformat(value)
+    except ValueError:
+        raise IdentifierError(f"{value} no es una fecha del calendario") from None
+    if parsed.year < 1972 or parsed > today + dt.timedelta(days=366):
+        raise IdentifierError(f"{value} está fuera del rango aceptado")
+
+
+@lru_cache(maxsize=65536)
+def _rfc(value: str) -> str | None:
+    """check_rfc + rfc_warning, cached: the same RFCs repeat across a file."""
+    check_rfc(value)
+    return rfc_warning(value)
+
+
+@dataclass
+class _Context:
+    today: dt.date
+    codes: dict[str, dict[str, str | None]]
+    registry: dict[str, str]  # nrp -> rfc_patron
+
+
+_IDENTIFIERS = {
+    "folio": check_folio,
+    "nss": check_nss,
+    "curp": check_curp,
+    "numero_credito": check_numero_credito,
+    "nrp": check_nrp,
+}
+_CATALOG_FIELDS = {
+    "tipo_aviso": "tipos-aviso",
+    "tipo_credito": "tipos-credito",
+    "estatus_credito": "estatus-credito",
+    "tipo_descuento": "tipos-descuento",
+}
+
+
+def _validate_aviso(rec: dict, ctx: _Context) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    errors: list[tuple[str, str]] = []
+    warnings: list[tuple[str, str]] = []
+    for name, check in _IDENTIFIERS.items():
+        try:
+            check(rec[name])
+        except IdentifierError as e:
+            errors.append((name, str(e)))
+    for name in ("rfc_patron", "rfc_trabajador"):
+        try:
+            warning = _rfc(rec[name])
+        except IdentifierError as e:
+            errors.append((name, str(e)))
+        else:
+            if warning:
+                warnings.append((name, warning))
+    for name, catalog in _CATALOG_FIELDS.items():
+        if rec[name] not in ctx.codes[catalog]:
+            errors.append((name, f"'{rec[name]}' no está en el catálogo {catalog}"))
+    for name in ("fecha_emision", "fecha_inicio_descuento"):
+        try:
+            _check_date(rec[name], ctx.today)
+        except IdentifierError as e:
+            errors.append((name, str(e)))
+    if not errors and rec["fecha_emision"] > ctx.today.isoformat():
+        errors.append(("fecha_emision", "no puede ser posterior a hoy"))
+    valor = rec["valor_descuento"]
+    if not _DECIMAL.match(valor):
+        errors.append(("valor_descuento", "debe ser un decimal no negativo con hasta 4 decimales, p. ej. 20.0000"))
+    elif rec["tipo_descuento"] == "1" and float(valor) > 100:
+        errors.append(("valor_descuento", "un porcentaje no puede ser mayor a 100"))
+    nombre = rec["nombre_trabajador"]
+    if not nombre.strip() or len(nombre) > MAX_NOMBRE or not nombre.isprintable():
+        errors.append(("nombre_trabajador", f"debe tener de 1 a {MAX_NOMBRE} caracteres imprimibles"))
+    owner = ctx.registry.get(rec["nrp"])
+    if owner is None:
+        errors.append(("nrp", f"{rec['nrp']} no está en el padrón; cárguelo antes con `sia load patrones`"))
+    elif owner != rec["rfc_patron"]:
+        errors.append(("nrp", f"{rec['nrp']} pertenece al patrón {owner}, no a {rec['rfc_patron']}"))
+    return errors, warnings
+
+
+# ---------------------------------------------------------------- staging
+
+
+class _Staging:
+    """COPY in batches into a temporary table that disappears with the transaction."""
+
+    def __init__(self, conn: AsyncConnection, table: str, columns: tuple[str, ...]) -> None:
+        self.conn, self.table, self.columns = conn, table, ("linea", *columns)
+        self.batch: list[tuple] = []
+
+    async def create(self) -> None:
+        cols = ", ".join(f"{c} text" for c in self.columns[1:])
+        # DROP first: inside an enclosing transaction (tests, `sia demo`) an earlier load's table still exists.
+        await self.conn.execute(text(f"DROP TABLE IF EXISTS pg_temp.{self.table}"))
+        await self.conn.execute(text(f"CREATE TEMP TABLE {self.table} (linea integer, {cols}) ON COMMIT DROP"))
+
+    async def add(self, row: tuple) -> None:
+        self.batch.append(row)
+        if len(self.batch) >= COPY_BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.batch:
+            raw = await self.conn.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(self.table, records=self.batch, columns=self.columns)
+            self.batch = []
+
+    async def discard(self, lines: set[int]) -> None:
+        if lines:
+            await self.conn.execute(
+                text(f"DELETE FROM {self.table} WHERE linea = ANY(:lines)"), {"lines": sorted(lines)}
+            )
+
+
+async def _stage(
+    path: Path,
+    campos: tuple[str, ...],
+    staging: _Staging,
+    report: LoadReport,
+    validate: Callable[[dict], tuple[list[tuple[str, str]], list[tuple[str, str]]]],
+    to_row: Callable[[int, dict], tuple],
+    progress: Progress | None,
+) -> None:
+    counter = _ByteCounter(path)
+    await staging.create()
+    for linea, record in read_records(path, campos, counter):
+        report.leidos += 1
+        if isinstance(record, str):
+            report.errores.append(RowIssue(linea, "*", record))
+            continue
+        issues = _record_issues(record, campos)
+        if not issues:
+            issues, warnings = validate(record)
+            report.advertencias += [RowIssue(linea, c, m) for c, m in warnings]
+        report.errores += [RowIssue(linea, c, m) for c, m in issues]
+        if not issues:
+            await staging.add(to_row(linea, record))
+        if progress and report.leidos % 10_000 == 0:
+            progress(report.leidos, counter.bytes)
+    await staging.flush()
+    if progress:
+        progress(report.leidos, counter.bytes)
+
+
+def _reject_or_discard(report: LoadReport, skip_invalid: bool) -> set[int]:
+    if report.errores and not skip_invalid:
+        raise LoadRejected(report)
+    return report.lineas_rechazadas
+
+
+async def _audit(conn: AsyncConnection, accion: str, report: LoadReport, actor: str) -> None:
+    await conn.execute(
+        text("INSERT INTO evento_auditoria (accion, actor, cantidad, detalle) VALUES (:a, :actor, :n, :d)"),
+        {
+            "a": accion,
+            "actor": actor,
+            "n": report.nuevos,
+            "d": orjson.dumps(
+                {
+                    "archivo": report.archivo,
+                    "leidos": report.leidos,
+                    "nuevos": report.nuevos,
+                    "existentes": report.existentes,
+                    "patrones_nuevos": report.patrones_nuevos,
+                    "actualizados": report.actualizados,
+                    "rechazados": len(report.lineas_rechazadas),
+                }
+            ).decode(),
+        },
+    )
+
+
+# ---------------------------------------------------------------- avisos
+
+_AVISO_COLUMNS = (*CAMPOS_CARGA_AVISO, "clase")
+_TYPED = {"valor_descuento": "numeric(12,4)", "fecha_emision": "date", "fecha_inicio_descuento": "date"}
+
+
+def _typed(alias: str, column: str) -> str:
+    return f"{alias}.{column}::{_TYPED[column]}" if column in _TYPED else f"{alias}.{column}"
+
+
+async def load_avisos(
+    conn: AsyncConnection,
+    path: Path,
+    *,
+    skip_invalid: bool = False,
+    today: dt.date | None = None,
+    progress: Progress | None = None,
+    actor: str = "operador",
+) -> LoadReport:
+    registry = dict((await conn.execute(text("SELECT nrp, rfc_patron FROM nrp"))).tuples().all())
+    ctx = _Context(today or dt.date.today(), await catalog_codes(conn), registry)
+    tipos = ctx.codes["tipos-aviso"]
+    report = LoadReport(path.name)
+    staging = _Staging(conn, "carga_aviso", _AVISO_COLUMNS)
+    await _stage(
+        path,
+        CAMPOS_CARGA_AVISO,
+        staging,
+        report,
+        lambda rec: _validate_aviso(rec, ctx),
+        lambda linea, rec: (linea, *(rec[c] for c in CAMPOS_CARGA_AVISO), tipos[rec["tipo_aviso"]]),
+        progress,
+    )
+    compared = [c for c in CAMPOS_CARGA_AVISO if c != "folio"]
+    # The same folio twice in one file must carry the same content.
+    repeated = await conn.execute(
+        text(
+            f"""SELECT folio, array_agg(linea ORDER BY linea) FROM carga_aviso GROUP BY folio
+                HAVING count(DISTINCT ({", ".join(_typed("carga_aviso", c) for c in compared)})) > 1"""
+        )
+    )
+    for folio, lines in repeated:
+        for linea in lines:
+            report.errores.append(
+                RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}")
+            )
+    # A published aviso never changes.
+    differs = " , ".join(
+        f"CASE WHEN {_typed('c', col)} IS DISTINCT FROM a.{col} THEN '{col}' END" for col in compared
+    )
+    conflicts = await conn.execute(
+        text(
+            f"""SELECT c.linea, c.folio, array_remove(ARRAY[{differs}], NULL)
+                FROM carga_aviso c JOIN aviso a ON a.folio = c.folio"""
+        )
+    )
+    for linea, folio, columns in conflicts:
+        if columns:
+            report.errores.append(
+                RowIssue(
+                    linea,
+                    "folio",
+                    f"{folio} ya está publicado con otro contenido ({', '.join(columns)}); "
+                    "un aviso no se modifica: publique la corrección con un folio nuevo",
+                )
+            )
+    await staging.discard(_reject_or_discard(report, skip_invalid))
+
+    staged = await conn.scalar(text("SELECT count(DISTINCT folio) FROM carga_aviso"))
+    insert_cols = ", ".join(_AVISO_COLUMNS)
+    result = await conn.execute(
+        text(
+            f"""INSERT INTO aviso ({insert_cols})
+                SELECT {", ".join(_typed("c", col) for col in _AVISO_COLUMNS)}
+                FROM (SELECT DISTINCT ON (folio) * FROM carga_aviso ORDER BY folio, linea) c
+                WHERE NOT EXISTS (SELECT 1 FROM aviso a WHERE a.folio = c.folio)
+                ORDER BY c.linea
+                ON CONFLICT (folio) DO NOTHING"""
+        )
+    )
+    report.nuevos = result.rowcount
+    report.existentes = staged - report.nuevos
+    await _audit(conn, "carga.avisos", report, actor)
+    return report
+
+
+# ---------------------------------------------------------------- patrones
+
+
+def _validate_patron(
+    rec: dict, seen_rfc: dict[str, str], seen_nrp: dict[str, str]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    errors, warnings = [], []
+    try:
+        warning = _rfc(rec["rfc"])
+        if warning:
+            warnings.append(("rfc", warning))
+    except IdentifierError as e:
+        errors.append(("rfc", str(e)))
+    try:
+        check_nrp(rec["nrp"])
+    except IdentifierError as e:
+        errors.append(("nrp", str(e)))
+    razon = rec["razon_social"].strip()
+    if not razon or len(razon) > 300 or not razon.isprintable():
+        errors.append(("razon_social", "debe tener de 1 a 300 caracteres imprimibles"))
+    if errors:
+        return errors, warnings
+    if seen_rfc.setdefault(rec["rfc"], razon) != razon:
+        errors.append(("razon_social", f"distinta de la de otra fila del mismo RFC: {seen_rfc[rec['rfc']]!r}"))
+    if seen_nrp.setdefault(rec["nrp"], rec["rfc"]) != rec["rfc"]:
+        errors.append(("nrp", f"{rec['nrp']} aparece también con el RFC {seen_nrp[rec['nrp']]}"))
+    return errors, warnings
+
+
+async def load_patrones(
+    conn: AsyncConnection,
+    path: Path,
+    *,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+    actor: str = "operador",
+) -> LoadReport:
+    """Adds employers and NRPs; a changed razón social is updated (the registry is not immutable),
+    but an NRP never moves to another employer."""
+    report = LoadReport(path.name)
+    staging = _Staging(conn, "carga_patron", CAMPOS_PATRONES)
+    seen_rfc: dict[str, str] = {}
+    seen_nrp: dict[str, str] = {}
+    await _stage(
+        path,
+        CAMPOS_PATRONES,
+        staging,
+        report,
+        lambda rec: _validate_patron(rec, seen_rfc, seen_nrp),
+        lambda linea, rec: (linea, rec["rfc"], rec["razon_social"].strip(), rec["nrp"]),
+        progress,
+    )
+    moved = await conn.execute(
+        text(
+            """SELECT c.linea, c.nrp, n.rfc_patron FROM carga_patron c
+               JOIN nrp n ON n.nrp = c.nrp WHERE n.rfc_patron <> c.rfc"""
+        )
+    )
+    for linea, nrp, owner in moved:
+        report.errores.append(RowIssue(linea, "nrp", f"{nrp} ya está registrado para el patrón {owner}"))
+    await staging.discard(_reject_or_discard(report, skip_invalid))
+
+    patrones = await conn.execute(
+        text(
+            """INSERT INTO patron (rfc, razon_social)
+               SELECT DISTINCT ON (rfc) rfc, razon_social FROM carga_patron ORDER BY rfc, linea
+               ON CONFLICT (rfc) DO UPDATE SET razon_social = EXCLUDED.razon_social
+               WHERE patron.razon_social IS DISTINCT FROM EXCLUDED.razon_social
+               RETURNING (xmax = 0) AS inserted"""
+        )
+    )
+    inserted = [row.inserted for row in patrones]
+    report.patrones_nuevos, report.actualizados = inserted.count(True), inserted.count(False)
+    nrps = await conn.execute(
+        text(
+            """INSERT INTO nrp (nrp, rfc_patron)
+               SELECT DISTINCT ON (nrp) nrp, rfc FROM carga_patron ORDER BY nrp, linea
+               ON CONFLICT (nrp) DO NOTHING"""
+        )
+    )
+    report.nuevos = nrps.rowcount
+    staged = await conn.scalar(text("SELECT count(DISTINCT nrp) FROM carga_patron"))
+    report.existentes = staged - report.nuevos
+    await _audit(conn, "carga.patrones", report, actor)
+    return report

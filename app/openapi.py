@@ -1,0 +1,32 @@
+"""openapi.yaml: generated from the app, committed, and checked for drift in `make test`."""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from app.problems import PROBLEM_MEDIA_TYPE
+from app.settings import Settings
+
+OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
+
+
+def _problem_media_type_only(spec: dict[str, Any]) -> None:
+    """FastAPI documents every `responses=` model as application/json; problems are problem+json."""
+    for operation in (op for path in spec.get("paths", {}).values() for op in path.values()):
+        for response in operation.get("responses", {}).values():
+            content = response.get("content", {})
+            if PROBLEM_MEDIA_TYPE in content and "application/json" in content:
+                content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+
+
+def openapi_document() -> dict[str, Any]:
+    from app.main import create_app
+
+    spec = create_app(Settings(database_url="postgresql://unused/unused")).openapi()
+    _problem_media_type_only(spec)
+    return spec
+
+
+def openapi_yaml() -> str:
+    return yaml.safe_dump(openapi_document(), sort_keys=False, allow_unicode=True, width=100)

@@ -1,0 +1,47 @@
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from app.db import Session
+from app.migrations import current_revision, head_revision
+from app.problems import Problem, problem_responses
+
+router = APIRouter(tags=["Operación"])
+
+
+class Estado(BaseModel):
+    estado: str
+
+
+class Preparacion(Estado):
+    migracion: str
+
+
+@router.get("/livez", summary="Vivacidad del proceso", operation_id="livez", response_model=Estado)
+async def livez() -> JSONResponse:
+    """Responde sin tocar dependencias: sirve para saber si el proceso vive."""
+    return JSONResponse({"estado": "vivo"})
+
+
+@router.get(
+    "/readyz",
+    summary="Preparación para recibir tráfico",
+    operation_id="readyz",
+    responses=problem_responses(503),
+)
+async def readyz(session: Session) -> Preparacion:
+    """200 cuando la base de datos responde y sus migraciones están al día; 503 en otro caso."""
+    try:
+        revision = await current_revision(await session.connection())
+    except Exception as e:  # any database failure means "not ready", never a 500
+        raise Problem(
+            503, "base_de_datos_no_disponible", "Servicio no disponible", "La base de datos no responde."
+        ) from e
+    if revision != head_revision():
+        raise Problem(
+            503,
+            "migraciones_pendientes",
+            "Servicio no disponible",
+            f"La base de datos está en la migración {revision}; se espera {head_revision()}. Ejecute `sia db upgrade`.",
+        )
+    return Preparacion(estado="listo", migracion=revision)

