@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime as dt
+import signal
 import sys
 import tempfile
 import time
@@ -28,8 +29,8 @@ load_cli = typer.Typer(help="Cargas del operador (COPY, validadas, idempotentes)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(load_cli, name="load")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
@@ -68,12 +69,27 @@ def serve(
     demo: Annotated[bool, typer.Option(help="Cargar los datos de demostración si la base está vacía.")] = False,
 ) -> None:
     """Sirve la API (con PostgreSQL embebido si DATABASE_URL no está definido)."""
+    settings = _settings()
+    configure_logging(json_logs=settings.json_logs)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal. Turning SIGTERM into
+    # SystemExit (as Python already does with SIGINT -> KeyboardInterrupt) unwinds through the `with` below,
+    # so the embedded PostgreSQL is stopped cleanly in both cases.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        _serve(settings, upgrade=upgrade, demo=demo)
+    except KeyboardInterrupt:
+        out.print("Detenido.")
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
     import uvicorn
 
     from app.main import create_app
 
-    settings = _settings()
-    configure_logging(json_logs=settings.json_logs)
     with database_url(settings) as url:
         if upgrade:
             upgrade_database(url, settings)
@@ -130,30 +146,36 @@ def _progress_printer(label: str, total_bytes: int) -> tuple[Callable[[int, int]
     return plain, lambda: None
 
 
-def _run_load(kind: str, file: Path, skip_invalid: bool, rejects: Path | None) -> None:
-    settings = _settings()
-    if not file.is_file():
-        err.print(f"[red]No existe el archivo {file}[/red]")
-        raise typer.Exit(2)
+def _load_file(
+    url: str,
+    kind: str,
+    file: Path,
+    *,
+    skip_invalid: bool = False,
+    rejects: Path | None = None,
+    actor: str = "operador",
+) -> None:
+    """One load in one transaction, reported for a person; exits non-zero when nothing could be loaded."""
     load = loaders.load_avisos if kind == "avisos" else loaders.load_patrones
     progress, stop = _progress_printer(f"Cargando {kind}", file.stat().st_size)
     started = time.monotonic()
-    with database_url(settings) as url:
-        try:
-            report = _in_transaction(url, lambda conn: load(conn, file, skip_invalid=skip_invalid, progress=progress))
-        except loaders.FileFormatError as e:
-            stop()
-            err.print(f"[red]{e}[/red]")
-            raise typer.Exit(2) from None
-        except loaders.LoadRejected as e:
-            stop()
-            for issue in e.report.errores:
-                err.print(str(issue), markup=False, highlight=False)
-            err.print(
-                f"[red]No se cargó nada:[/red] {len(e.report.lineas_rechazadas):,} filas inválidas de "
-                f"{e.report.leidos:,}. Corríjalas, o use --skip-invalid para cargar las válidas."
-            )
-            raise typer.Exit(1) from None
+    try:
+        report = _in_transaction(
+            url, lambda conn: load(conn, file, skip_invalid=skip_invalid, progress=progress, actor=actor)
+        )
+    except loaders.FileFormatError as e:
+        stop()
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    except loaders.LoadRejected as e:
+        stop()
+        for issue in e.report.errores:
+            err.print(str(issue), markup=False, highlight=False)
+        err.print(
+            f"[red]No se cargó nada:[/red] {len(e.report.lineas_rechazadas):,} filas inválidas de "
+            f"{e.report.leidos:,}. Corríjalas, o use --skip-invalid para cargar las válidas."
+        )
+        raise typer.Exit(1) from None
     stop()
     elapsed = time.monotonic() - started
     for issue in report.errores:
@@ -173,10 +195,20 @@ def _run_load(kind: str, file: Path, skip_invalid: bool, rejects: Path | None) -
     )
     unit = "NRP" if kind == "patrones" else "avisos"
     out.print(
-        f"{report.leidos:,} filas leídas en {elapsed:.1f} s ({report.leidos / max(elapsed, 1e-6):,.0f} filas/s): "
+        f"{kind}: {report.leidos:,} filas leídas en {elapsed:.1f} s "
+        f"({report.leidos / max(elapsed, 1e-6):,.0f} filas/s): "
         f"{report.nuevos:,} {unit} nuevos, {report.existentes:,} ya existían{extra}, "
         f"{len(report.lineas_rechazadas):,} rechazadas"
     )
+
+
+def _run_load(kind: str, file: Path, skip_invalid: bool, rejects: Path | None) -> None:
+    settings = _settings()
+    if not file.is_file():
+        err.print(f"[red]No existe el archivo {file}[/red]")
+        raise typer.Exit(2)
+    with database_url(settings) as url:
+        _load_file(url, kind, file, skip_invalid=skip_invalid, rejects=rejects)
 
 
 SkipInvalid = Annotated[
@@ -218,17 +250,8 @@ def _demo(url: str, *, avisos: int, patrones: int, seed: int) -> None:
             Path(folder), avisos=avisos, patrones=patrones, seed=seed, hasta=dt.date.today()
         )
         out.print(f"Datos generados en {time.monotonic() - started:.1f} s")
-        for kind, file in (("patrones", patrones_csv), ("avisos", avisos_ndjson)):
-            progress, stop = _progress_printer(f"Cargando {kind}", file.stat().st_size)
-            load = loaders.load_avisos if kind == "avisos" else loaders.load_patrones
-            started = time.monotonic()
-            report = _in_transaction(url, lambda conn: load(conn, file, progress=progress, actor="demo"))  # noqa: B023
-            stop()
-            elapsed = time.monotonic() - started
-            out.print(
-                f"{kind}: {report.nuevos:,} nuevos, {report.existentes:,} ya existían "
-                f"({elapsed:.1f} s, {report.leidos / max(elapsed, 1e-6):,.0f} filas/s)"
-            )
+        _load_file(url, "patrones", patrones_csv, actor="demo")
+        _load_file(url, "avisos", avisos_ndjson, actor="demo")
 
 
 @cli.command()
@@ -237,7 +260,8 @@ def demo(
     patrones: Annotated[int, typer.Option(min=1, help="Cuántos patrones generar.")] = 4,
     seed: Annotated[int, typer.Option(help="Semilla: el mismo valor da los mismos datos.")] = 2026,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Escribir patrones.csv y avisos.ndjson aquí en lugar de cargarlos.")
+        Path | None,
+        typer.Option("--out", help="Escribir patrones.csv y avisos.ndjson aquí en lugar de cargarlos."),
     ] = None,
 ) -> None:
     """Datos sintéticos deterministas con identificadores válidos (también para benchmarks)."""

@@ -368,7 +368,7 @@ async def load_avisos(
     progress: Progress | None = None,
     actor: str = "operador",
 ) -> LoadReport:
-    registry = dict((await conn.execute(text("SELECT nrp, rfc_patron FROM nrp"))).tuples().all())
+    registry = dict((await conn.execute(text("SELECT nrp, rfc_patron FROM nrp"))).all())
     ctx = _Context(today or dt.date.today(), await catalog_codes(conn), registry)
     tipos = ctx.codes["tipos-aviso"]
     report = LoadReport(path.name)
@@ -396,9 +396,7 @@ async def load_avisos(
                 RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}")
             )
     # A published aviso never changes.
-    differs = " , ".join(
-        f"CASE WHEN {_typed('c', col)} IS DISTINCT FROM a.{col} THEN '{col}' END" for col in compared
-    )
+    differs = " , ".join(f"CASE WHEN {_typed('c', col)} IS DISTINCT FROM a.{col} THEN '{col}' END" for col in compared)
     conflicts = await conn.execute(
         text(
             f"""SELECT c.linea, c.folio, array_remove(ARRAY[{differs}], NULL)

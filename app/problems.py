@@ -174,7 +174,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting problem+json errors of a route."""
     return {
-        status: {"model": ProblemDetail, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": _describe(status)}
+        status: {
+            "model": ProblemDetail,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "description": _describe(status),
+        }
         for status in statuses
     }
 

@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_json: bool | None = Field(default=None, description="JSON logs; default: on in production only.")
     catalogs_dir: Path | None = Field(
-        default=None, description="Folder of catalog CSVs replacing the shipped ones (Infonavit's official lists)."
+        default=None,
+        description="Folder of catalog CSVs replacing the shipped ones (Infonavit's official lists).",
     )
 
     @model_validator(mode="after")

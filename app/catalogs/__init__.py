@@ -80,7 +80,8 @@ async def _refuse_clase_change(conn: AsyncConnection, rows: list[dict]) -> None:
     for codigo, clase in used:
         if codigo in new_clase and new_clase[codigo] != clase:
             raise CatalogError(
-                f"tipo de aviso {codigo}: hay avisos publicados con clase {clase}; no puede cambiar a {new_clase[codigo]}"
+                f"tipo de aviso {codigo}: hay avisos publicados con clase {clase}; "
+                f"no puede cambiar a {new_clase[codigo]}"
             )
 
 
@@ -98,5 +99,5 @@ async def catalog_codes(conn: AsyncConnection) -> dict[str, dict[str, str | None
         table = catalogo.modelo.__table__
         clase = table.c.clase if "clase" in table.c else null()
         result = await conn.execute(select(table.c.codigo, clase))
-        codes[catalogo.nombre] = dict(result.tuples().all())
+        codes[catalogo.nombre] = dict(result.all())
     return codes

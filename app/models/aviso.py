@@ -37,6 +37,7 @@ class Xid8(UserDefinedType):
 # So that reflection (and the models-vs-migrations test) knows the type.
 ischema_names.setdefault("xid8", Xid8)
 
+
 class Aviso(Base):
     """Publication order is (publicacion_xid, id), read only below the oldest running transaction.
 

@@ -16,7 +16,9 @@ class EntradaCatalogo(BaseModel):
     codigo: str = Field(examples=["10"])
     descripcion: str = Field(examples=["Pronta culminación"])
     clase: str | None = Field(
-        default=None, description="Solo en tipos-aviso: retencion, modificacion o suspension.", examples=["suspension"]
+        default=None,
+        description="Solo en tipos-aviso: retencion, modificacion o suspension.",
+        examples=["suspension"],
     )
     provisional: bool = Field(
         description="true mientras Infonavit no publique su catálogo oficial y la entrada sea provisional.",

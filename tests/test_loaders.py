@@ -1,0 +1,233 @@
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from app import loaders
+from tests import factories as f
+
+
+async def _load_registry(connection, tmp_path: Path, patrones=None):
+    patrones = patrones or f.patrones()
+    return await loaders.load_patrones(connection, f.write_patrones_csv(tmp_path / "patrones.csv", patrones))
+
+
+async def _snapshot(connection) -> list[tuple]:
+    rows = await connection.execute(text("SELECT id, folio, valor_descuento, publicado_en FROM aviso ORDER BY id"))
+    return rows.all()
+
+
+def _bad(records: list[dict], index: int, **changes) -> list[dict]:
+    records = [dict(r) for r in records]
+    records[index].update(changes)
+    return records
+
+
+# ------------------------------------------------------------------ patrones
+
+
+async def test_patrones_load_and_reload_changes_nothing(connection, tmp_path):
+    patrones = f.patrones(3)
+    first = await _load_registry(connection, tmp_path, patrones)
+    n_nrps = sum(len(p.nrps) for p in patrones)
+    assert (first.nuevos, first.patrones_nuevos, first.existentes) == (n_nrps, 3, 0)
+    second = await _load_registry(connection, tmp_path, patrones)
+    assert (second.nuevos, second.patrones_nuevos, second.actualizados, second.existentes) == (
+        0,
+        0,
+        0,
+        n_nrps,
+    )
+    assert await connection.scalar(text("SELECT count(*) FROM nrp")) == n_nrps
+
+
+async def test_patrones_razon_social_is_updated(connection, tmp_path):
+    patrones = f.patrones(1)
+    await _load_registry(connection, tmp_path, patrones)
+    renamed = [patrones[0].__class__(patrones[0].rfc, "Nuevo Nombre, S.A. de C.V.", patrones[0].nrps)]
+    report = await _load_registry(connection, tmp_path, renamed)
+    assert report.actualizados == 1
+    assert await connection.scalar(text("SELECT razon_social FROM patron")) == "Nuevo Nombre, S.A. de C.V."
+
+
+async def test_patrones_nrp_never_moves_to_another_employer(connection, tmp_path):
+    a, b = f.patrones(2)
+    await _load_registry(connection, tmp_path, [a])
+    stolen = b.__class__(b.rfc, b.razon_social, (a.nrps[0],))
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await _load_registry(connection, tmp_path, [stolen])
+    [issue] = rejected.value.report.errores
+    assert (issue.linea, issue.campo) == (2, "nrp") and a.rfc in issue.motivo
+
+
+async def test_patrones_bad_rows(connection, tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text(
+        "rfc,razon_social,nrp\nEKU9003173C9,Escuela Kemper,Y5412345109\nEKU9003173C9,Otra Razón,Y5412345110\n"
+        "EKU900317,X,Y5412345111\nSAT970701NN3,,12\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_patrones(connection, path)
+    issues = {(i.linea, i.campo) for i in rejected.value.report.errores}
+    assert issues == {(3, "razon_social"), (4, "rfc"), (5, "razon_social"), (5, "nrp")}
+    assert await connection.scalar(text("SELECT count(*) FROM patron")) == 0
+
+
+# ------------------------------------------------------------------ avisos
+
+
+async def test_avisos_load_derives_clase_and_reload_changes_nothing(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    records = f.avisos(200)
+    path = f.write_ndjson(tmp_path / "avisos.ndjson", records)
+    first = await loaders.load_avisos(connection, path, today=f.TODAY)
+    assert (first.leidos, first.nuevos, first.existentes, first.errores) == (200, 200, 0, [])
+    wrong = await connection.scalar(
+        text("SELECT count(*) FROM aviso a JOIN tipo_aviso t ON t.codigo = a.tipo_aviso WHERE t.clase <> a.clase")
+    )
+    assert wrong == 0
+    stored = await connection.execute(
+        text("SELECT folio, valor_descuento::text, fecha_emision::text FROM aviso ORDER BY id")
+    )
+    assert [tuple(r) for r in stored] == [(r["folio"], r["valor_descuento"], r["fecha_emision"]) for r in records], (
+        "stored in file order, values exact"
+    )
+    before = await _snapshot(connection)
+    second = await loaders.load_avisos(connection, path, today=f.TODAY)
+    assert (second.nuevos, second.existentes) == (0, 200)
+    assert await _snapshot(connection) == before
+
+
+async def test_csv_and_ndjson_load_the_same(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    records = f.avisos(30)
+    report = await loaders.load_avisos(connection, f.write_csv(tmp_path / "a.csv", records), today=f.TODAY)
+    assert report.nuevos == 30
+    again = await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", records), today=f.TODAY)
+    assert (again.nuevos, again.existentes, again.errores) == (0, 30, [])
+
+
+async def test_one_bad_nss_loads_nothing_and_names_the_line(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    records = f.avisos(100)
+    nss = records[49]["nss"]
+    bad_nss = nss[:10] + str((int(nss[10]) + 1) % 10)
+    path = f.write_ndjson(tmp_path / "a.ndjson", _bad(records, 49, nss=bad_nss))
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, path, today=f.TODAY)
+    [issue] = rejected.value.report.errores
+    assert (issue.linea, issue.campo) == (50, "nss")
+    assert nss[10] in issue.motivo, "the reason names the expected check digit"
+    assert await connection.scalar(text("SELECT count(*) FROM aviso")) == 0
+
+
+async def test_skip_invalid_loads_good_rows_and_writes_rejects(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    records = _bad(f.avisos(20), 4, curp="XXXX")
+    path = f.write_csv(tmp_path / "a.csv", records)
+    report = await loaders.load_avisos(connection, path, skip_invalid=True, today=f.TODAY)
+    assert (report.nuevos, report.lineas_rechazadas) == (19, {6})  # line 1 is the header
+    rejects = tmp_path / "rechazos.csv"
+    assert loaders.write_rejects(path, report.lineas_rechazadas, rejects) == 1
+    lines = rejects.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("folio,") and records[4]["folio"] in lines[1] and len(lines) == 2
+
+
+async def test_published_folio_with_other_content_is_refused(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    records = f.avisos(10)
+    await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", records), today=f.TODAY)
+    changed = _bad(records, 3, valor_descuento="99.1234")
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "b.ndjson", changed), today=f.TODAY)
+    [issue] = rejected.value.report.errores
+    assert issue.linea == 4 and "valor_descuento" in issue.motivo and "folio nuevo" in issue.motivo
+    stored = await connection.scalar(
+        text("SELECT valor_descuento::text FROM aviso WHERE folio = :f"), {"f": records[3]["folio"]}
+    )
+    assert stored == records[3]["valor_descuento"]
+
+
+async def test_same_folio_twice_in_a_file(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    records = f.avisos(5)
+    identical = [*records, records[0]]
+    report = await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", identical), today=f.TODAY)
+    assert (report.nuevos, report.errores) == (5, [])
+    differing = [*records, {**records[1], "nombre_trabajador": "OTRO NOMBRE"}]
+    await connection.execute(text("DELETE FROM aviso"))
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "b.ndjson", differing), today=f.TODAY)
+    assert rejected.value.report.lineas_rechazadas == {2, 6}
+
+
+async def test_nrp_must_be_registered_and_belong_to_the_employer(connection, tmp_path):
+    a, b = f.patrones(2)
+    await _load_registry(connection, tmp_path, [a, b])
+    records = f.avisos(4, [a])
+    records = _bad(records, 0, nrp="Y9912345109")
+    records = _bad(records, 1, nrp=b.nrps[0])
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", records), today=f.TODAY)
+    motivos = {i.linea: i.motivo for i in rejected.value.report.errores}
+    assert "no está en el padrón" in motivos[1]
+    assert f"pertenece al patrón {b.rfc}" in motivos[2]
+
+
+async def test_every_bad_field_of_a_row_is_reported(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    [record] = f.avisos(1)
+    record.update(
+        tipo_aviso="99",
+        valor_descuento="20.5",
+        fecha_emision="2026-02-30",
+        tipo_descuento="9",
+        rfc_trabajador="abc",
+    )
+    record["valor_descuento"] = 20.5  # a JSON number: amounts must be exact strings
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", [record]), today=f.TODAY)
+    campos = {i.campo for i in rejected.value.report.errores}
+    assert campos == {"valor_descuento"}, "type errors are reported before field checks"
+    record["valor_descuento"] = "20.5"
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", [record]), today=f.TODAY)
+    campos = {i.campo for i in rejected.value.report.errores}
+    assert campos == {"tipo_aviso", "fecha_emision", "tipo_descuento", "rfc_trabajador"}
+
+
+async def test_future_and_unparseable_lines(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    records = _bad(f.avisos(2), 0, fecha_emision="2026-12-01")
+    path = f.write_ndjson(tmp_path / "a.ndjson", records)
+    with path.open("ab") as out:
+        out.write(b"{not json\n[1,2]\n" + b'{"folio": "X"}\n')
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, path, today=f.TODAY)
+    by_line = {}
+    for issue in rejected.value.report.errores:
+        by_line.setdefault(issue.linea, []).append(issue)
+    assert by_line[1][0].campo == "fecha_emision"
+    assert "JSON" in by_line[3][0].motivo and "objeto" in by_line[4][0].motivo
+    assert {i.campo for i in by_line[5]} >= {"nss", "curp"} and all("falta" in i.motivo for i in by_line[5])
+
+
+async def test_wrong_header_or_extension_refuses_the_file(connection, tmp_path):
+    bad_header = tmp_path / "a.csv"
+    bad_header.write_text("folio,nss\n1,2\n", encoding="utf-8")
+    with pytest.raises(loaders.FileFormatError, match="faltan: tipo_aviso"):
+        await loaders.load_avisos(connection, bad_header, today=f.TODAY)
+    with pytest.raises(loaders.FileFormatError, match="formato desconocido"):
+        await loaders.load_avisos(connection, tmp_path / "a.xlsx", today=f.TODAY)
+
+
+async def test_load_writes_an_audit_event(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", f.avisos(3)), today=f.TODAY)
+    row = (
+        await connection.execute(
+            text("SELECT actor, cantidad, detalle FROM evento_auditoria WHERE accion = 'carga.avisos'")
+        )
+    ).one()
+    assert row.actor == "operador" and row.cantidad == 3 and row.detalle["archivo"] == "a.ndjson"
