@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="SIA — Servicio de Intercomunicación de Avisos",
         version="1.0.0",
-        description=DESCRIPTION,
+        description=DESCRIPTION.strip(),
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )

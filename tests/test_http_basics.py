@@ -90,3 +90,26 @@ async def test_unexpected_error_is_a_problem_without_internals(app, client):
     assert body["code"] == "error_interno"
     assert "secreto" not in response.text
     assert response.headers["x-request-id"] == body["request_id"]
+
+
+async def test_readyz_503_when_database_unreachable(settings):
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from app.db import get_session
+    from app.main import create_app
+
+    app = create_app(settings)
+    engine = create_async_engine("postgresql+asyncpg://nadie@127.0.0.1:1/nada", connect_args={"timeout": 2})
+
+    async def unreachable():
+        async with AsyncSession(engine) as session:
+            yield session
+
+    app.dependency_overrides[get_session] = unreachable
+    import httpx2
+
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.get("/readyz")
+    await engine.dispose()
+    assert response.status_code == 503
+    assert response.json()["code"] == "base_de_datos_no_disponible"

@@ -36,6 +36,7 @@ class Catalogo(BaseModel):
     "/{nombre}",
     summary="Consultar un catálogo",
     operation_id="consultarCatalogo",
+    response_description="El catálogo con sus entradas ordenadas por código.",
     responses=problem_responses(422),
 )
 async def consultar_catalogo(nombre: NombreCatalogo, session: Session) -> Catalogo:

@@ -17,7 +17,13 @@ class Preparacion(Estado):
     migracion: str
 
 
-@router.get("/livez", summary="Vivacidad del proceso", operation_id="livez", response_model=Estado)
+@router.get(
+    "/livez",
+    summary="Vivacidad del proceso",
+    operation_id="livez",
+    response_model=Estado,
+    response_description="El proceso está vivo.",
+)
 async def livez() -> JSONResponse:
     """Responde sin tocar dependencias: sirve para saber si el proceso vive."""
     return JSONResponse({"estado": "vivo"})
@@ -27,6 +33,7 @@ async def livez() -> JSONResponse:
     "/readyz",
     summary="Preparación para recibir tráfico",
     operation_id="readyz",
+    response_description="Listo: base de datos accesible y migraciones al día.",
     responses=problem_responses(503),
 )
 async def readyz(session: Session) -> Preparacion:

@@ -1,0 +1,50 @@
+"""The contract: openapi.yaml is valid, and no route answers malformed input with a 500."""
+
+import pytest
+import yaml
+from openapi_spec_validator import validate
+
+from app.openapi import OPENAPI_PATH
+from app.problems import PROBLEM_MEDIA_TYPE
+
+
+def test_openapi_yaml_is_a_valid_openapi_document():
+    validate(yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8")))
+
+
+def test_every_documented_error_is_a_problem():
+    spec = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert list(response["content"]) == [PROBLEM_MEDIA_TYPE], (method, path, status)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+GARBAGE = [
+    "/v1/catalogos/%00",
+    "/v1/catalogos/" + "x" * 5000,
+    "/v1/catalogos/tipos-aviso%ff%fe",
+    "/v1/catalogos/%F0%9F%92%A5",
+    "/v1/catalogos/tipos-aviso?limite=-1&%ff=%fe",
+    "/v1/catalogos/../../etc/passwd",
+    "/readyz?x=" + "%" * 300,
+    "/%",
+]
+
+
+@pytest.mark.parametrize("path", GARBAGE)
+async def test_malformed_requests_get_problems_not_500(client, path):
+    response = await client.get(path)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+        assert response.json()["code"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+async def test_wrong_methods_with_garbage_bodies(client, method):
+    response = await client.request(method, "/v1/catalogos/tipos-aviso", content=b"\xff\x00{not json")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
