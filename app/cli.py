@@ -26,8 +26,12 @@ from app.settings import Settings
 cli = typer.Typer(help="SIA — Servicio de Intercomunicación de Avisos.", no_args_is_help=True)
 db_cli = typer.Typer(help="Base de datos.", no_args_is_help=True)
 load_cli = typer.Typer(help="Cargas del operador (COPY, validadas, idempotentes).", no_args_is_help=True)
+keys_cli = typer.Typer(help="Llaves de firma de tokens y sellos.", no_args_is_help=True)
+efirma_cli = typer.Typer(help="e.firma: firmar retos y archivos de demostración.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(load_cli, name="load")
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(efirma_cli, name="efirma")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -95,6 +99,7 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
             upgrade_database(url, settings)
         if demo:
             _load_demo_if_empty(url, settings)
+            _ensure_demo_efirma(settings)
         app = create_app(settings.model_copy(update={"database_url": url}))
         base = f"http://{settings.host}:{settings.port}"
         out.print(f"SIA escuchando en {base}  ·  documentación: {base}/docs  ·  Ctrl-C para detener")
@@ -275,6 +280,112 @@ def demo(
     settings = _settings()
     with database_url(settings) as url:
         _demo(url, avisos=avisos, patrones=patrones, seed=seed)
+
+
+# ------------------------------------------------------------------ keys and e.firma
+
+
+@keys_cli.command("rotate")
+def keys_rotate(
+    sellos: Annotated[
+        bool, typer.Option("--sellos", help="Rotar la llave de sellos de acuses, no la de tokens.")
+    ] = False,
+) -> None:
+    """Agrega una llave nueva que firma desde ahora; la anterior sigue publicada en el JWKS mientras
+    haya tokens suyos vigentes (las de sellos, siempre)."""
+    from app.security.keys import rotate
+
+    settings = _settings()
+    folder = settings.keys_dir / ("sellos" if sellos else "tokens")
+    key = rotate(folder)
+    out.print(f"Llave nueva {key.kid} en {folder}")
+
+
+@efirma_cli.command("firmar")
+def efirma_firmar(
+    cer: Annotated[
+        Path, typer.Option(help="El .cer de la e.firma (para comprobar que llave y certificado son pareja).")
+    ],
+    key: Annotated[Path, typer.Option(help="El .key de la e.firma.")],
+    reto: Annotated[str, typer.Option(help="El reto tal como lo devolvió POST /v1/efirma/retos (base64).")],
+    password_file: Annotated[Path | None, typer.Option(help="Archivo con la contraseña de la llave.")] = None,
+) -> None:
+    """Imprime la firma (base64) del reto con la llave de la e.firma: RSA PKCS#1 v1.5, SHA-256."""
+    import base64
+    import binascii
+
+    from app.security import efirma
+
+    password = (
+        password_file.read_text(encoding="utf-8").strip()
+        if password_file
+        else typer.prompt("Contraseña de la llave privada", hide_input=True)
+    )
+    try:
+        private_key = efirma.load_private_key(key.read_bytes(), password.encode())
+        certificate = efirma.parse_certificate(cer.read_bytes())
+        base64.b64decode(reto, validate=True)
+    except efirma.EfirmaError as e:
+        err.print(f"[red]{e.detail}[/red]")
+        raise typer.Exit(1) from None
+    except (binascii.Error, ValueError):
+        err.print("[red]El reto no es base64 válido.[/red]")
+        raise typer.Exit(1) from None
+    if certificate.public_key().public_numbers() != private_key.public_key().public_numbers():
+        err.print("[red]La llave no corresponde a ese certificado.[/red]")
+        raise typer.Exit(1)
+    typer.echo(efirma.sign_reto(private_key, reto))
+
+
+DEMO_DEVELOPER = {"rfc": "XIQB891116QE4", "curp": "XIQB891116MGRMZR05", "nombre": "BERENICE XIQUE QUINTERO"}
+
+
+def _ensure_demo_efirma(settings: Settings, *, force: bool = False) -> Path:
+    """A demo CA (trusted in development through the default SIA_EFIRMA_TRUST_DIR) and e.firma files for
+    the demo employers and a demo developer, in the data folder."""
+    from app.demo import demo_patrones
+    from app.security import efirma_demo
+
+    folder = settings.resolved_data_dir / "efirma-demo"
+    if (folder / "ca" / "ac-demo.cer").exists() and not force:
+        return folder
+    ca = efirma_demo.make_ca()
+    (folder / "ca").mkdir(parents=True, exist_ok=True)
+    from cryptography.hazmat.primitives import serialization
+
+    (folder / "ca" / "ac-demo.cer").write_bytes(ca.cert.public_bytes(serialization.Encoding.DER))
+    people = [{"rfc": p.rfc, "nombre": p.razon_social.upper(), "curp": None} for p in demo_patrones(4)] + [
+        DEMO_DEVELOPER
+    ]
+    for person in people:
+        cert, key = efirma_demo.make_efirma(ca, rfc=person["rfc"], nombre=person["nombre"], curp=person["curp"])
+        efirma_demo.write_efirma(folder, person["rfc"], cert, key)
+    out.print(
+        f"e.firmas de demostración en {folder} (contraseña de las llaves: "
+        f"{efirma_demo.DEMO_KEY_PASSWORD.decode()}): " + ", ".join(p["rfc"] for p in people)
+    )
+    return folder
+
+
+@efirma_cli.command("demo")
+def efirma_demo_command(
+    force: Annotated[bool, typer.Option("--force", help="Rehacer la AC y los archivos aunque existan.")] = False,
+) -> None:
+    """Crea una AC de demostración y archivos .cer/.key para los patrones de demostración y un desarrollador."""
+    settings = _settings()
+    folder = _ensure_demo_efirma(settings, force=force)
+    if settings.efirma_trust_dir is None:
+        out.print(f"En desarrollo el servicio confía en {settings.trust_dir} (SIA_EFIRMA_TRUST_DIR por omisión).")
+    else:
+        out.print(f"Para confiar en ella, copie {folder / 'ca' / 'ac-demo.cer'} a {settings.efirma_trust_dir}.")
+
+
+@cli.command()
+def otp(secreto: Annotated[str, typer.Argument(help="El secreto TOTP (base32) de POST /v1/contrasenas.")]) -> None:
+    """Imprime el código TOTP vigente de un secreto (lo que haría una app autenticadora)."""
+    from app.security import totp
+
+    typer.echo(totp.current_code(secreto))
 
 
 # ------------------------------------------------------------------ openapi

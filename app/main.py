@@ -1,5 +1,6 @@
 """The FastAPI application, built by create_app(settings): no engine or app at import time."""
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,8 +9,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app.db import Database
+from app.deps import Keys
 from app.problems import install_problem_handlers
-from app.routers import catalogos, health
+from app.routers import catalogos, health, identidad
+from app.security.keys import KeyRing, rotate
 from app.settings import Settings
 
 DESCRIPTION = """
@@ -26,6 +29,25 @@ def _operation_id(route: APIRoute) -> str:
     return route.operation_id or route.name
 
 
+def load_keys(settings: Settings) -> Keys:
+    """Token keys are published until their tokens expire; seal keys forever (acuses outlive rotations)."""
+    ttl = dt.timedelta(minutes=settings.token_ttl_minutes + 1)
+    folders = {"tokens": settings.keys_dir / "tokens", "sellos": settings.keys_dir / "sellos"}
+    pems = {"tokens": settings.token_key_pem, "sellos": settings.seal_key_pem}
+    rings = {}
+    for name, folder in folders.items():
+        pem = pems[name]
+        ring = KeyRing(
+            folder, retain=ttl if name == "tokens" else None, pem=pem.get_secret_value().encode() if pem else None
+        )
+        if ring.empty:
+            if settings.env == "production":
+                raise RuntimeError(f"no hay llave de firma en {folder}: ejecute `sia keys rotate` antes de servir")
+            rotate(folder)  # development and tests: a key on first start
+        rings[name] = ring
+    return Keys(tokens=rings["tokens"], sellos=rings["sellos"])
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict]:
@@ -33,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise RuntimeError("create_app necesita settings.database_url (sia serve lo resuelve)")
         database = Database.connect(settings.database_url)
         try:
-            yield {"database": database, "settings": settings}
+            yield {"database": database, "settings": settings, "keys": load_keys(settings)}
         finally:
             await database.dispose()
 
@@ -48,4 +70,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     app.include_router(health.router)
     app.include_router(catalogos.router)
+    app.include_router(identidad.router)
     return app

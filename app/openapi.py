@@ -12,12 +12,19 @@ OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
 
 
 def _problem_media_type_only(spec: dict[str, Any]) -> None:
-    """FastAPI documents every `responses=` model as application/json; problems are problem+json."""
+    """FastAPI documents every `responses=` model as application/json, and request validation errors with
+    its own HTTPValidationError; here both are what the handlers really send: problem+json."""
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
     for operation in (op for path in spec.get("paths", {}).values() for op in path.values()):
-        for response in operation.get("responses", {}).values():
+        for status, response in operation.get("responses", {}).items():
             content = response.get("content", {})
             if PROBLEM_MEDIA_TYPE in content and "application/json" in content:
                 content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+            elif status == "422" and "HTTPValidationError" in str(content):
+                response.update(description="Parámetros o cuerpo inválidos (`solicitud_invalida`).", content=problem)
+    schemas = spec.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
 
 
 def openapi_document() -> dict[str, Any]:

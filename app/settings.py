@@ -1,11 +1,13 @@
 """Settings from the environment (prefix SIA_, except the conventional DATABASE_URL)."""
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only secret: production refuses to start with it (see _refuse_defaults_in_production).
+DEV_TOTP_ENCRYPTION_KEY = "c2lhLWRlc2Fycm9sbG8tc29sby1uby1wcm9kdWNjaW8="
 
 
 class Settings(BaseSettings):
@@ -26,16 +28,68 @@ class Settings(BaseSettings):
         description="Folder of catalog CSVs replacing the shipped ones (Infonavit's official lists).",
     )
 
+    # e.firma
+    efirma_trust_dir: Path | None = Field(
+        default=None,
+        description="Folder of trusted SAT CA certificates (DER or PEM). Development default: the demo CA.",
+    )
+    reto_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+
+    # credentials and tokens
+    totp_encryption_key: SecretStr = Field(
+        default=SecretStr(DEV_TOTP_ENCRYPTION_KEY), description="Fernet key that encrypts TOTP secrets at rest."
+    )
+    token_ttl_minutes: int = Field(default=5, ge=1, le=60)
+    token_issuer: str = "https://sia.infonavit.org.mx"
+    token_audience: str = "sia-api"
+    token_key_pem: SecretStr | None = Field(
+        default=None, description="ES256 private key (PEM) for access tokens; default: keys/tokens/ in the data folder."
+    )
+    seal_key_pem: SecretStr | None = Field(
+        default=None, description="ES256 private key (PEM) for acuse seals; default: keys/sellos/ in the data folder."
+    )
+    totp_max_failures: int = Field(default=5, ge=1, description="Failed token attempts before the RFC is locked.")
+    lockout_minutes: int = Field(default=15, ge=1)
+
+    # e-mail: SMTP when a host is set, otherwise .eml files in the data folder's outbox/
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "SIA Infonavit <no-responder@sia.infonavit.org.mx>"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+
     @model_validator(mode="after")
     def _refuse_defaults_in_production(self) -> "Settings":
-        if self.env == "production" and not self.database_url:
+        if self.env != "production":
+            return self
+        problems = []
+        if not self.database_url:
             # The embedded server is a development convenience: production data needs a managed PostgreSQL.
-            raise ValueError("SIA_ENV=production requiere DATABASE_URL; el PostgreSQL embebido es solo para desarrollo")
+            problems.append("DATABASE_URL es obligatorio (el PostgreSQL embebido es solo para desarrollo)")
+        if self.totp_encryption_key.get_secret_value() == DEV_TOTP_ENCRYPTION_KEY:
+            problems.append("SIA_TOTP_ENCRYPTION_KEY no puede ser la clave de desarrollo")
+        if self.efirma_trust_dir is None:
+            problems.append("SIA_EFIRMA_TRUST_DIR es obligatorio (certificados de las AC del SAT)")
+        if problems:
+            raise ValueError("SIA_ENV=production: " + "; ".join(problems))
         return self
 
-    @cached_property
+    @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def trust_dir(self) -> Path:
+        return self.efirma_trust_dir or self.resolved_data_dir / "efirma-demo" / "ca"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.resolved_data_dir / "outbox"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.resolved_data_dir / "keys"
 
     @property
     def json_logs(self) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import httpx2
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
@@ -95,9 +96,25 @@ def database_url(new_database: Callable[..., str]) -> str:
     return new_database()
 
 
+SAT_TESTDATA = Path(os.environ.get("SIA_SAT_TESTDATA", REPO.parent / "shared" / "testdata" / "sat"))
+
+
 @pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(database_url=database_url, env="test", data_dir=tmp_path_factory.mktemp("data"))
+def sat() -> Path:
+    """SAT's public test e.firma files and CAs (shared/testdata/sat beside the checkout)."""
+    if not (SAT_TESTDATA / "EKU9003173C9_fiel.cer").exists():
+        pytest.fail(f"SAT test files not found in {SAT_TESTDATA}; set SIA_SAT_TESTDATA")
+    return SAT_TESTDATA
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, sat: Path) -> Settings:
+    trust = tmp_path_factory.mktemp("trust")
+    for ca in (sat / "ca").iterdir():
+        shutil.copy(ca, trust / ca.name)
+    return Settings(
+        database_url=database_url, env="test", data_dir=tmp_path_factory.mktemp("data"), efirma_trust_dir=trust
+    )
 
 
 @pytest.fixture(scope="session")
@@ -125,8 +142,14 @@ async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
 
 
 @pytest.fixture
-def app(settings: Settings, connection: AsyncConnection):
-    app = create_app(settings)
+def app_settings(settings: Settings) -> Settings:
+    """The settings of the app under test; a test module overrides this fixture to change them."""
+    return settings
+
+
+@pytest.fixture
+def app(app_settings: Settings, connection: AsyncConnection):
+    app = create_app(app_settings)
 
     async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
         # The app's commit releases a savepoint; the test's rollback undoes everything.
@@ -142,6 +165,8 @@ def app(settings: Settings, connection: AsyncConnection):
 
 @pytest.fixture
 async def client(app) -> AsyncIterator[httpx2.AsyncClient]:
-    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
+    # The lifespan runs (key rings, settings in the request state); the session is the test's.
+    async with LifespanManager(app) as manager:
+        transport = httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client

@@ -4,15 +4,20 @@ from app.models.auditoria import EventoAuditoria
 from app.models.aviso import Aviso
 from app.models.base import Base
 from app.models.catalogo import EstatusCredito, TipoAviso, TipoCredito, TipoDescuento
+from app.models.identidad import Acuse, BloqueoToken, Credencial, Reto
 from app.models.patron import Nrp, Patron
 
 __all__ = [
+    "Acuse",
     "Aviso",
     "Base",
+    "BloqueoToken",
+    "Credencial",
     "EstatusCredito",
     "EventoAuditoria",
     "Nrp",
     "Patron",
+    "Reto",
     "TipoAviso",
     "TipoCredito",
     "TipoDescuento",

@@ -1,0 +1,300 @@
+"""Identity flows: challenges, passwords (issue, renew, cancel) proven with an e.firma, and the token
+exchange (RFC + password + TOTP). Routers call these; these raise Problem for the client's mistakes."""
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import acuses
+from app.deps import Keys
+from app.mail import MailError, send_mail
+from app.models import BloqueoToken, Credencial, Reto
+from app.problems import Problem
+from app.security import efirma, passwords, tokens, totp
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PruebaEfirma:
+    reto_id: uuid.UUID
+    certificado: str  # base64 of the .cer
+    firma: str  # base64 of the signature over the decoded reto
+
+
+@dataclass(frozen=True)
+class CredencialEmitida:
+    rfc: str
+    correo: str
+    secreto_totp: str
+    uri_totp: str
+    folio_acuse: str
+
+
+# ------------------------------------------------------------------ challenges
+
+
+async def create_reto(session: AsyncSession, rfc: str, settings: Settings, now: dt.datetime) -> Reto:
+    reto = Reto(
+        id=uuid.uuid4(),
+        rfc=rfc,
+        reto=secrets.token_bytes(32),
+        creado_en=now,
+        expira_en=now + dt.timedelta(seconds=settings.reto_ttl_seconds),
+    )
+    session.add(reto)
+    await session.flush()
+    return reto
+
+
+def _b64(value: str, code: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Problem(422, code, "Dato inválido", f"{what} debe venir en base64.") from None
+
+
+async def _prove(session: AsyncSession, prueba: PruebaEfirma, settings: Settings, now: dt.datetime):
+    """Consumes the challenge and returns the proven e.firma identity, or raises the precise problem."""
+    reto = await session.scalar(select(Reto).where(Reto.id == prueba.reto_id).with_for_update())
+    if reto is None:
+        raise Problem(404, "reto_desconocido", "Reto desconocido", "No existe ese reto_id; pida uno nuevo.")
+    if reto.usado_en is not None:
+        raise Problem(409, "reto_usado", "Reto ya usado", "Cada reto sirve una sola vez; pida uno nuevo.")
+    if now >= reto.expira_en:
+        raise Problem(
+            410, "reto_vencido", "Reto vencido", f"El reto venció a las {reto.expira_en:%H:%M:%S} UTC; pida uno nuevo."
+        )
+    certificado = _b64(prueba.certificado, "certificado_ilegible", "certificado")
+    firma = _b64(prueba.firma, "firma_invalida", "firma")
+    anchors = efirma.load_trust_anchors(settings.trust_dir)
+    try:
+        # Chain building and RSA verification are CPU work: off the event loop.
+        identity = await asyncio.to_thread(
+            efirma.validate_efirma, certificado, firma, reto.reto, rfc_esperado=reto.rfc, anchors=anchors, now=now
+        )
+    except efirma.EfirmaError as e:
+        raise Problem(422, e.code, "e.firma no aceptada", e.detail) from None
+    reto.usado_en = now
+    return identity
+
+
+async def _active_credential(session: AsyncSession, rfc: str) -> Credencial | None:
+    return await session.scalar(
+        select(Credencial).where(Credencial.rfc == rfc, Credencial.estado == "activa").with_for_update()
+    )
+
+
+def mask_email(correo: str) -> str:
+    user, _, domain = correo.partition("@")
+    return f"{user[:1]}{'*' * max(len(user) - 1, 3)}@{domain}"
+
+
+async def _new_credential(
+    session: AsyncSession,
+    keys: Keys,
+    settings: Settings,
+    identity: efirma.EfirmaIdentity,
+    correo: str,
+    tipo: str,
+    now: dt.datetime,
+) -> CredencialEmitida:
+    password = passwords.new_password()
+    secret = totp.new_secret()
+    credential = Credencial(
+        id=uuid.uuid4(),
+        rfc=identity.rfc,
+        correo=correo,
+        hash_contrasena=await passwords.hash_password(password),
+        totp_cifrado=totp.encrypt(secret, settings.totp_encryption_key.get_secret_value()),
+        estado="activa",
+        certificado_numero=identity.numero_certificado,
+        creada_en=now,
+    )
+    session.add(credential)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Another request for the same RFC won the race for the one active credential.
+        raise Problem(
+            409, "contrasena_activa", "Ya tiene contraseña", f"{identity.rfc} ya tiene una contraseña activa."
+        ) from None
+    acuse = await acuses.issue_acuse(
+        session,
+        keys.sellos,
+        tipo=tipo,
+        partes=[identity.rfc],
+        datos={
+            "rfc": identity.rfc,
+            "nombre": identity.nombre,
+            "correo": mask_email(correo),
+            "certificado_efirma": identity.numero_certificado,
+        },
+        now=now,
+        credencial_id=credential.id,
+    )
+    body = (
+        f"Contraseña del Servicio de Intercomunicación de Avisos para el RFC {identity.rfc}:\n\n"
+        f"    {password}\n\n"
+        "Guárdela en el sistema de nómina que llamará al servicio; nadie se la pedirá por otro medio.\n"
+        f"Acuse: {acuse.folio}\n"
+    )
+    # Sent before the transaction commits: if the mail cannot go out, no credential exists that nobody knows.
+    try:
+        await send_mail(settings, correo, f"SIA: contraseña para {identity.rfc}", body)
+    except MailError as e:
+        log.error("mail failed: %s", e)
+        raise Problem(
+            503, "correo_no_enviado", "Correo no enviado", "No se pudo enviar el correo; reintente más tarde."
+        ) from None
+    return CredencialEmitida(identity.rfc, correo, secret, totp.provisioning_uri(secret, identity.rfc), acuse.folio)
+
+
+async def issue_password(
+    session: AsyncSession, keys: Keys, settings: Settings, prueba: PruebaEfirma, correo: str, now: dt.datetime
+) -> CredencialEmitida:
+    identity = await _prove(session, prueba, settings, now)
+    if await _active_credential(session, identity.rfc) is not None:
+        raise Problem(
+            409,
+            "contrasena_activa",
+            "Ya tiene contraseña",
+            f"{identity.rfc} ya tiene una contraseña activa. Para obtener otra use POST /v1/contrasenas/renovacion.",
+        )
+    return await _new_credential(session, keys, settings, identity, correo, "contrasena.emision", now)
+
+
+async def _end_active(session: AsyncSession, rfc: str, estado: str, now: dt.datetime) -> Credencial:
+    current = await _active_credential(session, rfc)
+    if current is None:
+        raise Problem(
+            409,
+            "sin_contrasena_activa",
+            "Sin contraseña activa",
+            f"{rfc} no tiene una contraseña activa; pida una con POST /v1/contrasenas.",
+        )
+    current.estado, current.terminada_en = estado, now
+    await session.flush()
+    return current
+
+
+async def renew_password(
+    session: AsyncSession, keys: Keys, settings: Settings, prueba: PruebaEfirma, correo: str | None, now: dt.datetime
+) -> CredencialEmitida:
+    identity = await _prove(session, prueba, settings, now)
+    old = await _end_active(session, identity.rfc, "renovada", now)
+    return await _new_credential(session, keys, settings, identity, correo or old.correo, "contrasena.renovacion", now)
+
+
+async def cancel_password(
+    session: AsyncSession, keys: Keys, settings: Settings, prueba: PruebaEfirma, now: dt.datetime
+) -> str:
+    identity = await _prove(session, prueba, settings, now)
+    old = await _end_active(session, identity.rfc, "cancelada", now)
+    acuse = await acuses.issue_acuse(
+        session,
+        keys.sellos,
+        tipo="contrasena.cancelacion",
+        partes=[identity.rfc],
+        datos={"rfc": identity.rfc, "nombre": identity.nombre, "certificado_efirma": identity.numero_certificado},
+        now=now,
+        credencial_id=old.id,
+    )
+    return identity.rfc, acuse.folio
+
+
+# ------------------------------------------------------------------ tokens
+
+
+class TokenError(Exception):
+    """An RFC 6749 §5.2 error."""
+
+    def __init__(self, error: str, description: str, status: int = 400, retry_after: int | None = None) -> None:
+        super().__init__(error)
+        self.error, self.description, self.status, self.retry_after = error, description, status, retry_after
+
+
+BAD_CREDENTIALS = TokenError("invalid_client", "RFC, contraseña o código OTP incorrectos.", status=401)
+
+
+async def _locked_for(session: AsyncSession, rfc: str, now: dt.datetime) -> int | None:
+    until = await session.scalar(select(BloqueoToken.bloqueado_hasta).where(BloqueoToken.rfc == rfc))
+    return int((until - now).total_seconds()) + 1 if until and until > now else None
+
+
+async def _record_failure(session: AsyncSession, rfc: str, settings: Settings, now: dt.datetime) -> None:
+    window = dt.timedelta(minutes=settings.lockout_minutes)
+    in_window = BloqueoToken.primer_fallo > now - window
+    # Failures count within a window; enough of them lock the RFC (known or not) for a while.
+    counted = await session.execute(
+        insert(BloqueoToken)
+        .values(rfc=rfc, fallos=1, primer_fallo=now)
+        .on_conflict_do_update(
+            index_elements=["rfc"],
+            set_={
+                "fallos": case((in_window, BloqueoToken.fallos + 1), else_=1),
+                "primer_fallo": case((in_window, BloqueoToken.primer_fallo), else_=now),
+            },
+        )
+        .returning(BloqueoToken.fallos)
+    )
+    if counted.scalar_one() >= settings.totp_max_failures:
+        await session.execute(
+            update(BloqueoToken)
+            .where(BloqueoToken.rfc == rfc)
+            .values(bloqueado_hasta=now + window, fallos=0, primer_fallo=now)
+        )
+
+
+async def exchange_token(
+    session: AsyncSession, keys: Keys, settings: Settings, *, rfc: str, password: str, otp: str, now: dt.datetime
+) -> tuple[str, int]:
+    """(access token, seconds to expiry); raises TokenError. An unknown RFC costs one Argon2 verify too."""
+    retry = await _locked_for(session, rfc, now)
+    if retry is not None:
+        raise TokenError(
+            "invalid_client", f"Demasiados intentos fallidos; reintente en {retry} s.", status=429, retry_after=retry
+        )
+    credential = await session.scalar(select(Credencial).where(Credencial.rfc == rfc, Credencial.estado == "activa"))
+    password_ok = await passwords.verify_password(password, credential.hash_contrasena if credential else None)
+    step = None
+    if credential is not None and password_ok:
+        secret = totp.decrypt(credential.totp_cifrado, settings.totp_encryption_key.get_secret_value())
+        step = totp.matched_step(secret, otp, now)
+    if credential is not None and step is not None:
+        # Accept each step at most once, even across replicas: only a later step moves the mark.
+        accepted = await session.execute(
+            update(Credencial)
+            .where(
+                Credencial.id == credential.id,
+                (Credencial.totp_ultimo_paso.is_(None)) | (Credencial.totp_ultimo_paso < step),
+            )
+            .values(totp_ultimo_paso=step)
+        )
+        if accepted.rowcount == 1:
+            await session.execute(delete(BloqueoToken).where(BloqueoToken.rfc == rfc))
+            ttl = dt.timedelta(minutes=settings.token_ttl_minutes)
+            token = tokens.issue_access_token(
+                keys.tokens,
+                sub=rfc,
+                credencial_id=credential.id,
+                issuer=settings.token_issuer,
+                audience=settings.token_audience,
+                ttl=ttl,
+                now=now,
+            )
+            return token, int(ttl.total_seconds())
+        log.warning("totp replay refused for a credential")
+    await _record_failure(session, rfc, settings, now)
+    raise BAD_CREDENTIALS

@@ -1,0 +1,270 @@
+"""e.firma challenges, passwords, tokens, JWKS and acuses: HTTP in, service calls, HTTP out."""
+
+import base64
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, EmailStr, Field
+
+from app import acuses, credenciales
+from app.db import Session
+from app.deps import KeysDep, SettingsDep
+from app.identifiers import RFC
+from app.problems import Problem, problem_responses
+from app.security import tokens
+from app.security.caller import CurrentCaller
+
+router = APIRouter()
+EJEMPLO_RFC = "EKU9003173C9"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# ------------------------------------------------------------------ retos
+
+
+class SolicitudReto(BaseModel):
+    rfc: RFC = Field(examples=[EJEMPLO_RFC])
+
+
+class RetoEmitido(BaseModel):
+    reto_id: uuid.UUID
+    reto: str = Field(description="32 bytes aleatorios en base64: firme los bytes decodificados.")
+    expira_en: dt.datetime
+
+
+@router.post(
+    "/v1/efirma/retos",
+    tags=["e.firma"],
+    status_code=201,
+    summary="Pedir un reto para firmar con la e.firma",
+    operation_id="crearReto",
+    response_description="El reto, de un solo uso y vigencia de minutos.",
+    responses=problem_responses(422),
+)
+async def crear_reto(body: SolicitudReto, session: Session, settings: SettingsDep) -> RetoEmitido:
+    """Primer paso para obtener, renovar o cancelar una contraseña: firme el reto con la llave privada de la
+    e.firma del RFC (RSA PKCS#1 v1.5 con SHA-256 sobre los bytes decodificados), p. ej. con `sia efirma firmar`."""
+    reto = await credenciales.create_reto(session, body.rfc, settings, _now())
+    return RetoEmitido(reto_id=reto.id, reto=base64.b64encode(reto.reto).decode(), expira_en=reto.expira_en)
+
+
+# ------------------------------------------------------------------ contraseñas
+
+EFIRMA_ERRORS = problem_responses(404, 409, 410, 422, 503)
+
+
+class PruebaEfirma(BaseModel):
+    reto_id: uuid.UUID
+    certificado: str = Field(description="El archivo .cer de la e.firma, en base64.", max_length=20_000)
+    firma: str = Field(description="Firma del reto en base64 (RSA PKCS#1 v1.5, SHA-256).", max_length=4_000)
+
+    def prueba(self) -> credenciales.PruebaEfirma:
+        return credenciales.PruebaEfirma(self.reto_id, self.certificado, self.firma)
+
+
+class SolicitudContrasena(PruebaEfirma):
+    correo: EmailStr = Field(description="A donde se envía la contraseña.", examples=["nomina@empresa.mx"])
+
+
+class SolicitudRenovacion(PruebaEfirma):
+    correo: EmailStr | None = Field(default=None, description="Nuevo correo; si falta, el de la contraseña anterior.")
+
+
+class SecretoOtp(BaseModel):
+    secreto: str = Field(description="Secreto TOTP (RFC 6238, base32). Se muestra solo esta vez.")
+    uri: str = Field(description="El mismo secreto como URI otpauth:// para una app autenticadora.")
+
+
+class ContrasenaEmitida(BaseModel):
+    rfc: str = Field(examples=[EJEMPLO_RFC])
+    correo_enmascarado: str = Field(examples=["n*****@empresa.mx"])
+    otp: SecretoOtp
+    folio_acuse: str
+
+
+class ContrasenaCancelada(BaseModel):
+    rfc: str
+    estado: str = Field(examples=["cancelada"])
+    folio_acuse: str
+
+
+def _emitida(result: credenciales.CredencialEmitida) -> ContrasenaEmitida:
+    return ContrasenaEmitida(
+        rfc=result.rfc,
+        correo_enmascarado=credenciales.mask_email(result.correo),
+        otp=SecretoOtp(secreto=result.secreto_totp, uri=result.uri_totp),
+        folio_acuse=result.folio_acuse,
+    )
+
+
+@router.post(
+    "/v1/contrasenas",
+    tags=["Contraseñas"],
+    status_code=201,
+    summary="Obtener una contraseña con la e.firma",
+    operation_id="emitirContrasena",
+    response_description="Contraseña enviada por correo; el secreto TOTP va en esta respuesta, una sola vez.",
+    responses=EFIRMA_ERRORS,
+)
+async def emitir_contrasena(
+    body: SolicitudContrasena, session: Session, settings: SettingsDep, keys: KeysDep
+) -> ContrasenaEmitida:
+    """Valida la e.firma (cadena del SAT, vigencia, que sea FIEL y no CSD, el RFC del reto y la firma),
+    envía la contraseña al correo y devuelve el secreto TOTP. Si el RFC ya tiene contraseña: 409."""
+    result = await credenciales.issue_password(session, keys, settings, body.prueba(), str(body.correo), _now())
+    return _emitida(result)
+
+
+@router.post(
+    "/v1/contrasenas/renovacion",
+    tags=["Contraseñas"],
+    status_code=201,
+    summary="Renovar la contraseña",
+    operation_id="renovarContrasena",
+    response_description="Nueva contraseña por correo y nuevo secreto TOTP; los anteriores dejan de valer.",
+    responses=EFIRMA_ERRORS,
+)
+async def renovar_contrasena(
+    body: SolicitudRenovacion, session: Session, settings: SettingsDep, keys: KeysDep
+) -> ContrasenaEmitida:
+    """Con una firma nueva de la e.firma. La contraseña anterior y todos sus tokens dejan de valer al instante."""
+    correo = str(body.correo) if body.correo else None
+    return _emitida(await credenciales.renew_password(session, keys, settings, body.prueba(), correo, _now()))
+
+
+@router.post(
+    "/v1/contrasenas/cancelacion",
+    tags=["Contraseñas"],
+    summary="Cancelar la contraseña",
+    operation_id="cancelarContrasena",
+    response_description="Contraseña cancelada; sus tokens dejan de valer al instante.",
+    responses=EFIRMA_ERRORS,
+)
+async def cancelar_contrasena(
+    body: PruebaEfirma, session: Session, settings: SettingsDep, keys: KeysDep
+) -> ContrasenaCancelada:
+    """Con una firma nueva de la e.firma."""
+    rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), _now())
+    return ContrasenaCancelada(rfc=rfc, estado="cancelada", folio_acuse=folio)
+
+
+# ------------------------------------------------------------------ token
+
+
+class TokenEmitido(BaseModel):
+    access_token: str
+    token_type: str = Field(examples=["Bearer"])
+    expires_in: int = Field(examples=[300], description="Segundos de vigencia.")
+
+
+class ErrorOAuth(BaseModel):
+    error: str = Field(examples=["invalid_client"], description="Código RFC 6749 §5.2.")
+    error_description: str = Field(examples=["RFC, contraseña o código OTP incorrectos."])
+
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _oauth_error(error: credenciales.TokenError) -> JSONResponse:
+    headers = dict(NO_STORE)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="sia"'
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    body = {"error": error.error, "error_description": error.description}
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+@router.post(
+    "/v1/token",
+    tags=["Tokens"],
+    summary="Obtener un token de acceso",
+    operation_id="emitirToken",
+    response_model=TokenEmitido,
+    response_description="Token JWT (ES256) de pocos minutos; respuesta RFC 6749 §5.1.",
+    responses={
+        400: {"model": ErrorOAuth, "description": "`invalid_request` o `unsupported_grant_type` (RFC 6749 §5.2)."},
+        401: {"model": ErrorOAuth, "description": "`invalid_client`: RFC, contraseña o código OTP incorrectos."},
+        429: {"model": ErrorOAuth, "description": "Demasiados intentos fallidos: el RFC queda bloqueado un rato."},
+    },
+)
+async def emitir_token(
+    session: Session,
+    settings: SettingsDep,
+    keys: KeysDep,
+    grant_type: Annotated[str | None, Form(examples=["client_credentials"])] = None,
+    client_id: Annotated[str | None, Form(description="El RFC.", examples=[EJEMPLO_RFC])] = None,
+    client_secret: Annotated[str | None, Form(description="La contraseña recibida por correo.")] = None,
+    otp: Annotated[str | None, Form(description="Código TOTP de 6 dígitos vigente.", examples=["123456"])] = None,
+) -> Any:
+    """Formulario `application/x-www-form-urlencoded`. Los errores siguen RFC 6749 §5.2 (no problem+json),
+    porque es lo que esperan las bibliotecas de OAuth. Un código TOTP sirve una sola vez."""
+    if grant_type != "client_credentials":
+        code = "invalid_request" if grant_type is None else "unsupported_grant_type"
+        return _oauth_error(credenciales.TokenError(code, "grant_type debe ser client_credentials."))
+    if not client_id or not client_secret or not otp or len(client_id) > 13 or len(client_secret) > 200:
+        return _oauth_error(credenciales.TokenError("invalid_request", "Faltan client_id, client_secret u otp."))
+    try:
+        token, expires_in = await credenciales.exchange_token(
+            session, keys, settings, rfc=client_id, password=client_secret, otp=otp, now=_now()
+        )
+    except credenciales.TokenError as e:
+        # Returned, not raised: the failure counter must be committed with the answer.
+        return _oauth_error(e)
+    return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}, headers=NO_STORE)
+
+
+# ------------------------------------------------------------------ jwks and acuses
+
+
+class Jwks(BaseModel):
+    keys: list[dict[str, str]]
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    tags=["Tokens"],
+    summary="Llaves públicas de firma",
+    operation_id="jwks",
+    response_model=Jwks,
+    response_description="JWKS con las llaves de tokens vigentes y las de sellos de acuses.",
+)
+async def jwks(keys: KeysDep) -> JSONResponse:
+    """Para verificar tokens y los sellos de los acuses. Las llaves de tokens reemplazadas se conservan hasta que
+    vencen sus tokens; las de sellos, siempre."""
+    document = tokens.jwks(keys.tokens, keys.sellos, now=_now())
+    return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
+
+
+class AcuseRecibo(BaseModel):
+    folio: str
+    tipo: str = Field(examples=["contrasena.emision"])
+    emitido_en: dt.datetime
+    partes: list[str]
+    datos: dict[str, Any]
+    cadena_original: str
+    sello: str = Field(description="JWS compacto (ES256) cuya carga es la cadena original; verifíquelo con el JWKS.")
+
+
+@router.get(
+    "/v1/acuses/{folio}",
+    tags=["Acuses"],
+    summary="Consultar un acuse",
+    operation_id="consultarAcuse",
+    response_description="El acuse con su cadena original y su sello.",
+    responses=problem_responses(401, 404, 422),
+)
+async def consultar_acuse(
+    folio: Annotated[str, Path(max_length=24, pattern=r"^[A-Z0-9-]+$")], caller: CurrentCaller, session: Session
+) -> AcuseRecibo:
+    """Solo para las partes del acuse; para cualquier otro RFC responde 404, igual que si no existiera."""
+    acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
+    if acuse is None:
+        raise Problem(404, "acuse_no_encontrado", "Acuse no encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
+    return AcuseRecibo.model_validate(acuse, from_attributes=True)
