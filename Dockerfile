@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
 # Production image: only runtime dependencies (no embedded PostgreSQL, no test tools), non-root.
 # Migrations are their own step:  docker run --rm -e DATABASE_URL=... sia sia db upgrade
+# Signing keys live in the data volume (/var/lib/sia/keys) or come from SIA_TOKEN_KEY_PEM / SIA_SEAL_KEY_PEM;
+# production refuses to start without them:  docker run --rm -v sia-data:/var/lib/sia sia sia keys rotate
+#                                             docker run --rm -v sia-data:/var/lib/sia sia sia keys rotate --sellos
 
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1

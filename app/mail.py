@@ -24,7 +24,8 @@ def _message(settings: Settings, to: str, subject: str, body: str) -> EmailMessa
     message["Subject"] = subject
     message["Date"] = dt.datetime.now(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
     message["Message-ID"] = f"<{uuid.uuid4().hex}@sia>"
-    message.set_content(body)
+    # 8bit, not quoted-printable: an operator reading the outbox sees the text as sent.
+    message.set_content(body, cte="8bit")
     return message
 
 

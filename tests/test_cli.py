@@ -155,3 +155,66 @@ def test_make_run_flow_on_embedded_postgres_keeps_data_and_stops_cleanly(tmp_pat
         outputs.append(output)
     assert counts[0] == counts[1] and counts[0][1] == 3000
     assert "datos de demostración" in outputs[0] and "datos de demostración" not in outputs[1]
+
+
+def test_efirma_firmar_signs_a_challenge_with_a_sat_key(sat, tmp_path):
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from app.security import efirma
+
+    password = tmp_path / "pw"
+    password.write_text("12345678a\n", encoding="utf-8")
+    reto = base64.b64encode(b"reto de prueba de 32 bytes......").decode()
+    cer, key = sat / "EKU9003173C9_fiel.cer", sat / "EKU9003173C9_fiel.key"
+    args = ["efirma", "firmar", "--cer", str(cer), "--key", str(key), "--reto", reto, "--password-file", str(password)]
+    result = sia(*args)
+    assert result.returncode == 0, result.stderr
+    certificate = efirma.parse_certificate(cer.read_bytes())
+    certificate.public_key().verify(
+        base64.b64decode(result.stdout), base64.b64decode(reto), padding.PKCS1v15(), hashes.SHA256()
+    )
+    password.write_text("otra", encoding="utf-8")
+    wrong_password = sia(*args)
+    assert wrong_password.returncode == 1 and "contraseña" in wrong_password.stderr
+    password.write_text("12345678a", encoding="utf-8")
+    mismatch = sia(*[a if a != str(cer) else str(sat / "CACX7605101P8_fiel.cer") for a in args])
+    assert mismatch.returncode == 1 and "no corresponde" in mismatch.stderr
+
+
+def test_efirma_demo_makes_files_the_service_trusts(tmp_path):
+    import datetime as dt
+
+    from app.security import efirma
+
+    result = sia("efirma", "demo", env={"SIA_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "efirma-demo"
+    anchors = efirma.load_trust_anchors(folder / "ca")
+    developer = efirma.parse_certificate((folder / "XIQB891116QE4.cer").read_bytes())
+    identity = efirma.read_identity(developer)
+    assert identity.es_fiel and identity.curp == "XIQB891116MGRMZR05"
+    assert efirma._chain_is_trusted(developer, anchors, dt.datetime.now(dt.UTC))
+    key = efirma.load_private_key((folder / "XIQB891116QE4.key").read_bytes(), b"12345678a")
+    assert key.public_key().public_numbers() == developer.public_key().public_numbers()
+
+
+def test_production_refuses_the_development_totp_key(tmp_path):
+    env = {
+        "SIA_ENV": "production",
+        "DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+        "SIA_EFIRMA_TRUST_DIR": str(tmp_path),
+    }
+    result = sia("db", "upgrade", env=env)
+    assert result.returncode == 2 and "SIA_TOTP_ENCRYPTION_KEY" in result.stderr
+
+
+def test_keys_rotate_adds_a_private_key_readable_by_the_owner_only(tmp_path):
+    for _ in range(2):
+        assert sia("keys", "rotate", env={"SIA_DATA_DIR": str(tmp_path)}).returncode == 0
+    keys = sorted((tmp_path / "keys" / "tokens").glob("*.pem"))
+    assert len(keys) == 2 and all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
+    assert sia("keys", "rotate", "--sellos", env={"SIA_DATA_DIR": str(tmp_path)}).returncode == 0
+    assert len(list((tmp_path / "keys" / "sellos").glob("*.pem"))) == 1
