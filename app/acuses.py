@@ -67,3 +67,12 @@ async def issue_acuse(
 async def acuse_of_party(session: AsyncSession, folio: str, rfc: str) -> Acuse | None:
     """The acuse if `rfc` is one of its parties; None otherwise, the same as for a folio that does not exist."""
     return await session.scalar(select(Acuse).where(Acuse.folio == folio, Acuse.partes.contains([rfc])))
+
+
+async def acuse_by_folio(session: AsyncSession, folio: str) -> Acuse | None:
+    return await session.get(Acuse, folio)
+
+
+def verification_url(public_url: str, acuse: Acuse) -> str:
+    """What the PDF's QR code carries: the folio and the seal's last characters, nothing personal."""
+    return f"{public_url.rstrip('/')}/v1/acuses/{acuse.folio}/verificacion?sello={acuse.sello[-24:]}"

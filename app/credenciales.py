@@ -116,6 +116,7 @@ async def _new_credential(
         id=uuid.uuid4(),
         rfc=identity.rfc,
         correo=correo,
+        nombre=identity.nombre,
         hash_contrasena=await passwords.hash_password(password),
         totp_cifrado=totp.encrypt(secret, settings.totp_encryption_key.get_secret_value()),
         estado="activa",

@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from app.db import Database
 from app.deps import Keys
 from app.problems import install_problem_handlers
-from app.routers import catalogos, health, identidad
+from app.routers import acuses, catalogos, confianza, health, identidad
 from app.security.keys import KeyRing, rotate
 from app.settings import Settings
 
@@ -71,4 +71,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(catalogos.router)
     app.include_router(identidad.router)
+    app.include_router(acuses.router)
+    app.include_router(confianza.router)
     return app

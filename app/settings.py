@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path(".sia"), description="Data folder: embedded PostgreSQL, keys, outbox.")
     env: Literal["development", "test", "production"] = "development"
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL people reach the service at (acuse QR codes)."
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_json: bool | None = Field(default=None, description="JSON logs; default: on in production only.")

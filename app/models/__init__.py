@@ -4,6 +4,7 @@ from app.models.auditoria import EventoAuditoria
 from app.models.aviso import Aviso
 from app.models.base import Base
 from app.models.catalogo import EstatusCredito, TipoAviso, TipoCredito, TipoDescuento
+from app.models.confianza import Certificacion, RelacionConfianza
 from app.models.identidad import Acuse, BloqueoToken, Credencial, Reto
 from app.models.patron import Nrp, Patron
 
@@ -12,11 +13,13 @@ __all__ = [
     "Aviso",
     "Base",
     "BloqueoToken",
+    "Certificacion",
     "Credencial",
     "EstatusCredito",
     "EventoAuditoria",
     "Nrp",
     "Patron",
+    "RelacionConfianza",
     "Reto",
     "TipoAviso",
     "TipoCredito",

@@ -1,9 +1,10 @@
 """The audit log: who did what to or with whose data. Written by loaders and (later) every avisos read."""
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,4 +23,5 @@ class EventoAuditoria(Base):
     nrps: Mapped[list[str] | None] = mapped_column(ARRAY(String(11)))
     cantidad: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(Text)
+    relacion_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("relacion_confianza.id"))
     detalle: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")

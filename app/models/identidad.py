@@ -51,6 +51,7 @@ class Credencial(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     rfc: Mapped[str] = mapped_column(String(13))
     correo: Mapped[str] = mapped_column(Text)
+    nombre: Mapped[str | None] = mapped_column(Text)  # from the e.firma, for acuses
     hash_contrasena: Mapped[str] = mapped_column(Text)
     totp_cifrado: Mapped[bytes] = mapped_column(LargeBinary)
     # The last accepted TOTP time step: a code is accepted only for a later step (no replay).

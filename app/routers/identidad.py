@@ -5,17 +5,16 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path
+from fastapi import APIRouter, Form
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, EmailStr, Field
 
-from app import acuses, credenciales
+from app import credenciales
 from app.db import Session
 from app.deps import KeysDep, SettingsDep
 from app.identifiers import RFC
-from app.problems import Problem, problem_responses
+from app.problems import problem_responses
 from app.security import tokens
-from app.security.caller import CurrentCaller
 
 router = APIRouter()
 EJEMPLO_RFC = "EKU9003173C9"
@@ -240,31 +239,3 @@ async def jwks(keys: KeysDep) -> JSONResponse:
     vencen sus tokens; las de sellos, siempre."""
     document = tokens.jwks(keys.tokens, keys.sellos, now=_now())
     return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
-
-
-class AcuseRecibo(BaseModel):
-    folio: str
-    tipo: str = Field(examples=["contrasena.emision"])
-    emitido_en: dt.datetime
-    partes: list[str]
-    datos: dict[str, Any]
-    cadena_original: str
-    sello: str = Field(description="JWS compacto (ES256) cuya carga es la cadena original; verifíquelo con el JWKS.")
-
-
-@router.get(
-    "/v1/acuses/{folio}",
-    tags=["Acuses"],
-    summary="Consultar un acuse",
-    operation_id="consultarAcuse",
-    response_description="El acuse con su cadena original y su sello.",
-    responses=problem_responses(401, 404, 422),
-)
-async def consultar_acuse(
-    folio: Annotated[str, Path(max_length=24, pattern=r"^[A-Z0-9-]+$")], caller: CurrentCaller, session: Session
-) -> AcuseRecibo:
-    """Solo para las partes del acuse; para cualquier otro RFC responde 404, igual que si no existiera."""
-    acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
-    if acuse is None:
-        raise Problem(404, "acuse_no_encontrado", "Acuse no encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
-    return AcuseRecibo.model_validate(acuse, from_attributes=True)

@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('rfc', sa.String(length=13), nullable=False),
     sa.Column('correo', sa.Text(), nullable=False),
+    sa.Column('nombre', sa.Text(), nullable=True),
     sa.Column('hash_contrasena', sa.Text(), nullable=False),
     sa.Column('totp_cifrado', sa.LargeBinary(), nullable=False),
     sa.Column('totp_ultimo_paso', sa.BigInteger(), nullable=True),

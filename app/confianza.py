@@ -1,0 +1,298 @@
+"""Trust relationships (DESIGN §2 flow 3) and the one authorization function of the avisos routes."""
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import case, exists, func, literal, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import acuses
+from app.auditoria import record_event
+from app.deps import Keys
+from app.models import Certificacion, Credencial, Nrp, Patron, RelacionConfianza
+from app.problems import Problem
+
+ESTADOS = ("programada", "vigente", "vencida", "revocada")
+# A start "now" sent by a client arrives a moment later; this much in the past still counts as now.
+TOLERANCIA_INICIO = dt.timedelta(minutes=5)
+
+
+def estado_de(relacion: RelacionConfianza, now: dt.datetime) -> str:
+    if relacion.revocada_en is not None:
+        return "revocada"
+    if now < relacion.vigencia_inicio:
+        return "programada"
+    return "vigente" if now < relacion.vigencia_fin else "vencida"
+
+
+def _estado_sql(now: dt.datetime):
+    r = RelacionConfianza
+    return case(
+        (r.revocada_en.is_not(None), "revocada"),
+        (r.vigencia_inicio > now, "programada"),
+        (r.vigencia_fin > now, "vigente"),
+        else_="vencida",
+    )
+
+
+async def is_certified(session: AsyncSession, rfc: str, now: dt.datetime) -> bool:
+    c = Certificacion
+    return bool(
+        await session.scalar(select(exists().where(c.rfc == rfc, c.estado == "aprobada", c.vigente_hasta > now)))
+    )
+
+
+async def _patron(session: AsyncSession, rfc: str) -> Patron | None:
+    return await session.get(Patron, rfc)
+
+
+async def create_relacion(
+    session: AsyncSession,
+    keys: Keys,
+    *,
+    rfc_patron: str,
+    rfc_desarrollador: str,
+    nrps: list[str] | None,
+    inicio: dt.datetime,
+    fin: dt.datetime,
+    now: dt.datetime,
+    request_id: str | None,
+) -> RelacionConfianza:
+    patron = await _patron(session, rfc_patron)
+    if patron is None:
+        raise Problem(403, "no_es_patron", "Solo patrones", f"{rfc_patron} no está en el padrón de patrones.")
+    desarrollador = await session.scalar(
+        select(Credencial).where(Credencial.rfc == rfc_desarrollador, Credencial.estado == "activa")
+    )
+    if desarrollador is None:
+        raise Problem(
+            422,
+            "desarrollador_sin_contrasena",
+            "Desarrollador sin contraseña",
+            f"{rfc_desarrollador} no tiene una contraseña activa del servicio.",
+        )
+    if not await is_certified(session, rfc_desarrollador, now):
+        raise Problem(
+            422,
+            "desarrollador_no_certificado",
+            "Desarrollador no certificado",
+            f"{rfc_desarrollador} no tiene una certificación aprobada y vigente.",
+        )
+    if nrps is not None:
+        own = set(await session.scalars(select(Nrp.nrp).where(Nrp.rfc_patron == rfc_patron)))
+        foreign = sorted(set(nrps) - own)
+        if foreign:
+            raise Problem(
+                422, "nrp_ajeno", "NRP ajeno", f"Estos NRP no son de {rfc_patron}: {', '.join(foreign)}.", nrps=foreign
+            )
+        nrps = sorted(set(nrps))
+    if inicio < now - TOLERANCIA_INICIO:
+        raise Problem(422, "vigencia_en_el_pasado", "Vigencia inválida", "vigencia_inicio no puede estar en el pasado.")
+    if fin <= inicio:
+        raise Problem(
+            422, "vigencia_invalida", "Vigencia inválida", "vigencia_fin debe ser posterior a vigencia_inicio."
+        )
+
+    # One writer per pair at a time, so two concurrent requests cannot both pass the overlap check.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:pair))"), {"pair": f"{rfc_patron}:{rfc_desarrollador}"}
+    )
+    r = RelacionConfianza
+    overlapping = await session.scalar(
+        select(r.id).where(
+            r.rfc_patron == rfc_patron,
+            r.rfc_desarrollador == rfc_desarrollador,
+            r.revocada_en.is_(None),
+            r.vigencia_fin > now,
+            r.vigencia_inicio < fin,
+            r.vigencia_fin > inicio,
+            or_(r.nrps.is_(None), literal(nrps is None), r.nrps.overlap(nrps or [])),
+        )
+    )
+    if overlapping is not None:
+        raise Problem(
+            409,
+            "relacion_duplicada",
+            "Relación duplicada",
+            f"Ya existe la relación {overlapping} con {rfc_desarrollador} que se traslapa en NRP y fechas.",
+            relacion_id=str(overlapping),
+        )
+    relacion_id = uuid.uuid4()
+    acuse = await acuses.issue_acuse(
+        session,
+        keys.sellos,
+        tipo="relacion.creacion",
+        partes=sorted({rfc_patron, rfc_desarrollador}),
+        datos={
+            "relacion_id": str(relacion_id),
+            "patron_rfc": rfc_patron,
+            "patron_nombre": patron.razon_social,
+            "desarrollador_rfc": rfc_desarrollador,
+            "desarrollador_nombre": desarrollador.nombre,
+            "nrps": nrps if nrps is not None else "todos",
+            "vigencia_inicio": inicio.isoformat(),
+            "vigencia_fin": fin.isoformat(),
+        },
+        now=now,
+    )
+    relacion = RelacionConfianza(
+        id=relacion_id,
+        rfc_patron=rfc_patron,
+        rfc_desarrollador=rfc_desarrollador,
+        nrps=nrps,
+        vigencia_inicio=inicio,
+        vigencia_fin=fin,
+        creada_en=now,
+        folio_acuse=acuse.folio,
+    )
+    session.add(relacion)
+    await session.flush()
+    await record_event(
+        session,
+        accion="relacion.creada",
+        actor=rfc_patron,
+        rfc_patron=rfc_patron,
+        nrps=nrps,
+        relacion_id=relacion_id,
+        request_id=request_id,
+        detalle={"rfc_desarrollador": rfc_desarrollador, "folio_acuse": acuse.folio},
+        now=now,
+    )
+    return relacion
+
+
+async def relacion_of_party(session: AsyncSession, relacion_id: uuid.UUID, rfc: str) -> RelacionConfianza | None:
+    r = RelacionConfianza
+    return await session.scalar(
+        select(r).where(r.id == relacion_id, or_(r.rfc_patron == rfc, r.rfc_desarrollador == rfc))
+    )
+
+
+async def revoke_relacion(
+    session: AsyncSession, keys: Keys, relacion_id: uuid.UUID, rfc: str, now: dt.datetime, request_id: str | None
+) -> RelacionConfianza:
+    """Idempotent: revoking again returns the same revocation."""
+    relacion = await relacion_of_party(session, relacion_id, rfc)
+    if relacion is None:
+        raise not_found(relacion_id)
+    if relacion.rfc_patron != rfc:
+        raise Problem(403, "solo_el_patron", "Solo el patrón", "Solo el patrón que otorgó la relación puede revocarla.")
+    if relacion.revocada_en is not None:
+        return relacion
+    await session.refresh(relacion, with_for_update=True)
+    patron = await _patron(session, relacion.rfc_patron)
+    acuse = await acuses.issue_acuse(
+        session,
+        keys.sellos,
+        tipo="relacion.revocacion",
+        partes=sorted({relacion.rfc_patron, relacion.rfc_desarrollador}),
+        datos={
+            "relacion_id": str(relacion.id),
+            "patron_rfc": relacion.rfc_patron,
+            "patron_nombre": patron.razon_social if patron else None,
+            "desarrollador_rfc": relacion.rfc_desarrollador,
+            "nrps": relacion.nrps if relacion.nrps is not None else "todos",
+            "revocada_en": now.isoformat(),
+            "acuse_de_creacion": relacion.folio_acuse,
+        },
+        now=now,
+    )
+    relacion.revocada_en, relacion.folio_acuse_revocacion = now, acuse.folio
+    await session.flush()
+    await record_event(
+        session,
+        accion="relacion.revocada",
+        actor=rfc,
+        rfc_patron=relacion.rfc_patron,
+        nrps=relacion.nrps,
+        relacion_id=relacion.id,
+        request_id=request_id,
+        detalle={"rfc_desarrollador": relacion.rfc_desarrollador, "folio_acuse": acuse.folio},
+        now=now,
+    )
+    return relacion
+
+
+def not_found(relacion_id: uuid.UUID) -> Problem:
+    return Problem(
+        404, "relacion_no_encontrada", "Relación no encontrada", f"No hay una relación {relacion_id} visible."
+    )
+
+
+async def list_relaciones(
+    session: AsyncSession,
+    rfc: str,
+    *,
+    rol: str | None,
+    estado: str | None,
+    despues_de: uuid.UUID | None,
+    limite: int,
+    now: dt.datetime,
+) -> tuple[list[RelacionConfianza], bool]:
+    """Oldest first, keyset-paginated on (creada_en, id); the employer sees those it granted, the
+    developer those it received."""
+    r = RelacionConfianza
+    roles = {"patron": r.rfc_patron == rfc, "desarrollador": r.rfc_desarrollador == rfc}
+    query = select(r).where(roles[rol] if rol else or_(*roles.values()))
+    if estado:
+        query = query.where(_estado_sql(now) == estado)
+    if despues_de is not None:
+        cursor = await session.get(r, despues_de)
+        if cursor is None or rfc not in (cursor.rfc_patron, cursor.rfc_desarrollador):
+            raise Problem(422, "cursor_invalido", "Cursor inválido", "despues_de no es una relación de esta lista.")
+        query = query.where(func.row(r.creada_en, r.id) > func.row(cursor.creada_en, cursor.id))
+    rows = list(await session.scalars(query.order_by(r.creada_en, r.id).limit(limite + 1)))
+    return rows[:limite], len(rows) > limite
+
+
+# ------------------------------------------------------------------ authorization
+
+
+_AUTHORIZE = text(
+    """
+    WITH vigentes AS (
+        SELECT id, nrps FROM relacion_confianza
+        WHERE rfc_patron = :patron AND rfc_desarrollador = :rfc AND revocada_en IS NULL
+          AND vigencia_inicio <= :at AND vigencia_fin > :at
+    )
+    SELECT
+        EXISTS (SELECT 1 FROM certificacion
+                WHERE rfc = :rfc AND estado = 'aprobada' AND vigente_hasta > :at) AS certificado,
+        EXISTS (SELECT 1 FROM patron WHERE rfc = :patron) AS patron,
+        COALESCE((SELECT bool_or(nrps IS NULL) FROM vigentes), false) AS todas,
+        (SELECT array_agg(DISTINCT n) FROM vigentes, unnest(vigentes.nrps) AS n) AS nrps,
+        (SELECT array_agg(id) FROM vigentes) AS relaciones
+    """
+)
+
+
+@dataclass(frozen=True)
+class Autorizacion:
+    """What the caller may read of one employer now: its NRPs (None = all) and the relationships that allow it
+    (none for desarrollo propio)."""
+
+    nrps: list[str] | None
+    relaciones: list[uuid.UUID]
+
+
+async def authorize(
+    session: AsyncSession, rfc: str, rfc_patron: str, nrps: list[str] | None, at: dt.datetime
+) -> Autorizacion | None:
+    """May `rfc` read the avisos of `rfc_patron` for `nrps` (None = all it may) at `at`? One query, from the
+    database state at call time: a revocation is effective on the very next call. None means no, and callers
+    must answer it the same whether or not the employer exists or has avisos."""
+    row = (await session.execute(_AUTHORIZE, {"rfc": rfc, "patron": rfc_patron, "at": at})).one()
+    if not (row.certificado and row.patron):
+        return None
+    if rfc == rfc_patron:
+        return Autorizacion(nrps=nrps, relaciones=[])  # desarrollo propio
+    relaciones = list(row.relaciones or [])
+    if not relaciones:
+        return None
+    if row.todas:
+        return Autorizacion(nrps=nrps, relaciones=relaciones)
+    covered = set(row.nrps or [])
+    if nrps is None:
+        return Autorizacion(nrps=sorted(covered), relaciones=relaciones)
+    return Autorizacion(nrps=nrps, relaciones=relaciones) if set(nrps) <= covered else None

@@ -1,0 +1,89 @@
+"""Acuses: JSON by default, PDF on `Accept: application/pdf`, and a public verification by folio and seal."""
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from app import acuses
+from app.acuse_pdf import render_acuse_pdf
+from app.db import Session
+from app.deps import SettingsDep
+from app.problems import Problem, problem_responses
+from app.security.caller import CurrentCaller
+
+router = APIRouter(prefix="/v1/acuses", tags=["Acuses"])
+FolioAcuse = Annotated[str, Path(max_length=24, pattern=r"^[A-Z0-9-]+$", examples=["ACU-20261124-3F9A0C21B7"])]
+
+
+class AcuseRecibo(BaseModel):
+    folio: str
+    tipo: str = Field(examples=["relacion.creacion"])
+    emitido_en: dt.datetime
+    partes: list[str]
+    datos: dict[str, Any]
+    cadena_original: str
+    sello: str = Field(description="JWS compacto (ES256) cuya carga es la cadena original; verifíquelo con el JWKS.")
+
+
+class Verificacion(BaseModel):
+    folio: str
+    tipo: str
+    emitido_en: dt.datetime
+    valido: bool = Field(description="El acuse existe y su sello termina con los caracteres dados.")
+
+
+def _wants_pdf(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/pdf" in accept and "application/json" not in accept
+
+
+@router.get(
+    "/{folio}",
+    summary="Consultar un acuse (JSON o PDF)",
+    operation_id="consultarAcuse",
+    response_description="El acuse con su cadena original y su sello; en PDF con `Accept: application/pdf`.",
+    responses={
+        200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+        **problem_responses(401, 404, 422),
+    },
+)
+async def consultar_acuse(
+    folio: FolioAcuse, caller: CurrentCaller, session: Session, settings: SettingsDep, request: Request
+) -> Any:
+    """Solo para las partes del acuse; para cualquier otro RFC responde 404, igual que si no existiera."""
+    acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
+    if acuse is None:
+        raise Problem(404, "acuse_no_encontrado", "Acuse no encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
+    if _wants_pdf(request):
+        url = acuses.verification_url(settings.public_url, acuse)
+        return Response(
+            render_acuse_pdf(acuse, url),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="{acuse.folio}.pdf"'},
+        )
+    return AcuseRecibo.model_validate(acuse, from_attributes=True)
+
+
+@router.get(
+    "/{folio}/verificacion",
+    summary="Verificar un acuse",
+    operation_id="verificarAcuse",
+    response_description="El acuse existe con ese sello: su tipo y fecha, sin datos personales.",
+    responses=problem_responses(404, 422),
+)
+async def verificar_acuse(
+    folio: FolioAcuse,
+    session: Session,
+    sello: Annotated[
+        str, Query(min_length=16, max_length=200, description="Los últimos caracteres del sello (el QR los trae).")
+    ],
+) -> Verificacion:
+    """Para quien tenga el acuse impreso: no requiere token y no revela las partes."""
+    acuse = await acuses.acuse_by_folio(session, folio)
+    if acuse is None or not acuse.sello.endswith(sello):
+        raise Problem(
+            404, "acuse_no_verificable", "Acuse no verificable", "No existe un acuse con ese folio y ese sello."
+        )
+    return Verificacion(folio=acuse.folio, tipo=acuse.tipo, emitido_en=acuse.emitido_en, valido=True)

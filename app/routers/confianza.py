@@ -1,0 +1,219 @@
+"""Trust relationships and the employer's audit view."""
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from asgi_correlation_id import correlation_id
+from fastapi import APIRouter, Query
+from pydantic import AfterValidator, BaseModel, Field
+
+from app import auditoria, confianza
+from app.db import Session
+from app.deps import KeysDep
+from app.identifiers import NRP, RFC
+from app.models import Patron, RelacionConfianza
+from app.problems import Problem, problem_responses
+from app.security.caller import CurrentCaller
+
+router = APIRouter()
+MEXICO = ZoneInfo("America/Mexico_City")
+
+
+def _mexico_if_naive(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=MEXICO) if value.tzinfo is None else value
+
+
+FechaHora = Annotated[dt.datetime, AfterValidator(_mexico_if_naive)]
+Estado = StrEnum("Estado", {e: e for e in confianza.ESTADOS})
+Rol = StrEnum("Rol", {"patron": "patron", "desarrollador": "desarrollador"})
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class SolicitudRelacion(BaseModel):
+    rfc_desarrollador: RFC = Field(examples=["XIQB891116QE4"])
+    nrps: list[NRP] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=5000,
+        description="NRP cubiertos; si se omite, todos los del patrón, incluidos los que registre después.",
+    )
+    vigencia_inicio: FechaHora = Field(
+        description="ISO 8601; sin zona se entiende hora del centro de México. No puede estar en el pasado.",
+        examples=["2026-12-01T00:00:00-06:00"],
+    )
+    vigencia_fin: FechaHora = Field(examples=["2027-12-01T00:00:00-06:00"])
+
+
+class Relacion(BaseModel):
+    id: uuid.UUID
+    rfc_patron: str
+    rfc_desarrollador: str
+    nrps: list[str] | None = Field(description="null: todos los NRP del patrón.")
+    vigencia_inicio: dt.datetime
+    vigencia_fin: dt.datetime
+    estado: Estado = Field(description="Derivado del reloj: programada, vigente, vencida o revocada.")
+    creada_en: dt.datetime
+    revocada_en: dt.datetime | None
+    folio_acuse: str
+    folio_acuse_revocacion: str | None
+
+    @classmethod
+    def of(cls, relacion: RelacionConfianza, now: dt.datetime) -> "Relacion":
+        return cls.model_validate(
+            {
+                **{c: getattr(relacion, c) for c in cls.model_fields if c != "estado"},
+                "estado": confianza.estado_de(relacion, now),
+            }
+        )
+
+
+class PaginaRelaciones(BaseModel):
+    relaciones: list[Relacion]
+    hay_mas: bool
+    siguiente: uuid.UUID | None = Field(description="Páselo como despues_de para la página siguiente.")
+
+
+@router.post(
+    "/v1/relaciones-confianza",
+    tags=["Relaciones de confianza"],
+    status_code=201,
+    summary="Registrar una relación de confianza",
+    operation_id="crearRelacionConfianza",
+    response_description="La relación, con su estado y el folio de su acuse.",
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
+    """Solo un patrón del padrón. El desarrollador debe tener contraseña y certificación vigente; un patrón
+    puede nombrarse a sí mismo (desarrollo propio). Una relación activa del mismo par que se traslape en NRP
+    y fechas es 409."""
+    now = _now()
+    relacion = await confianza.create_relacion(
+        session,
+        keys,
+        rfc_patron=caller.rfc,
+        rfc_desarrollador=body.rfc_desarrollador,
+        nrps=body.nrps,
+        inicio=body.vigencia_inicio,
+        fin=body.vigencia_fin,
+        now=now,
+        request_id=correlation_id.get(),
+    )
+    return Relacion.of(relacion, now)
+
+
+@router.get(
+    "/v1/relaciones-confianza",
+    tags=["Relaciones de confianza"],
+    summary="Listar relaciones de confianza",
+    operation_id="listarRelacionesConfianza",
+    response_description="Las otorgadas (patrón) y las recibidas (desarrollador), de la más antigua a la más nueva.",
+    responses=problem_responses(401, 422),
+)
+async def listar_relaciones(
+    caller: CurrentCaller,
+    session: Session,
+    rol: Annotated[Rol | None, Query(description="Solo como patrón o solo como desarrollador.")] = None,
+    estado: Estado | None = None,
+    despues_de: Annotated[uuid.UUID | None, Query(description="El `siguiente` de la página anterior.")] = None,
+    limite: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> PaginaRelaciones:
+    now = _now()
+    rows, more = await confianza.list_relaciones(
+        session,
+        caller.rfc,
+        rol=rol.value if rol else None,
+        estado=estado.value if estado else None,
+        despues_de=despues_de,
+        limite=limite,
+        now=now,
+    )
+    return PaginaRelaciones(
+        relaciones=[Relacion.of(r, now) for r in rows], hay_mas=more, siguiente=rows[-1].id if more else None
+    )
+
+
+@router.get(
+    "/v1/relaciones-confianza/{relacion_id}",
+    tags=["Relaciones de confianza"],
+    summary="Consultar una relación de confianza",
+    operation_id="consultarRelacionConfianza",
+    response_description="La relación, si quien llama es parte de ella.",
+    responses=problem_responses(401, 404, 422),
+)
+async def consultar_relacion(relacion_id: uuid.UUID, caller: CurrentCaller, session: Session) -> Relacion:
+    """Para quien no es parte, 404: lo mismo que si no existiera."""
+    relacion = await confianza.relacion_of_party(session, relacion_id, caller.rfc)
+    if relacion is None:
+        raise confianza.not_found(relacion_id)
+    return Relacion.of(relacion, _now())
+
+
+@router.delete(
+    "/v1/relaciones-confianza/{relacion_id}",
+    tags=["Relaciones de confianza"],
+    summary="Revocar una relación de confianza",
+    operation_id="revocarRelacionConfianza",
+    response_description="La relación revocada con el folio del acuse de revocación (repetir da el mismo).",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def revocar_relacion(relacion_id: uuid.UUID, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
+    """Solo el patrón. Surte efecto en la siguiente solicitud de avisos del desarrollador."""
+    now = _now()
+    relacion = await confianza.revoke_relacion(session, keys, relacion_id, caller.rfc, now, correlation_id.get())
+    return Relacion.of(relacion, now)
+
+
+class Evento(BaseModel):
+    id: int
+    ocurrido_en: dt.datetime
+    accion: str = Field(examples=["avisos.consulta"], description="avisos.consulta, relacion.creada, relacion.revocada")
+    actor: str | None = Field(description="RFC de quien actuó.")
+    nrps: list[str] | None
+    cantidad: int | None = Field(description="Avisos entregados, en consultas.")
+    relacion_id: uuid.UUID | None
+    request_id: str | None
+    detalle: dict[str, Any]
+
+
+class PaginaAuditoria(BaseModel):
+    eventos: list[Evento]
+    hay_mas: bool
+    siguiente: int | None = Field(description="Páselo como antes_de para la página siguiente.")
+
+
+@router.get(
+    "/v1/auditoria",
+    tags=["Auditoría"],
+    summary="Quién consultó los avisos del patrón",
+    operation_id="consultarAuditoria",
+    response_description="Eventos del patrón, del más reciente al más antiguo.",
+    responses=problem_responses(401, 403, 422),
+)
+async def consultar_auditoria(
+    caller: CurrentCaller,
+    session: Session,
+    desde: FechaHora | None = None,
+    hasta: FechaHora | None = None,
+    desarrollador: Annotated[RFC | None, Query(description="Solo los eventos de este RFC.")] = None,
+    antes_de: Annotated[int | None, Query(ge=1, description="El `siguiente` de la página anterior.")] = None,
+    limite: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> PaginaAuditoria:
+    """Solo patrones: quién leyó sus avisos, cuándo, de qué NRP, cuántos y con qué relación; y sus relaciones."""
+    if await session.get(Patron, caller.rfc) is None:
+        raise Problem(403, "no_es_patron", "Solo patrones", f"{caller.rfc} no está en el padrón de patrones.")
+    if desde and hasta and desde >= hasta:
+        raise Problem(422, "rango_invalido", "Rango inválido", "desde debe ser anterior a hasta.")
+    rows, more = await auditoria.events_of_employer(
+        session, caller.rfc, desde=desde, hasta=hasta, desarrollador=desarrollador, antes_de=antes_de, limite=limite
+    )
+    return PaginaAuditoria(
+        eventos=[Evento.model_validate(r, from_attributes=True) for r in rows],
+        hay_mas=more,
+        siguiente=rows[-1].id if more else None,
+    )
