@@ -19,19 +19,20 @@ TITULOS = {
     "relacion.creacion": "Acuse de registro de relación de confianza",
     "relacion.revocacion": "Acuse de revocación de relación de confianza",
 }
+# In the order a person reads a receipt; facts not listed here follow, under their own key.
 ETIQUETAS = {
-    "relacion_id": "Relación",
-    "patron_rfc": "RFC del patrón",
     "patron_nombre": "Patrón",
-    "desarrollador_rfc": "RFC del desarrollador",
+    "patron_rfc": "RFC del patrón",
     "desarrollador_nombre": "Desarrollador",
+    "desarrollador_rfc": "RFC del desarrollador",
     "nrps": "Registros patronales (NRP)",
     "vigencia_inicio": "Vigencia desde",
     "vigencia_fin": "Vigencia hasta",
     "revocada_en": "Revocada el",
+    "relacion_id": "Relación",
     "acuse_de_creacion": "Acuse de registro",
-    "rfc": "RFC",
     "nombre": "Nombre",
+    "rfc": "RFC",
     "correo": "Correo",
     "certificado_efirma": "Certificado de e.firma",
 }
@@ -74,8 +75,9 @@ def render_acuse_pdf(acuse: Acuse, verification_url: str) -> bytes:
     _qr(pdf, verification_url, x=pdf.w - pdf.r_margin - 38, y=pdf.t_margin, size=38)
     pdf.ln(2)
 
-    rows = [("Folio", acuse.folio), ("Fecha y hora", _local(acuse.emitido_en)), ("Partes", ", ".join(acuse.partes))]
-    rows += [(ETIQUETAS.get(k, k), _value(k, v)) for k, v in acuse.datos.items()]
+    rows = [("Folio", acuse.folio), ("Fecha y hora", _local(acuse.emitido_en))]
+    ordered = [k for k in ETIQUETAS if k in acuse.datos] + [k for k in acuse.datos if k not in ETIQUETAS]
+    rows += [(ETIQUETAS.get(k, k), _value(k, acuse.datos[k])) for k in ordered]
     pdf.set_y(max(pdf.get_y(), pdf.t_margin + 42))
     for label, value in rows:
         pdf.set_font("Helvetica", "B", 10)
@@ -102,6 +104,7 @@ def render_acuse_pdf(acuse: Acuse, verification_url: str) -> bytes:
             "Verifique este acuse escaneando el código QR o en "
             f"{verification_url}. El sello se verifica con las llaves públicas del servicio."
         ),
+        align="L",
     )
     return bytes(pdf.output())
 
