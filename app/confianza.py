@@ -268,6 +268,14 @@ _AUTHORIZE = text(
 
 
 @dataclass(frozen=True)
+class Denegacion:
+    """Why not: `sin_certificacion` (about the caller itself) or `sin_relacion` (said the same whether or not
+    the employer exists)."""
+
+    motivo: str
+
+
+@dataclass(frozen=True)
 class Autorizacion:
     """What the caller may read of one employer now: its NRPs (None = all) and the relationships that allow it
     (none for desarrollo propio)."""
@@ -278,21 +286,22 @@ class Autorizacion:
 
 async def authorize(
     session: AsyncSession, rfc: str, rfc_patron: str, nrps: list[str] | None, at: dt.datetime
-) -> Autorizacion | None:
+) -> Autorizacion | Denegacion:
     """May `rfc` read the avisos of `rfc_patron` for `nrps` (None = all it may) at `at`? One query, from the
-    database state at call time: a revocation is effective on the very next call. None means no, and callers
-    must answer it the same whether or not the employer exists or has avisos."""
+    database state at call time: a revocation is effective on the very next call."""
     row = (await session.execute(_AUTHORIZE, {"rfc": rfc, "patron": rfc_patron, "at": at})).one()
-    if not (row.certificado and row.patron):
-        return None
+    if not row.certificado:
+        return Denegacion("sin_certificacion")
+    if not row.patron:
+        return Denegacion("sin_relacion")
     if rfc == rfc_patron:
         return Autorizacion(nrps=nrps, relaciones=[])  # desarrollo propio
     relaciones = list(row.relaciones or [])
     if not relaciones:
-        return None
+        return Denegacion("sin_relacion")
     if row.todas:
         return Autorizacion(nrps=nrps, relaciones=relaciones)
     covered = set(row.nrps or [])
     if nrps is None:
         return Autorizacion(nrps=sorted(covered), relaciones=relaciones)
-    return Autorizacion(nrps=nrps, relaciones=relaciones) if set(nrps) <= covered else None
+    return Autorizacion(nrps=nrps, relaciones=relaciones) if set(nrps) <= covered else Denegacion("sin_relacion")

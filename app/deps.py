@@ -5,7 +5,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.db import Database
+from app.notify import Notifier
 from app.security.keys import KeyRing
+from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
 
@@ -23,5 +26,20 @@ def get_keys(request: Request) -> Keys:
     return request.state.keys
 
 
+def get_database(request: Request) -> Database:
+    return request.state.database
+
+
+def get_notifier(request: Request) -> Notifier:
+    return request.state.notifier
+
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    return request.state.rate_limiter
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 KeysDep = Annotated[Keys, Depends(get_keys)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+NotifierDep = Annotated[Notifier, Depends(get_notifier)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]

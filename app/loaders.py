@@ -439,6 +439,11 @@ async def load_avisos(
     )
     report.nuevos = result.rowcount
     report.existentes = staged - report.nuevos
+    if report.nuevos:
+        # Delivered at commit: wakes the long polls (`espera`) of every replica for these employers.
+        await conn.execute(
+            text("SELECT pg_notify('avisos', rfc_patron) FROM (SELECT DISTINCT rfc_patron FROM carga_aviso) AS p")
+        )
     await _audit(conn, "carga.avisos", report, actor)
     return report
 

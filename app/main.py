@@ -8,11 +8,13 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from app.db import Database
+from app.db import Database, asyncpg_dsn
 from app.deps import Keys
+from app.notify import Notifier
 from app.problems import install_problem_handlers
-from app.routers import acuses, catalogos, confianza, health, identidad
+from app.routers import acuses, avisos, catalogos, confianza, health, identidad
 from app.security.keys import KeyRing, rotate
+from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
 DESCRIPTION = """
@@ -54,9 +56,18 @@ def create_app(settings: Settings) -> FastAPI:
         if not settings.database_url:
             raise RuntimeError("create_app necesita settings.database_url (sia serve lo resuelve)")
         database = Database.connect(settings.database_url)
+        notifier = Notifier()
+        await notifier.start(asyncpg_dsn(settings.database_url))
         try:
-            yield {"database": database, "settings": settings, "keys": load_keys(settings)}
+            yield {
+                "database": database,
+                "settings": settings,
+                "keys": load_keys(settings),
+                "notifier": notifier,
+                "rate_limiter": RateLimiter(enabled=settings.rate_limit_enabled),
+            }
         finally:
+            await notifier.stop()
             await database.dispose()
 
     app = FastAPI(
@@ -73,4 +84,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(identidad.router)
     app.include_router(acuses.router)
     app.include_router(confianza.router)
+    app.include_router(avisos.router)
     return app

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     totp_max_failures: int = Field(default=5, ge=1, description="Failed token attempts before the RFC is locked.")
     lockout_minutes: int = Field(default=15, ge=1)
 
+    # avisos and rate limits (per caller, per replica)
+    avisos_limite_max: int = Field(default=10_000, ge=1, description="Largest page of GET /v1/avisos.")
+    rate_limit_enabled: bool = Field(default=True, description="Off only for benchmarks.")
+    rate_limit_avisos: str = "600/minute"
+    rate_limit_token: str = "30/minute"
+    rate_limit_efirma: str = "20/minute"
+
     # e-mail: SMTP when a host is set, otherwise .eml files in the data folder's outbox/
     smtp_host: str | None = None
     smtp_port: int = 25

@@ -10,7 +10,7 @@ import time_machine
 from pypdf import PdfReader
 from sqlalchemy import update
 
-from app.confianza import authorize
+from app.confianza import Autorizacion, Denegacion, authorize
 from app.demo import demo_patrones
 from app.main import load_keys
 from app.models import Certificacion, Credencial, Nrp, Patron
@@ -254,13 +254,24 @@ async def test_authorization_follows_the_database_at_call_time(client, parties, 
     relation = (await client.post("/v1/relaciones-confianza", json=_body(nrps=[a.nrps[0]]), headers=patron)).json()
     allowed = await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC))
     assert allowed is not None and allowed.nrps == [a.nrps[0]] and allowed.relaciones == [uuid.UUID(relation["id"])]
-    assert await authorize(session, DEV, a.rfc, [a.nrps[0]], dt.datetime.now(dt.UTC)) is not None
-    assert await authorize(session, DEV, a.rfc, [a.nrps[1]], dt.datetime.now(dt.UTC)) is None, "NRP outside"
-    assert await authorize(session, DEV, b.rfc, None, dt.datetime.now(dt.UTC)) is None, "another employer"
-    assert await authorize(session, OTHER_DEV, a.rfc, None, dt.datetime.now(dt.UTC)) is None, "third party"
-    assert await authorize(session, DEV, "AAA010101AAA", None, dt.datetime.now(dt.UTC)) is None, "unknown employer"
+    assert isinstance(await authorize(session, DEV, a.rfc, [a.nrps[0]], dt.datetime.now(dt.UTC)), Autorizacion)
+    assert isinstance(await authorize(session, DEV, a.rfc, [a.nrps[1]], dt.datetime.now(dt.UTC)), Denegacion), (
+        "NRP outside"
+    )
+    assert isinstance(await authorize(session, DEV, b.rfc, None, dt.datetime.now(dt.UTC)), Denegacion), (
+        "another employer"
+    )
+    assert isinstance(await authorize(session, OTHER_DEV, a.rfc, None, dt.datetime.now(dt.UTC)), Denegacion), (
+        "third party"
+    )
+    unknown = await authorize(session, DEV, "AAA010101AAA", None, dt.datetime.now(dt.UTC))
+    assert (
+        unknown == await authorize(session, DEV, b.rfc, None, dt.datetime.now(dt.UTC)) == Denegacion("sin_relacion")
+    ), "an unknown employer and one without a relationship look the same"
     await client.delete(f"/v1/relaciones-confianza/{relation['id']}", headers=patron)
-    assert await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC)) is None, "revocation is immediate"
+    assert isinstance(await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC)), Denegacion), (
+        "revocation is immediate"
+    )
 
 
 async def test_authorization_ends_with_the_window_and_the_certification(client, parties, employers, session, clock):
@@ -268,23 +279,25 @@ async def test_authorization_ends_with_the_window_and_the_certification(client, 
     a = employers[0]
     body = _body(inicio=NOW + dt.timedelta(hours=1), fin=NOW + dt.timedelta(days=30))
     await client.post("/v1/relaciones-confianza", json=body, headers=patron)
-    assert await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC)) is None, "programada"
+    assert isinstance(await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC)), Denegacion), "programada"
     clock.shift(dt.timedelta(hours=2))
     assert (await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC))).nrps is None, "vigente, all NRPs"
     clock.shift(dt.timedelta(days=30))
-    assert await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC)) is None, "vencida, nobody touched it"
+    assert isinstance(await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC)), Denegacion), (
+        "vencida, nobody touched it"
+    )
     clock.shift(dt.timedelta(days=-29))
     await session.execute(update(Certificacion).where(Certificacion.rfc == DEV).values(estado="cancelada"))
-    assert await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC)) is None, "certification cancelled"
+    assert await authorize(session, DEV, a.rfc, None, dt.datetime.now(dt.UTC)) == Denegacion("sin_certificacion")
 
 
 async def test_desarrollo_propio_needs_the_employer_certified(session, world, employers):
     a = employers[0]
     await world(a.rfc)
-    assert await authorize(session, a.rfc, a.rfc, None, NOW) is None
+    assert isinstance(await authorize(session, a.rfc, a.rfc, None, NOW), Denegacion)
     await certify(session, a.rfc)
     own = await authorize(session, a.rfc, a.rfc, None, NOW)
-    assert own is not None and own.nrps is None and own.relaciones == []
+    assert isinstance(own, Autorizacion) and own.nrps is None and own.relaciones == []
 
 
 async def test_new_nrps_are_covered_when_none_were_named(client, parties, employers, session):
@@ -293,7 +306,7 @@ async def test_new_nrps_are_covered_when_none_were_named(client, parties, employ
     await client.post("/v1/relaciones-confianza", json=_body(), headers=patron)
     session.add(Nrp(nrp="Y9912345109", rfc_patron=a.rfc))
     await session.flush()
-    assert await authorize(session, DEV, a.rfc, ["Y9912345109"], NOW) is not None
+    assert isinstance(await authorize(session, DEV, a.rfc, ["Y9912345109"], NOW), Autorizacion)
 
 
 # ------------------------------------------------------------------ acuses as PDF

@@ -5,15 +5,15 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, EmailStr, Field
 
 from app import credenciales
 from app.db import Session
-from app.deps import KeysDep, SettingsDep
+from app.deps import KeysDep, RateLimiterDep, SettingsDep
 from app.identifiers import RFC
-from app.problems import problem_responses
+from app.problems import Problem, problem_responses
 from app.security import tokens
 
 router = APIRouter()
@@ -22,6 +22,10 @@ EJEMPLO_RFC = "EKU9003173C9"
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "desconocido"
 
 
 # ------------------------------------------------------------------ retos
@@ -44,18 +48,21 @@ class RetoEmitido(BaseModel):
     summary="Pedir un reto para firmar con la e.firma",
     operation_id="crearReto",
     response_description="El reto, de un solo uso y vigencia de minutos.",
-    responses=problem_responses(422),
+    responses=problem_responses(422, 429),
 )
-async def crear_reto(body: SolicitudReto, session: Session, settings: SettingsDep) -> RetoEmitido:
+async def crear_reto(
+    body: SolicitudReto, session: Session, settings: SettingsDep, limiter: RateLimiterDep, request: Request
+) -> RetoEmitido:
     """Primer paso para obtener, renovar o cancelar una contraseña: firme el reto con la llave privada de la
     e.firma del RFC (RSA PKCS#1 v1.5 con SHA-256 sobre los bytes decodificados), p. ej. con `sia efirma firmar`."""
+    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
     reto = await credenciales.create_reto(session, body.rfc, settings, _now())
     return RetoEmitido(reto_id=reto.id, reto=base64.b64encode(reto.reto).decode(), expira_en=reto.expira_en)
 
 
 # ------------------------------------------------------------------ contraseñas
 
-EFIRMA_ERRORS = problem_responses(404, 409, 410, 422, 503)
+EFIRMA_ERRORS = problem_responses(404, 409, 410, 422, 429, 503)
 
 
 class PruebaEfirma(BaseModel):
@@ -112,10 +119,16 @@ def _emitida(result: credenciales.CredencialEmitida) -> ContrasenaEmitida:
     responses=EFIRMA_ERRORS,
 )
 async def emitir_contrasena(
-    body: SolicitudContrasena, session: Session, settings: SettingsDep, keys: KeysDep
+    body: SolicitudContrasena,
+    session: Session,
+    settings: SettingsDep,
+    keys: KeysDep,
+    limiter: RateLimiterDep,
+    request: Request,
 ) -> ContrasenaEmitida:
     """Valida la e.firma (cadena del SAT, vigencia, que sea FIEL y no CSD, el RFC del reto y la firma),
     envía la contraseña al correo y devuelve el secreto TOTP. Si el RFC ya tiene contraseña: 409."""
+    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
     result = await credenciales.issue_password(session, keys, settings, body.prueba(), str(body.correo), _now())
     return _emitida(result)
 
@@ -130,9 +143,15 @@ async def emitir_contrasena(
     responses=EFIRMA_ERRORS,
 )
 async def renovar_contrasena(
-    body: SolicitudRenovacion, session: Session, settings: SettingsDep, keys: KeysDep
+    body: SolicitudRenovacion,
+    session: Session,
+    settings: SettingsDep,
+    keys: KeysDep,
+    limiter: RateLimiterDep,
+    request: Request,
 ) -> ContrasenaEmitida:
     """Con una firma nueva de la e.firma. La contraseña anterior y todos sus tokens dejan de valer al instante."""
+    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
     correo = str(body.correo) if body.correo else None
     return _emitida(await credenciales.renew_password(session, keys, settings, body.prueba(), correo, _now()))
 
@@ -146,9 +165,15 @@ async def renovar_contrasena(
     responses=EFIRMA_ERRORS,
 )
 async def cancelar_contrasena(
-    body: PruebaEfirma, session: Session, settings: SettingsDep, keys: KeysDep
+    body: PruebaEfirma,
+    session: Session,
+    settings: SettingsDep,
+    keys: KeysDep,
+    limiter: RateLimiterDep,
+    request: Request,
 ) -> ContrasenaCancelada:
     """Con una firma nueva de la e.firma."""
+    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
     rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), _now())
     return ContrasenaCancelada(rfc=rfc, estado="cancelada", folio_acuse=folio)
 
@@ -197,6 +222,8 @@ async def emitir_token(
     session: Session,
     settings: SettingsDep,
     keys: KeysDep,
+    limiter: RateLimiterDep,
+    request: Request,
     grant_type: Annotated[str | None, Form(examples=["client_credentials"])] = None,
     client_id: Annotated[str | None, Form(description="El RFC.", examples=[EJEMPLO_RFC])] = None,
     client_secret: Annotated[str | None, Form(description="La contraseña recibida por correo.")] = None,
@@ -209,6 +236,12 @@ async def emitir_token(
         return _oauth_error(credenciales.TokenError(code, "grant_type debe ser client_credentials."))
     if not client_id or not client_secret or not otp or len(client_id) > 13 or len(client_secret) > 200:
         return _oauth_error(credenciales.TokenError("invalid_request", "Faltan client_id, client_secret u otp."))
+    try:
+        # In front of Argon2: every verify costs 19 MiB and ~25 ms of a core.
+        limiter.hit(settings.rate_limit_token, f"token:{client_id}:{_client(request)}")
+    except Problem as e:
+        retry = int(e.headers["Retry-After"])
+        return _oauth_error(credenciales.TokenError("invalid_client", e.detail, status=429, retry_after=retry))
     try:
         token, expires_in = await credenciales.exchange_token(
             session, keys, settings, rfc=client_id, password=client_secret, otp=otp, now=_now()

@@ -1,0 +1,214 @@
+"""Reading avisos: publication order, keyset cursor, filters, and streaming straight from a COPY.
+
+Publication order is (publicacion_xid, id), read only below pg_snapshot_xmin(pg_current_snapshot()): a
+row is returned only once no running transaction can still add a row before it, so an aviso published
+while a client pages or syncs is delivered exactly once, even when loads commit out of order.
+
+Rows leave PostgreSQL as COPY text (its fastest output) and become JSON here with one bytes-format per
+row; a bounded queue between the COPY and the socket keeps memory flat whatever the page size."""
+
+import asyncio
+import datetime as dt
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.models.aviso import CAMPOS_AVISO
+
+CHUNK_BYTES = 64 * 1024
+QUEUE_CHUNKS = 8  # at most this many COPY chunks wait for the socket: memory stays flat
+HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot()))"
+
+
+@dataclass(frozen=True)
+class Filtros:
+    rfc_patron: str
+    nrps: list[str] | None = None  # None: every NRP of the employer
+    clase: str | None = None
+    tipo_aviso: str | None = None
+    nss: str | None = None
+    emitidos_desde: dt.date | None = None
+    emitidos_hasta: dt.date | None = None
+    folio: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    xid: str
+    id: int
+
+
+class CursorDesconocido(Exception):
+    pass
+
+
+_SAFE_LITERAL = re.compile(r"^[0-9A-Za-z&Ñ:.\- ]*$")
+
+
+def _literal(value: object) -> str:
+    """A SQL literal for COPY, which takes no bind parameters. Every value here has already passed strict
+    validation (RFC, NRP, NSS, codes, dates, numbers); the assertion keeps it that way."""
+    if isinstance(value, int):
+        return str(value)
+    rendered = value.isoformat() if isinstance(value, dt.date) else str(value)
+    if not _SAFE_LITERAL.match(rendered):
+        raise ValueError(f"unexpected characters in a query value: {rendered!r}")
+    return "'" + rendered + "'"
+
+
+def _where(f: Filtros, cursor: Cursor | None) -> str:
+    conditions = [f"rfc_patron = {_literal(f.rfc_patron)}", f"publicacion_xid < {HORIZON}"]
+    if f.nrps is not None:
+        conditions.append(f"nrp IN ({', '.join(_literal(n) for n in f.nrps) or 'NULL'})")
+    for column in ("clase", "tipo_aviso", "nss", "folio"):
+        if getattr(f, column) is not None:
+            conditions.append(f"{column} = {_literal(getattr(f, column))}")
+    if f.emitidos_desde is not None:
+        conditions.append(f"fecha_emision >= {_literal(f.emitidos_desde)}")
+    if f.emitidos_hasta is not None:
+        conditions.append(f"fecha_emision <= {_literal(f.emitidos_hasta)}")
+    if cursor is not None:
+        conditions.append(f"(publicacion_xid, id) > ({_literal(cursor.xid)}::xid8, {_literal(cursor.id)})")
+    return " AND ".join(conditions)
+
+
+_COLUMNS = ", ".join(
+    c if c != "publicado_en" else "to_char(publicado_en AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    for c in CAMPOS_AVISO
+)
+
+
+def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
+    return (
+        f"SELECT {_COLUMNS} FROM aviso WHERE {_where(f, cursor)} ORDER BY publicacion_xid, id LIMIT {_literal(limite)}"
+    )
+
+
+async def find_cursor(conn: AsyncConnection, rfc_patron: str, folio: str) -> Cursor:
+    """The position of a folio the client holds; only within the same employer, so a folio of another
+    employer is as unknown as one that does not exist."""
+    row = (
+        await conn.execute(
+            text("SELECT publicacion_xid::text, id FROM aviso WHERE folio = :folio AND rfc_patron = :patron"),
+            {"folio": folio, "patron": rfc_patron},
+        )
+    ).first()
+    if row is None:
+        raise CursorDesconocido(folio)
+    return Cursor(row[0], row[1])
+
+
+async def has_rows(engine: AsyncEngine, query: str) -> bool:
+    async with engine.connect() as conn:
+        return bool(await conn.scalar(text(f"SELECT EXISTS ({query})")))
+
+
+async def locate(conn: AsyncConnection, folio: str) -> tuple[str, str] | None:
+    """(rfc_patron, nrp) of a published aviso, to authorize reading it."""
+    row = (
+        await conn.execute(
+            text(f"SELECT rfc_patron, nrp FROM aviso WHERE folio = :folio AND publicacion_xid < {HORIZON}"),
+            {"folio": folio},
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def fetch_one(conn: AsyncConnection, filtros: Filtros) -> dict | None:
+    row = (await conn.execute(text(page_query(filtros, None, 1)))).first()
+    return dict(zip(CAMPOS_AVISO, row, strict=True)) if row else None
+
+
+# ------------------------------------------------------------------ COPY text -> JSON
+
+# One aviso as JSON, filled from the COPY text fields with a single bytes-format.
+_TEMPLATE = (b"{" + b",".join(b'"%s":"%%s"' % c.encode() for c in CAMPOS_AVISO) + b"}").replace(b"%%s", b"%s")
+_NEEDS_CARE = re.compile(rb'["\\\x00-\x1f]')
+
+
+def _copy_text_field(raw: bytes) -> str:
+    """Undo COPY text escaping (backslash sequences)."""
+    out, i, text_ = [], 0, raw.decode()
+    escapes = {"t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "\\": "\\"}
+    while i < len(text_):
+        ch = text_[i]
+        if ch == "\\" and i + 1 < len(text_):
+            out.append(escapes.get(text_[i + 1], text_[i + 1]))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def row_to_json(line: bytes) -> bytes:
+    """A COPY text line of the page query as one JSON object."""
+    fields = line.split(b"\t")
+    if _NEEDS_CARE.search(line) is None:
+        return _TEMPLATE % tuple(fields)
+    # Quotes, backslashes or control characters (only nombre_trabajador can carry them): the slow, exact path.
+    return orjson.dumps(dict(zip(CAMPOS_AVISO, (_copy_text_field(f) for f in fields), strict=True)))
+
+
+@dataclass
+class Stream:
+    """Counts what was handed to the server, for the audit row."""
+
+    entregados: int = 0
+    hay_mas: bool = False
+    error: BaseException | None = field(default=None)
+
+
+async def stream_page(
+    engine: AsyncEngine, query: str, limite: int, stream: Stream, *, ndjson: bool
+) -> AsyncIterator[bytes]:
+    """Yields the response body in ~64 KiB chunks; the query asks for limite + 1 rows to learn hay_mas."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
+
+    async def produce() -> None:
+        try:
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                await raw.driver_connection.copy_from_query(query, output=queue.put)
+        finally:
+            await queue.put(None)
+
+    producer = asyncio.create_task(produce())
+    pending, rows_seen, out = b"", 0, bytearray()
+    separator = b"\n" if ndjson else b","
+    if not ndjson:
+        out += b'{"avisos":['
+    try:
+        while (chunk := await queue.get()) is not None:
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                rows_seen += 1
+                if rows_seen > limite:
+                    stream.hay_mas = True
+                    continue
+                if not ndjson and rows_seen > 1:
+                    out += separator
+                out += row_to_json(line)
+                if ndjson:
+                    out += separator
+            if len(out) >= CHUNK_BYTES:
+                delivered = min(rows_seen, limite)
+                yield bytes(out)
+                out.clear()
+                stream.entregados = delivered
+        await producer  # surfaces a database error
+        if not ndjson:
+            out += b'],"hay_mas":' + (b"true" if stream.hay_mas else b"false") + b"}"
+        yield bytes(out)
+        stream.entregados = min(rows_seen, limite)
+    finally:
+        if not producer.done():
+            producer.cancel()

@@ -1,0 +1,45 @@
+"""Rate limits per caller (`limits`, moving window, in process memory: per replica, which DESIGN §6 allows).
+Applied in dependencies, not middleware, so streaming responses are untouched."""
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from app.problems import Problem
+
+
+@dataclass(frozen=True)
+class Cuota:
+    headers: dict[str, str]
+
+
+class RateLimiter:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def hit(self, rule: str, key: str) -> Cuota:
+        """Counts one request; raises a 429 problem with Retry-After and RateLimit headers when over."""
+        if not self.enabled:
+            return Cuota({})
+        item: RateLimitItem = parse(rule)
+        allowed = self._limiter.hit(item, key)
+        stats = self._limiter.get_window_stats(item, key)
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        headers = {
+            "RateLimit-Policy": f'"{rule}";q={item.amount};w={item.get_expiry()}',
+            "RateLimit": f'"{rule}";r={stats.remaining};t={reset}',
+        }
+        if not allowed:
+            raise Problem(
+                429,
+                "limite_de_tasa",
+                "Demasiadas solicitudes",
+                f"Límite de {rule} superado; reintente en {max(reset, 1)} s.",
+                headers={**headers, "Retry-After": str(max(reset, 1))},
+            )
+        return Cuota(headers)
