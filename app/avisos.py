@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 from sqlalchemy import text
@@ -79,10 +79,12 @@ def _where(f: Filtros, cursor: Cursor | None) -> str:
     return " AND ".join(conditions)
 
 
-_COLUMNS = ", ".join(
-    c if c != "publicado_en" else "to_char(publicado_en AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-    for c in CAMPOS_AVISO
-)
+# As the API shows them: amounts as exact text, publicado_en as ISO 8601 in UTC.
+_RENDERED = {
+    "valor_descuento": "valor_descuento::text",
+    "publicado_en": "to_char(publicado_en AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+}
+_COLUMNS = ", ".join(_RENDERED.get(c, c) for c in CAMPOS_AVISO)
 
 
 def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
@@ -163,7 +165,7 @@ class Stream:
 
     entregados: int = 0
     hay_mas: bool = False
-    error: BaseException | None = field(default=None)
+    completo: bool = False
 
 
 async def stream_page(
@@ -200,15 +202,16 @@ async def stream_page(
                 if ndjson:
                     out += separator
             if len(out) >= CHUNK_BYTES:
-                delivered = min(rows_seen, limite)
+                # Counted when handed to the server: what leaves the socket after that is not knowable here.
+                stream.entregados = min(rows_seen, limite)
                 yield bytes(out)
                 out.clear()
-                stream.entregados = delivered
         await producer  # surfaces a database error
         if not ndjson:
             out += b'],"hay_mas":' + (b"true" if stream.hay_mas else b"false") + b"}"
-        yield bytes(out)
         stream.entregados = min(rows_seen, limite)
+        stream.completo = True
+        yield bytes(out)
     finally:
         if not producer.done():
             producer.cancel()

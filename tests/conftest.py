@@ -79,9 +79,11 @@ def new_database(server_url: str, template_database: str) -> Iterator[Callable[.
     """Factory: a new database (migrated, from the template, or empty) whose URL a test may commit to."""
     created: list[str] = []
 
-    def make(*, migrated: bool = True) -> str:
+    def make(*, migrated: bool = True, template: str | None = None) -> str:
+        """template: the URL of a database (with no open connection) to copy, data included."""
         name = f"sia_test_{uuid.uuid4().hex[:12]}"
-        template = f" TEMPLATE {template_database}" if migrated else ""
+        source = make_url(template).database if template else template_database
+        template = f" TEMPLATE {source}" if migrated else ""
         asyncio.run(_admin(server_url, f"CREATE DATABASE {name}{template}"))
         created.append(name)
         return _with_database(server_url, name)

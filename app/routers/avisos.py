@@ -192,7 +192,12 @@ async def listar_avisos(
             async for chunk in avisos.stream_page(database.engine, query, limite, stream, ndjson=ndjson):
                 yield chunk
         finally:
-            detalle = {"limite": limite, "despues_de": despues_de, "formato": "ndjson" if ndjson else "json"}
+            detalle = {
+                "limite": limite,
+                "despues_de": despues_de,
+                "formato": "ndjson" if ndjson else "json",
+                "completo": stream.completo,
+            }
             await _audit(database, caller, filtros, auth, stream.entregados, detalle)
 
     return StreamingResponse(body(), media_type=NDJSON if ndjson else "application/json", headers=quota.headers)

@@ -1,0 +1,402 @@
+"""DESIGN §2 flow 5 and §4 /v1/avisos against committed data: authorization for every kind of caller,
+filters, cursor paging, NDJSON, long polling, audit (also on disconnect), rate limits."""
+
+import asyncio
+import datetime as dt
+import socket
+import tempfile
+from pathlib import Path
+
+import httpx2
+import orjson
+import pytest
+import uvicorn
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app import loaders
+from app.db import async_url
+from app.demo import demo_avisos
+from app.main import create_app, load_keys
+from tests import factories as f
+from tests.avisos_world import CERTIFICACION, COUNTS, DEV, OTHER, A, B, bearer, certification, seed
+
+
+@pytest.fixture(scope="module")
+def seeded(new_database) -> str:
+    url = new_database()
+    seed(url)
+    return url
+
+
+@pytest.fixture
+def db_url(new_database, seeded) -> str:
+    return new_database(template=seeded)
+
+
+@pytest.fixture
+def app_settings(settings, db_url, tmp_path):
+    live = settings.model_copy(update={"database_url": db_url, "data_dir": tmp_path})
+    load_keys(live)  # the keys the test signs tokens with are the app's
+    return live
+
+
+@pytest.fixture
+async def db(db_url):
+    engine = create_async_engine(async_url(db_url))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def client(app_settings):
+    """The real app on the test database: its own sessions, commits, LISTEN connection."""
+    app = create_app(app_settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
+            yield client
+
+
+async def certify(db, rfc: str, **kwargs) -> None:
+    async with db.begin() as conn:
+        await conn.execute(CERTIFICACION.insert().values(**certification(rfc, **kwargs)))
+
+
+async def relate(client, app_settings, *, nrps=None, inicio=None, fin=None, developer=DEV) -> dict:
+    now = dt.datetime.now(dt.UTC)
+    body = {
+        "rfc_desarrollador": developer,
+        "vigencia_inicio": (inicio or now).isoformat(),
+        "vigencia_fin": (fin or now + dt.timedelta(days=30)).isoformat(),
+    } | ({"nrps": nrps} if nrps else {})
+    response = await client.post("/v1/relaciones-confianza", json=body, headers=bearer(app_settings, A.rfc))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def folios_in_order(db, rfc: str, where: str = "true") -> list[str]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text(f"SELECT folio FROM aviso WHERE rfc_patron = :r AND {where} ORDER BY publicacion_xid, id"), {"r": rfc}
+        )
+        return [r[0] for r in rows]
+
+
+async def page(client, who: dict, **params) -> dict:
+    response = await client.get("/v1/avisos", params=params, headers=who)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# ------------------------------------------------------------------ authorization
+
+
+async def test_employer_reads_its_own_avisos_only_when_certified(client, app_settings, db):
+    who = bearer(app_settings, A.rfc)
+    uncertified = await client.get("/v1/avisos", headers=who)
+    assert uncertified.status_code == 403 and uncertified.json()["code"] == "sin_certificacion"
+    await certify(db, A.rfc)
+    body = await page(client, who)
+    assert [a["folio"] for a in body["avisos"]] == await folios_in_order(db, A.rfc)
+    assert body["hay_mas"] is False and {a["rfc_patron"] for a in body["avisos"]} == {A.rfc}
+
+
+@pytest.mark.parametrize(
+    ("window", "allowed"),
+    [("vigente", True), ("programada", False), ("vencida", False), ("revocada", False)],
+)
+async def test_developer_by_relationship_state(client, app_settings, db, window, allowed, time_machine):
+    await certify(db, DEV)
+    now = dt.datetime.now(dt.UTC)
+    inicio = now + dt.timedelta(days=1) if window == "programada" else now
+    relation = await relate(client, app_settings, inicio=inicio, fin=inicio + dt.timedelta(days=2))
+    if window == "revocada":
+        await client.delete(f"/v1/relaciones-confianza/{relation['id']}", headers=bearer(app_settings, A.rfc))
+    if window == "vencida":
+        time_machine.move_to(now + dt.timedelta(days=3), tick=True)
+    response = await client.get("/v1/avisos", params={"rfc_patron": A.rfc}, headers=bearer(app_settings, DEV))
+    if allowed:
+        assert response.status_code == 200 and len(response.json()["avisos"]) == COUNTS[A.rfc]
+    else:
+        assert response.status_code == 403 and response.json()["code"] == "sin_autorizacion"
+
+
+async def test_nrp_scope_of_the_relationship(client, app_settings, db):
+    await certify(db, DEV)
+    covered = A.nrps[0]
+    await relate(client, app_settings, nrps=[covered])
+    who = bearer(app_settings, DEV)
+    scoped = await page(client, who, rfc_patron=A.rfc)
+    assert {a["nrp"] for a in scoped["avisos"]} == {covered}
+    assert [a["folio"] for a in scoped["avisos"]] == await folios_in_order(db, A.rfc, f"nrp = '{covered}'")
+    outside = await client.get("/v1/avisos", params={"rfc_patron": A.rfc, "nrp": A.nrps[1]}, headers=who)
+    assert outside.status_code == 403 and outside.json()["code"] == "sin_autorizacion"
+
+
+async def test_third_party_learns_nothing(client, app_settings, db):
+    await certify(db, OTHER)
+    who = bearer(app_settings, OTHER)
+    with_avisos = await client.get("/v1/avisos", params={"rfc_patron": A.rfc}, headers=who)
+    unknown = await client.get("/v1/avisos", params={"rfc_patron": "SAT970701NN3"}, headers=who)
+    assert with_avisos.status_code == unknown.status_code == 403
+    assert with_avisos.json()["code"] == unknown.json()["code"] == "sin_autorizacion"
+    assert with_avisos.json()["title"] == unknown.json()["title"]
+
+
+async def test_missing_token_is_401(client):
+    response = await client.get("/v1/avisos")
+    assert response.status_code == 401 and response.json()["code"] == "no_autenticado"
+
+
+# ------------------------------------------------------------------ filters and validation
+
+
+async def test_every_filter(client, app_settings, db):
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    async with db.connect() as conn:
+        sample = (
+            await conn.execute(text("SELECT nss, tipo_aviso FROM aviso WHERE rfc_patron = :r LIMIT 1"), {"r": A.rfc})
+        ).one()
+    cases = {
+        "clase=suspension": ({"clase": "suspension"}, "clase = 'suspension'"),
+        "tipo_aviso": ({"tipo_aviso": sample.tipo_aviso}, f"tipo_aviso = '{sample.tipo_aviso}'"),
+        "nss": ({"nss": sample.nss}, f"nss = '{sample.nss}'"),
+        "nrp": ({"nrp": [A.nrps[0], A.nrps[1]]}, f"nrp IN ('{A.nrps[0]}', '{A.nrps[1]}')"),
+        "dates": (
+            {"emitidos_desde": "2026-09-01", "emitidos_hasta": "2026-10-15"},
+            "fecha_emision BETWEEN '2026-09-01' AND '2026-10-15'",
+        ),
+    }
+    for name, (params, where) in cases.items():
+        expected = await folios_in_order(db, A.rfc, where)
+        assert expected, f"the data set exercises {name}"
+        assert [a["folio"] for a in (await page(client, who, **params))["avisos"]] == expected, name
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"nss": "12345678900"}, "solicitud_invalida"),
+        ({"clase": "otra"}, "solicitud_invalida"),
+        ({"tipo_aviso": "99"}, "tipo_aviso_desconocido"),
+        ({"emitidos_desde": "2026-10-02", "emitidos_hasta": "2026-10-01"}, "rango_invalido"),
+        ({"emitidos_desde": "2026-02-30"}, "solicitud_invalida"),
+        ({"limite": 0}, "solicitud_invalida"),
+        ({"limite": 10_001}, "limite_fuera_de_rango"),
+        ({"despues_de": "20269999999999"}, "despues_de_desconocido"),
+        ({"espera": 61}, "solicitud_invalida"),
+        ({"nrp": "123"}, "solicitud_invalida"),
+        ({"rfc_patron": "x' OR 1=1 --"}, "solicitud_invalida"),
+    ],
+)
+async def test_bad_parameters_are_problems(client, app_settings, db, params, code):
+    await certify(db, A.rfc)
+    response = await client.get("/v1/avisos", params=params, headers=bearer(app_settings, A.rfc))
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == code
+
+
+async def test_cursor_of_another_employer_is_unknown(client, app_settings, db):
+    await certify(db, A.rfc)
+    [b_folio, *_] = await folios_in_order(db, B.rfc)
+    response = await client.get("/v1/avisos", params={"despues_de": b_folio}, headers=bearer(app_settings, A.rfc))
+    assert response.json()["code"] == "despues_de_desconocido"
+
+
+# ------------------------------------------------------------------ paging and formats
+
+
+async def test_cursor_paging_returns_each_aviso_exactly_once(client, app_settings, db):
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    seen, cursor, pages = [], None, 0
+    while True:
+        body = await page(client, who, limite=7, **({"despues_de": cursor} if cursor else {}))
+        pages += 1
+        seen += [a["folio"] for a in body["avisos"]]
+        if not body["hay_mas"]:
+            break
+        cursor = body["avisos"][-1]["folio"]
+    assert seen == await folios_in_order(db, A.rfc) and pages == -(-COUNTS[A.rfc] // 7)
+    assert (await page(client, who, despues_de=seen[-1]))["avisos"] == [], "an incremental sync with nothing new"
+
+
+async def test_ndjson_and_json_give_the_same_avisos(client, app_settings, db):
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    as_json = (await page(client, who, limite=50))["avisos"]
+    response = await client.get("/v1/avisos", params={"limite": 50}, headers={**who, "Accept": "application/x-ndjson"})
+    assert response.headers["content-type"] == "application/x-ndjson"
+    lines = response.content.splitlines()
+    assert [orjson.loads(line) for line in lines] == as_json and len(lines) == 50
+    first = as_json[0]
+    assert isinstance(first["valor_descuento"], str) and first["publicado_en"].endswith("Z")
+    assert set(first) == {
+        "folio",
+        "tipo_aviso",
+        "clase",
+        "rfc_patron",
+        "nrp",
+        "nss",
+        "rfc_trabajador",
+        "curp",
+        "nombre_trabajador",
+        "numero_credito",
+        "tipo_credito",
+        "estatus_credito",
+        "tipo_descuento",
+        "valor_descuento",
+        "fecha_emision",
+        "fecha_inicio_descuento",
+        "publicado_en",
+    }
+
+
+async def test_names_with_quotes_and_backslashes_survive(client, app_settings, db):
+    await certify(db, A.rfc)
+    async with db.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE aviso SET nombre_trabajador = :n "
+                "WHERE folio = (SELECT min(folio) FROM aviso WHERE rfc_patron = :r)"
+            ),
+            {"n": 'PÉREZ "EL GÜERO" \\ MUÑOZ', "r": A.rfc},
+        )
+    names = {a["nombre_trabajador"] for a in (await page(client, bearer(app_settings, A.rfc)))["avisos"]}
+    assert 'PÉREZ "EL GÜERO" \\ MUÑOZ' in names
+
+
+async def test_one_aviso_by_folio(client, app_settings, db):
+    await certify(db, DEV)
+    await relate(client, app_settings, nrps=[A.nrps[0]])
+    who = bearer(app_settings, DEV)
+    [mine, *_] = await folios_in_order(db, A.rfc, f"nrp = '{A.nrps[0]}'")
+    [not_covered, *_] = await folios_in_order(db, A.rfc, f"nrp <> '{A.nrps[0]}'")
+    [other_employer, *_] = await folios_in_order(db, B.rfc)
+    response = await client.get(f"/v1/avisos/{mine}", headers=who)
+    assert response.status_code == 200 and response.json()["folio"] == mine
+    for hidden in (not_covered, other_employer, "20269999999999"):
+        missing = await client.get(f"/v1/avisos/{hidden}", headers=who)
+        assert missing.status_code == 404 and missing.json()["code"] == "aviso_no_encontrado"
+
+
+# ------------------------------------------------------------------ long polling
+
+
+async def _publish(db_url: str, employer, count: int, seed: int) -> list[str]:
+    records = list(demo_avisos([employer], count, seed=seed, hasta=f.HASTA))
+    engine = create_async_engine(async_url(db_url))
+    with tempfile.TemporaryDirectory() as folder:
+        async with engine.begin() as conn:
+            await loaders.load_avisos(conn, f.write_ndjson(Path(folder) / "n.ndjson", records), today=f.TODAY)
+    await engine.dispose()
+    return [r["folio"] for r in records]
+
+
+async def test_espera_returns_as_soon_as_an_aviso_is_published(client, app_settings, db, db_url):
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    last = (await folios_in_order(db, A.rfc))[-1]
+    started = asyncio.get_running_loop().time()
+    waiting = asyncio.create_task(client.get("/v1/avisos", params={"despues_de": last, "espera": 20}, headers=who))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    published = await _publish(db_url, A, 3, seed=77)
+    response = await waiting
+    elapsed = asyncio.get_running_loop().time() - started
+    assert [a["folio"] for a in response.json()["avisos"]] == published
+    assert elapsed < 5, f"woke up after {elapsed:.1f} s, not at the 20 s timeout"
+
+
+async def test_espera_gives_an_empty_page_at_timeout(client, app_settings, db):
+    await certify(db, A.rfc)
+    last = (await folios_in_order(db, A.rfc))[-1]
+    started = asyncio.get_running_loop().time()
+    body = await page(client, bearer(app_settings, A.rfc), despues_de=last, espera=1)
+    assert body == {"avisos": [], "hay_mas": False}
+    assert asyncio.get_running_loop().time() - started >= 1
+
+
+# ------------------------------------------------------------------ audit and rate limits
+
+
+async def test_every_request_writes_one_audit_row(client, app_settings, db):
+    await certify(db, DEV)
+    relation = await relate(client, app_settings)
+    response = await client.get(
+        "/v1/avisos",
+        params={"rfc_patron": A.rfc, "limite": 20, "clase": "retencion"},
+        headers=bearer(app_settings, DEV),
+    )
+    async with db.connect() as conn:
+        row = (await conn.execute(text("SELECT * FROM evento_auditoria WHERE accion = 'avisos.consulta'"))).one()
+    assert row.actor == DEV and row.rfc_patron == A.rfc and row.cantidad == len(response.json()["avisos"]) == 20
+    assert str(row.relacion_id) == relation["id"] and row.request_id == response.headers["x-request-id"]
+    assert row.detalle["filtros"]["clase"] == "retencion" and row.detalle["limite"] == 20
+    assert row.detalle["completo"] is True
+    view = (await client.get("/v1/auditoria", headers=bearer(app_settings, A.rfc))).json()
+    assert view["eventos"][0]["accion"] == "avisos.consulta" and view["eventos"][0]["cantidad"] == 20
+
+
+async def test_rate_limit_answers_429_with_retry_after(app_settings, db):
+    await certify(db, A.rfc)
+    limited = app_settings.model_copy(update={"rate_limit_avisos": "3/minute"})
+    app = create_app(limited)
+    async with (
+        LifespanManager(app) as manager,
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=manager.app), base_url="http://t") as client,
+    ):
+        who = bearer(limited, A.rfc)
+        answers = [await client.get("/v1/avisos", params={"limite": 1}, headers=who) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[0].headers["ratelimit"].startswith('"3/minute";r=2')
+    last = answers[-1]
+    assert last.json()["code"] == "limite_de_tasa" and 0 < int(last.headers["retry-after"]) <= 60
+    assert "ratelimit-policy" in last.headers
+
+
+@pytest.mark.slow
+async def test_disconnect_midway_is_audited_with_what_was_sent(app_settings, db, db_url):
+    """A real server (the in-process transport buffers whole bodies): the client reads a little and leaves."""
+    await certify(db, A.rfc)
+    total = COUNTS[A.rfc] + len(await _publish(db_url, A, 30_000, seed=91))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(app_settings), host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        token = bearer(app_settings, A.rfc)["Authorization"]
+        writer.write(
+            f"GET /v1/avisos?limite=10000 HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\n"
+            f"Authorization: {token}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        received = b""
+        while len(received) < 200_000:  # past the headers, into the avisos
+            received += await reader.read(64 * 1024)
+        assert b" 200 " in received.split(b"\r\n")[0]
+        writer.transport.abort()  # leaves without reading the rest
+        row = None
+        for _ in range(100):
+            async with db.connect() as conn:
+                row = (
+                    await conn.execute(
+                        text("SELECT cantidad, detalle FROM evento_auditoria WHERE accion = 'avisos.consulta'")
+                    )
+                ).first()
+            if row:
+                break
+            await asyncio.sleep(0.1)
+        assert row is not None, "the audit row of the interrupted request"
+        assert 0 < row.cantidad < 10_000 < total, row.cantidad
+        assert row.detalle["completo"] is False
+    finally:
+        server.should_exit = True
+        await serving
