@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.models.aviso import CAMPOS_AVISO
 
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 128 * 1024
 QUEUE_CHUNKS = 8  # at most this many COPY chunks wait for the socket: memory stays flat
 HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot()))"
 
@@ -132,7 +132,8 @@ async def fetch_one(conn: AsyncConnection, filtros: Filtros) -> dict | None:
 
 # One aviso as JSON, filled from the COPY text fields with a single bytes-format.
 _TEMPLATE = (b"{" + b",".join(b'"%s":"%%s"' % c.encode() for c in CAMPOS_AVISO) + b"}").replace(b"%%s", b"%s")
-_NEEDS_CARE = re.compile(rb'["\\\x00-\x1f]')
+# Characters JSON must escape, except the tab that separates COPY fields.
+_NEEDS_CARE = re.compile(rb'["\\\x00-\x08\x0a-\x1f]')
 
 
 def _copy_text_field(raw: bytes) -> str:
@@ -152,11 +153,10 @@ def _copy_text_field(raw: bytes) -> str:
 
 def row_to_json(line: bytes) -> bytes:
     """A COPY text line of the page query as one JSON object."""
-    fields = line.split(b"\t")
     if _NEEDS_CARE.search(line) is None:
-        return _TEMPLATE % tuple(fields)
+        return _TEMPLATE % tuple(line.split(b"\t"))
     # Quotes, backslashes or control characters (only nombre_trabajador can carry them): the slow, exact path.
-    return orjson.dumps(dict(zip(CAMPOS_AVISO, (_copy_text_field(f) for f in fields), strict=True)))
+    return orjson.dumps(dict(zip(CAMPOS_AVISO, (_copy_text_field(f) for f in line.split(b"\t")), strict=True)))
 
 
 @dataclass
@@ -175,43 +175,59 @@ async def stream_page(
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
 
     async def produce() -> None:
+        # asyncpg hands over one COPY message per row: batch them, or every row pays a queue hand-off.
+        batch = bytearray()
+
+        async def collect(data: bytes) -> None:
+            batch.extend(data)
+            if len(batch) >= CHUNK_BYTES:
+                await queue.put(bytes(batch))
+                batch.clear()
+
         try:
             async with engine.connect() as conn:
                 raw = await conn.get_raw_connection()
-                await raw.driver_connection.copy_from_query(query, output=queue.put)
+                await raw.driver_connection.copy_from_query(query, output=collect)
+            if batch:
+                await queue.put(bytes(batch))
         finally:
             await queue.put(None)
 
     producer = asyncio.create_task(produce())
-    pending, rows_seen, out = b"", 0, bytearray()
+    pending, rows_seen, first = b"", 0, True
     separator = b"\n" if ndjson else b","
-    if not ndjson:
-        out += b'{"avisos":['
     try:
         while (chunk := await queue.get()) is not None:
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()
-            for line in lines:
-                rows_seen += 1
-                if rows_seen > limite:
-                    stream.hay_mas = True
-                    continue
-                if not ndjson and rows_seen > 1:
-                    out += separator
-                out += row_to_json(line)
-                if ndjson:
-                    out += separator
-            if len(out) >= CHUNK_BYTES:
-                # Counted when handed to the server: what leaves the socket after that is not knowable here.
-                stream.entregados = min(rows_seen, limite)
-                yield bytes(out)
-                out.clear()
+            block, _, pending = (pending + chunk).rpartition(b"\n")
+            if not block:
+                continue
+            lines = block.split(b"\n")
+            room = limite - rows_seen
+            rows_seen += len(lines)
+            if rows_seen > limite:  # the query asked for one row more than the page, to learn hay_mas
+                stream.hay_mas = True
+                lines = lines[: max(room, 0)]
+            if not lines:
+                continue
+            if _NEEDS_CARE.search(block) is None:
+                # The common case, in one comprehension: a bytes-format per row, no per-row branching.
+                rendered = separator.join([_TEMPLATE % tuple(line.split(b"\t")) for line in lines])
+            else:  # some row needs escaping: each row checks for itself
+                rendered = separator.join([row_to_json(line) for line in lines])
+            if ndjson:
+                body = rendered + b"\n"
+            else:
+                body = (b'{"avisos":[' if first else b",") + rendered
+            first = False
+            # Counted when handed to the server: what leaves the socket after that is not knowable here.
+            stream.entregados = min(rows_seen, limite)
+            yield body
         await producer  # surfaces a database error
-        if not ndjson:
-            out += b'],"hay_mas":' + (b"true" if stream.hay_mas else b"false") + b"}"
-        stream.entregados = min(rows_seen, limite)
         stream.completo = True
-        yield bytes(out)
+        if not ndjson:
+            yield (
+                (b'{"avisos":[' if first else b"") + b'],"hay_mas":' + (b"true" if stream.hay_mas else b"false") + b"}"
+            )
     finally:
         if not producer.done():
             producer.cancel()

@@ -104,7 +104,14 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
         base = f"http://{settings.host}:{settings.port}"
         out.print(f"SIA escuchando en {base}  ·  documentación: {base}/docs  ·  Ctrl-C para detener")
         # uvicorn turns SIGINT/SIGTERM into a graceful shutdown and returns; then the embedded server stops.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, proxy_headers=False)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            proxy_headers=False,
+            access_log=settings.access_log,
+        )
 
 
 # ------------------------------------------------------------------ db

@@ -29,7 +29,7 @@ class Database:
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> "Database":
-        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
 
     async def dispose(self) -> None:

@@ -18,23 +18,23 @@ class Keys:
     sellos: KeyRing
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.state.settings
 
 
-def get_keys(request: Request) -> Keys:
+async def get_keys(request: Request) -> Keys:
     return request.state.keys
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.state.database
 
 
-def get_notifier(request: Request) -> Notifier:
+async def get_notifier(request: Request) -> Notifier:
     return request.state.notifier
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     return request.state.rate_limiter
 
 

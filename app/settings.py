@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    access_log: bool = Field(default=True, description="uvicorn's per-request log lines.")
     log_json: bool | None = Field(default=None, description="JSON logs; default: on in production only.")
     catalogs_dir: Path | None = Field(
         default=None,

@@ -1,117 +1,405 @@
-"""Prints one table of ratios. Data is built with the demo generator and reused between runs (.bench/).
+"""`make bench`: DESIGN §7's bars as ratios measured in one run, on the same data.
 
-make bench                      # BENCH_AVISOS=200000 by default
-BENCH_AVISOS=1000000 make bench
+Data is built once into .bench/ (an embedded PostgreSQL, or the server DATABASE_URL names): `sia demo`
+makes 1,000,000 avisos of one employer through the real loader, then SQL clones them for nine more
+employers, giving the 10,000,000-row table of the deep-page bar. A first run takes ~10 minutes on a
+2-core machine; later runs reuse the data and take ~2 minutes.
 """
 
 import asyncio
 import datetime as dt
+import json
 import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
+import httpx2
+import psutil
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from app import migrations
+from app import loaders, migrations
 from app.catalogs import sync_catalogs
 from app.db import async_url, asyncpg_dsn
-from app.demo import write_demo_files
+from app.demo import demo_patrones, write_demo_files
 from app.embedded import database_url
-from app.loaders import load_avisos, load_patrones
-from app.models.aviso import CAMPOS_CARGA_AVISO
+from app.main import load_keys
+from app.models.aviso import CAMPOS_AVISO, CAMPOS_CARGA_AVISO
+from app.security import tokens
 from app.settings import Settings
 
-BENCH_DIR = Path(".bench")
+BENCH_DIR = Path(".bench").resolve()
+DATA_VERSION = "10M-v1"
+BASE_AVISOS = 1_000_000
+CLONES = 9
+DOWNLOAD = 100_000
+PAGE = 10_000
 console = Console()
+PY = sys.executable
 
 
-async def _fresh_database(server_url: str, name: str) -> str:
-    conn = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-async def _timed_load(url: str, patrones: Path, avisos: Path) -> float:
-    engine = create_async_engine(async_url(url), poolclass=NullPool)
-    try:
-        async with engine.begin() as conn:
-            await sync_catalogs(conn)
-            await load_patrones(conn, patrones)
-        started = time.perf_counter()
-        async with engine.begin() as conn:
-            report = await load_avisos(conn, avisos)
-        elapsed = time.perf_counter() - started
-        assert not report.errores and report.nuevos > 0
-        return elapsed
-    finally:
-        await engine.dispose()
-
-
-async def _timed_plain_copy(url: str, avisos_csv: Path) -> float:
-    """The floor: COPY of the same rows as CSV into an unindexed table of text columns."""
+async def _scalar(url: str, query: str, *args):
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        columns = ", ".join(f"{c} text" for c in CAMPOS_CARGA_AVISO)
-        await conn.execute(f"CREATE UNLOGGED TABLE copia_plana ({columns})")
-        started = time.perf_counter()
-        await conn.copy_to_table("copia_plana", source=avisos_csv, format="csv", header=True)
-        return time.perf_counter() - started
+        return await conn.fetchval(query, *args)
     finally:
         await conn.close()
 
 
-def _data(count: int) -> tuple[Path, Path, Path]:
-    folder = BENCH_DIR / f"demo-{count}"
-    patrones, avisos = folder / "patrones.csv", folder / "avisos.ndjson"
-    avisos_csv = folder / "avisos.csv"
-    if not avisos_csv.exists():
-        console.print(f"Generando {count:,} avisos en {folder} (se reutilizan en las siguientes corridas)…")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_demo_files(folder, avisos=count, patrones=20, seed=11, hasta=dt.date(2026, 11, 1))
-        import csv
+# ------------------------------------------------------------------ data
 
-        import orjson
 
-        with avisos.open("rb") as source, avisos_csv.open("w", newline="", encoding="utf-8") as target:
-            writer = csv.DictWriter(target, fieldnames=CAMPOS_CARGA_AVISO)
-            writer.writeheader()
-            writer.writerows(orjson.loads(line) for line in source)
-    return patrones, avisos, avisos_csv
+async def _build_data(url: str) -> None:
+    started = time.monotonic()
+    engine = create_async_engine(async_url(url), poolclass=NullPool)
+    with tempfile.TemporaryDirectory(dir=BENCH_DIR) as folder:
+        patrones_csv, avisos_ndjson = write_demo_files(
+            Path(folder), avisos=BASE_AVISOS, patrones=1, seed=11, hasta=dt.date(2026, 11, 1)
+        )
+        async with engine.begin() as conn:
+            await sync_catalogs(conn)
+            await loaders.load_patrones(conn, patrones_csv)
+        load_started = time.monotonic()
+        async with engine.begin() as conn:
+            report = await loaders.load_avisos(conn, avisos_ndjson)
+        console.print(
+            f"  sia demo: {report.nuevos:,} avisos cargados en {time.monotonic() - load_started:.0f} s "
+            f"({report.nuevos / (time.monotonic() - load_started):,.0f} filas/s)"
+        )
+    await engine.dispose()
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        base = await conn.fetchval("SELECT rfc FROM patron LIMIT 1")
+        letters = "JKMNPQSTU"
+        clones = [p.rfc for p in demo_patrones(CLONES + 1, seed=99)[1:]]
+        for k, rfc in enumerate(clones):
+            clone_started = time.monotonic()
+            async with conn.transaction():
+                if superuser:  # bench data only: skip the per-row FK triggers of a 1M-row clone
+                    await conn.execute("SET LOCAL session_replication_role = replica")
+                await conn.execute("INSERT INTO patron (rfc, razon_social) VALUES ($1, $2)", rfc, f"Clon {k + 1}")
+                await conn.execute(
+                    "INSERT INTO nrp (nrp, rfc_patron) SELECT $1 || substr(nrp, 2), $2 FROM nrp WHERE rfc_patron = $3",
+                    letters[k],
+                    rfc,
+                    base,
+                )
+                cols = [c for c in CAMPOS_CARGA_AVISO if c not in ("folio", "rfc_patron", "nrp")] + ["clase"]
+                await conn.execute(
+                    f"""INSERT INTO aviso (folio, rfc_patron, nrp, {", ".join(cols)})
+                        SELECT substr(folio, 1, 4) || $1 || substr(folio, 7), $2, $3 || substr(nrp, 2), {", ".join(cols)}
+                        FROM aviso WHERE rfc_patron = $4 ORDER BY id""",
+                    f"{60 + k:02d}",
+                    rfc,
+                    letters[k],
+                    base,
+                )
+            console.print(f"  clon {k + 1}/{CLONES}: 1,000,000 avisos en {time.monotonic() - clone_started:.0f} s")
+        await conn.execute("ANALYZE")
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_info (clave text PRIMARY KEY, valor text)")
+        await conn.execute("INSERT INTO bench_info VALUES ('datos', $1)", DATA_VERSION)
+    finally:
+        await conn.close()
+    console.print(f"  datos listos en {time.monotonic() - started:.0f} s")
+
+
+async def _data_version(server_url: str, url: str) -> str | None:
+    if not await _scalar(server_url, "SELECT 1 FROM pg_database WHERE datname = 'sia_bench'"):
+        return None
+    if not await _scalar(url, "SELECT to_regclass('bench_info') IS NOT NULL"):
+        return None
+    return await _scalar(url, "SELECT valor FROM bench_info WHERE clave = 'datos'")
+
+
+def _ensure_data(server_url: str) -> str:
+    url = make_url(server_url).set(database="sia_bench").render_as_string(hide_password=False)
+    if asyncio.run(_data_version(server_url, url)) == DATA_VERSION:
+        migrations.upgrade(url)
+        return url
+    console.print("Construyendo los datos del bench (solo la primera vez)…")
+    asyncio.run(_scalar(server_url, "DROP DATABASE IF EXISTS sia_bench WITH (FORCE)"))
+    asyncio.run(_scalar(server_url, "CREATE DATABASE sia_bench"))
+    migrations.upgrade(url)
+    asyncio.run(_build_data(url))
+    return url
+
+
+# ------------------------------------------------------------------ PostgreSQL alone
+
+
+async def _copy_rate(url: str, query: str) -> float:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        size = [0]
+
+        async def sink(chunk: bytes) -> None:
+            size[0] += len(chunk)
+
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            await conn.copy_from_query(query, output=sink)
+            best = min(best, time.perf_counter() - started)
+        return DOWNLOAD / best
+    finally:
+        await conn.close()
+
+
+# ------------------------------------------------------------------ the server
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], port: int, ready_path: str = "/livez"):
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise SystemExit(f"{args[0]} exited: {process.stderr.read()[-2000:]}")
+            try:
+                if httpx2.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.1)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _client(*args: str) -> dict:
+    output = subprocess.run([PY, "-m", "bench.client", *args], capture_output=True, text=True, check=True)
+    return json.loads(output.stdout)
+
+
+def _token(settings: Settings, url: str, rfc: str) -> str:
+    async def credential() -> uuid.UUID:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            cid = uuid.uuid4()
+            now = dt.datetime.now(dt.UTC)
+            await conn.execute("DELETE FROM certificacion WHERE rfc = $1", rfc)
+            await conn.execute("UPDATE credencial SET estado = 'cancelada' WHERE rfc = $1 AND estado = 'activa'", rfc)
+            await conn.execute(
+                """INSERT INTO credencial (id, rfc, correo, hash_contrasena, totp_cifrado, estado,
+                   certificado_numero, creada_en) VALUES ($1, $2, 'bench@sia', '-', '\\x2d', 'activa', '0', $3)""",
+                cid,
+                rfc,
+                now,
+            )
+            await conn.execute(
+                """INSERT INTO certificacion (id, rfc, estado, creada_en, aprobada_en, vigente_hasta)
+                   VALUES ($1, $2, 'aprobada', $3, $3, $4)""",
+                uuid.uuid4(),
+                rfc,
+                now,
+                now + dt.timedelta(days=1),
+            )
+            return cid
+        finally:
+            await conn.close()
+
+    keys = load_keys(settings)
+    return tokens.issue_access_token(
+        keys.tokens,
+        sub=rfc,
+        credencial_id=asyncio.run(credential()),
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        ttl=dt.timedelta(hours=2),
+        now=dt.datetime.now(dt.UTC),
+    )
+
+
+def _rss_growth(pid: int, base: str, token: str, rfc: str, total: int) -> tuple[float, int]:
+    process = psutil.Process(pid)
+    before = process.memory_info().rss
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = _client("download", base, token, rfc, str(total), str(total))
+    finally:
+        done.set()
+        sampler.join()
+    return (peak[0] - before) / 2**20, result["rows"]
+
+
+def _latency(url: str, headers: dict, repeat: int = 60) -> float:
+    samples = []
+    with httpx2.Client(headers=headers, timeout=60) as client:
+        for _ in range(repeat):
+            started = time.perf_counter()
+            response = client.get(url)
+            response.read()
+            samples.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text
+    return statistics.median(samples[5:])
+
+
+def _rps(url: str, token: str, seconds: float = 10) -> tuple[float, str]:
+    if shutil.which("wrk"):
+        args = ["wrk", "-t2", "-c32", f"-d{int(seconds)}s", "--latency"]
+        if token != "-":
+            args += ["-H", f"Authorization: Bearer {token}"]
+        output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+        line = next(line for line in output.splitlines() if line.startswith("Requests/sec"))
+        if "Non-2xx" in output:
+            raise SystemExit(f"wrk saw errors on {url}:\n{output}")
+        return float(line.split()[1]), "wrk -t2 -c32"
+    result = _client("load", url, token, "32", str(seconds))
+    return result["requests"] / result["seconds"], "Python, 32 conexiones"
 
 
 def main() -> None:
-    count = int(os.environ.get("BENCH_AVISOS", "200000"))
     started = time.monotonic()
-    patrones, avisos, avisos_csv = _data(count)
-    settings = Settings(data_dir=BENCH_DIR)
+    BENCH_DIR.mkdir(exist_ok=True)
+    settings = Settings(data_dir=BENCH_DIR / "data")
     with database_url(settings) as server_url:
-        url = asyncio.run(_fresh_database(server_url, "sia_bench_carga"))
-        migrations.upgrade(url)
-        load_ndjson = asyncio.run(_timed_load(url, patrones, avisos))
-        url = asyncio.run(_fresh_database(server_url, "sia_bench_carga"))
-        migrations.upgrade(url)
-        load_csv = asyncio.run(_timed_load(url, patrones, avisos_csv))
-        plain = asyncio.run(_timed_plain_copy(url, avisos_csv))
+        url = _ensure_data(server_url)
+        rfc = asyncio.run(_scalar(url, "SELECT rfc_patron FROM aviso ORDER BY publicacion_xid, id LIMIT 1"))
+        total_rows = asyncio.run(_scalar(url, "SELECT count(*) FROM aviso"))
+        employer_rows = asyncio.run(_scalar(url, "SELECT count(*) FROM aviso WHERE rfc_patron = $1", rfc))
+        columns = ", ".join(CAMPOS_AVISO)
+        where = f"FROM aviso WHERE rfc_patron = '{rfc}' ORDER BY publicacion_xid, id LIMIT {DOWNLOAD}"
+        copy_text = asyncio.run(_copy_rate(url, f"SELECT {columns} {where}"))
+        copy_json = asyncio.run(_copy_rate(url, f"SELECT row_to_json(a) FROM (SELECT {columns} {where}) a"))
 
-    table = Table(title=f"SIA bench · {count:,} avisos · {os.cpu_count()} CPU")
-    for column in ("medida", "filas/s", "razón", "referencia"):
-        table.add_column(column, justify="right" if column != "medida" else "left")
-    floor = count / plain
-    for label, seconds in (("sia load avisos (NDJSON)", load_ndjson), ("sia load avisos (CSV)", load_csv)):
-        rate = count / seconds
-        table.add_row(label, f"{rate:,.0f}", f"{rate / floor:.2f}", "vs COPY plano del mismo CSV")
-    table.add_row("COPY plano (piso físico)", f"{floor:,.0f}", "1.00", "tabla sin índices, texto")
+        token = _token(settings, url, rfc)
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "SIA_DATA_DIR": str(settings.data_dir),
+            "SIA_PORT": str(port),
+            "SIA_RATE_LIMIT_ENABLED": "false",
+            "SIA_AVISOS_LIMITE_MAX": "1000000",
+            "SIA_ACCESS_LOG": "false",
+        }
+        base = f"http://127.0.0.1:{port}"
+        with _process([str(Path(PY).with_name("sia")), "serve"], env, port) as server:
+            download = _client("download", base, token, rfc, str(DOWNLOAD), str(PAGE))
+            memory_mb, streamed = _rss_growth(server.pid, base, token, rfc, BASE_AVISOS)
+            folios = asyncio.run(
+                _scalar(
+                    url,
+                    "SELECT array_agg(folio) FROM (SELECT folio FROM aviso WHERE rfc_patron = $1 "
+                    "ORDER BY publicacion_xid DESC, id DESC LIMIT 200) t",
+                    rfc,
+                )
+            )
+            auth = {"Authorization": f"Bearer {token}"}
+            first = _latency(f"{base}/v1/avisos?limite=100", auth)
+            deep = _latency(f"{base}/v1/avisos?limite=100&despues_de={folios[-1]}", auth)
+            livez_rps, tool = _rps(f"{base}/livez", "-")
+            avisos_rps, _ = _rps(f"{base}/v1/avisos?limite=100", token)
+        textbook_port = _free_port()
+        textbook_env = {**env, "PYTHONPATH": str(Path.cwd())}
+        with _process(
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "bench.textbook:app",
+                "--port",
+                str(textbook_port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            textbook_env,
+            textbook_port,
+            ready_path="/openapi.json",
+        ):
+            textbook = _client(
+                "download", f"http://127.0.0.1:{textbook_port}", token, rfc, str(DOWNLOAD), str(PAGE), "--textbook"
+            )
+
+    sia_rate = download["rows"] / download["seconds"]
+    textbook_rate = textbook["rows"] / textbook["seconds"]
+    table = Table(title=f"SIA bench · {total_rows:,} avisos en la tabla · {os.cpu_count()} CPU", show_lines=True)
+    for column in ("barra (DESIGN §7)", "medido", "razón", "meta", "¿cumple?"):
+        table.add_column(column, justify="left" if column.startswith("barra") else "right")
+
+    def row(name: str, measured: str, ratio: float, goal: str, ok: bool) -> None:
+        table.add_row(name, measured, f"{ratio:.2f}", goal, "sí" if ok else "NO")
+
+    row(
+        "NDJSON /v1/avisos vs COPY texto",
+        f"{sia_rate:,.0f} vs {copy_text:,.0f} filas/s",
+        sia_rate / copy_text,
+        "≥ 0.40",
+        sia_rate / copy_text >= 0.4,
+    )
+    row(
+        "NDJSON /v1/avisos vs COPY row_to_json",
+        f"{sia_rate:,.0f} vs {copy_json:,.0f} filas/s",
+        sia_rate / copy_json,
+        "> 1.00",
+        sia_rate > copy_json,
+    )
+    row(
+        "NDJSON /v1/avisos vs implementación de libro",
+        f"{sia_rate:,.0f} vs {textbook_rate:,.0f} filas/s",
+        sia_rate / textbook_rate,
+        "≥ 5.00",
+        sia_rate / textbook_rate >= 5,
+    )
+    row(
+        f"RSS del servidor al transmitir {streamed:,} avisos",
+        f"+{memory_mb:.1f} MB",
+        memory_mb / 50,
+        "crecimiento < 50 MB",
+        memory_mb < 50,
+    )
+    row(
+        f"Página profunda vs primera ({employer_rows:,} del patrón)",
+        f"{deep * 1000:.2f} vs {first * 1000:.2f} ms",
+        deep / first,
+        "≤ 1.50",
+        deep / first <= 1.5,
+    )
+    row(
+        f"Páginas de 100 con token vs /livez ({tool})",
+        f"{avisos_rps:,.0f} vs {livez_rps:,.0f} req/s",
+        avisos_rps / livez_rps,
+        "≥ 0.40",
+        avisos_rps / livez_rps >= 0.4,
+    )
     console.print(table)
-    console.print(f"Corrida completa en {time.monotonic() - started:.0f} s.")
+    console.print(
+        f"Descarga: {download['rows']:,} avisos en páginas de {PAGE:,}, contados por un cliente en otro proceso. "
+        f"Corrida completa en {time.monotonic() - started:.0f} s."
+    )
 
 
 if __name__ == "__main__":

@@ -96,3 +96,52 @@ async def test_concurrent_loads_in_random_commit_order_reach_a_syncing_client_ex
         await syncing
     assert len(delivered) == len(set(delivered)), "no aviso twice"
     assert sorted(delivered) == sorted(published), "none skipped"
+
+
+async def test_large_pages_span_many_chunks_in_both_formats(engine):
+    with tempfile.TemporaryDirectory() as folder:
+        path, folios = _batch(Path(folder), 5, 3000)
+        async with engine.begin() as conn:
+            await loaders.load_avisos(conn, path, today=f.TODAY)
+    query = avisos.page_query(avisos.Filtros(A.rfc), None, 2501)
+    bodies = {}
+    for ndjson in (True, False):
+        stream, chunks = avisos.Stream(), []
+        async for chunk in avisos.stream_page(engine, query, 2500, stream, ndjson=ndjson):
+            chunks.append(chunk)
+        assert len(chunks) >= 3 and stream.hay_mas and stream.completo and stream.entregados == 2500
+        bodies[ndjson] = b"".join(chunks)
+    as_json = orjson.loads(bodies[False])
+    assert as_json["hay_mas"] is True
+    assert [orjson.loads(line) for line in bodies[True].splitlines()] == as_json["avisos"]
+    assert [a["folio"] for a in as_json["avisos"]] == folios[:2500]
+
+
+def test_fast_and_exact_row_paths_agree():
+    plain = b"\t".join(
+        [
+            b"20260100000001",
+            b"01",
+            b"retencion",
+            b"AAA010101AAA",
+            b"Y5412345109",
+            b"92919084431",
+            b"GODE561231GR8",
+            b"BEML920313HMCLNS09",
+            b"MU\xc3\x91OZ PEREZ JUAN",
+            b"1234567890",
+            b"01",
+            b"VIG",
+            b"1",
+            b"20.0000",
+            b"2026-01-01",
+            b"2026-01-02",
+            b"2026-01-02T00:00:00.000000Z",
+        ]
+    )
+    assert avisos._NEEDS_CARE.search(plain) is None, "a plain row takes the fast path"
+    fast = orjson.loads(avisos.row_to_json(plain))
+    exact = dict(zip(avisos.CAMPOS_AVISO, (avisos._copy_text_field(x) for x in plain.split(b"\t")), strict=True))
+    assert fast == exact and fast["nombre_trabajador"] == "MUÑOZ PEREZ JUAN"
+    tricky = plain.replace(b"MU\xc3\x91OZ PEREZ JUAN", b'JUAN \\\\ "EL" \\t PEREZ')
+    assert orjson.loads(avisos.row_to_json(tricky))["nombre_trabajador"] == 'JUAN \\ "EL" \t PEREZ'

@@ -12,6 +12,7 @@ from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import text
 
 from app import avisos
 from app.auditoria import record_event
@@ -84,6 +85,7 @@ async def _audit(
     # Shielded: when the client disconnects the stream is cancelled, and the audit row must still be written.
     with anyio.CancelScope(shield=True):
         async with database.sessionmaker() as session:
+            await session.execute(text("SET LOCAL synchronous_commit = off"))
             await record_event(
                 session,
                 accion="avisos.consulta",
