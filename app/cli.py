@@ -357,10 +357,7 @@ def _ensure_demo_efirma(settings: Settings, *, force: bool = False) -> Path:
     if (folder / "ca" / "ac-demo.cer").exists() and not force:
         return folder
     ca = efirma_demo.make_ca()
-    (folder / "ca").mkdir(parents=True, exist_ok=True)
-    from cryptography.hazmat.primitives import serialization
-
-    (folder / "ca" / "ac-demo.cer").write_bytes(ca.cert.public_bytes(serialization.Encoding.DER))
+    efirma_demo.write_ca(folder / "ca", ca)
     people = [{"rfc": p.rfc, "nombre": p.razon_social.upper(), "curp": None} for p in demo_patrones(4)] + [
         DEMO_DEVELOPER
     ]

@@ -29,7 +29,9 @@ class Database:
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> "Database":
-        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+        # No pre-ping: it costs a round trip on every checkout of the hot path; a connection found dead is
+        # invalidated on use and the pool reconnects.
+        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
 
     async def dispose(self) -> None:

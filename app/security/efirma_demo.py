@@ -83,6 +83,13 @@ def make_efirma(
     return cert, key
 
 
+def write_ca(folder: Path, ca: DemoCa) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ac-demo.cer"
+    path.write_bytes(ca.cert.public_bytes(serialization.Encoding.DER))
+    return path
+
+
 def write_efirma(folder: Path, name: str, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> tuple[Path, Path]:
     """SAT's formats: .cer DER, .key DER PKCS#8 encrypted with DEMO_KEY_PASSWORD."""
     folder.mkdir(parents=True, exist_ok=True)
