@@ -10,6 +10,7 @@ row; a bounded queue between the COPY and the socket keeps memory flat whatever 
 import asyncio
 import datetime as dt
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -25,6 +26,21 @@ HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot()))"
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Where avisos are read from: production, or one certification attempt's sandbox."""
+
+    table: str = "aviso"
+    certificacion_id: uuid.UUID | None = None
+
+
+PRODUCTION = Scope()
+
+
+def sandbox_scope(certificacion_id: uuid.UUID) -> Scope:
+    return Scope("sandbox_aviso", certificacion_id)
+
+
+@dataclass(frozen=True)
 class Filtros:
     rfc_patron: str
     nrps: list[str] | None = None  # None: every NRP of the employer
@@ -34,9 +50,14 @@ class Filtros:
     emitidos_desde: dt.date | None = None
     emitidos_hasta: dt.date | None = None
     folio: str | None = None
+    scope: Scope = PRODUCTION
 
     def as_dict(self) -> dict:
-        return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.__dict__.items() if v is not None}
+        return {
+            k: (v.isoformat() if isinstance(v, dt.date) else v)
+            for k, v in self.__dict__.items()
+            if v is not None and k != "scope"
+        }
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,8 @@ def _literal(value: object) -> str:
 
 def _where(f: Filtros, cursor: Cursor | None) -> str:
     conditions = [f"rfc_patron = {_literal(f.rfc_patron)}", f"publicacion_xid < {HORIZON}"]
+    if f.scope.certificacion_id is not None:
+        conditions.append(f"certificacion_id = {_literal(str(f.scope.certificacion_id))}")
     if f.nrps is not None:
         conditions.append(f"nrp IN ({', '.join(_literal(n) for n in f.nrps) or 'NULL'})")
     for column in ("clase", "tipo_aviso", "nss", "folio"):
@@ -93,15 +116,12 @@ def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
     )
 
 
-async def find_cursor(conn: AsyncConnection, rfc_patron: str, folio: str) -> Cursor:
-    """The position of a folio the client holds; only within the same employer, so a folio of another
-    employer is as unknown as one that does not exist."""
-    row = (
-        await conn.execute(
-            text("SELECT publicacion_xid::text, id FROM aviso WHERE folio = :folio AND rfc_patron = :patron"),
-            {"folio": folio, "patron": rfc_patron},
-        )
-    ).first()
+async def find_cursor(conn: AsyncConnection, rfc_patron: str, folio: str, scope: Scope = PRODUCTION) -> Cursor:
+    """The position of a folio the client holds; only within the same employer (and sandbox), so a folio of
+    another employer is as unknown as one that does not exist."""
+    f = Filtros(rfc_patron, folio=folio, scope=scope)
+    where = _where(f, None).replace(f" AND publicacion_xid < {HORIZON}", "")
+    row = (await conn.execute(text(f"SELECT publicacion_xid::text, id FROM {scope.table} WHERE {where}"))).first()
     if row is None:
         raise CursorDesconocido(folio)
     return Cursor(row[0], row[1])
@@ -112,11 +132,14 @@ async def has_rows(engine: AsyncEngine, query: str) -> bool:
         return bool(await conn.scalar(text(f"SELECT EXISTS ({query})")))
 
 
-async def locate(conn: AsyncConnection, folio: str) -> tuple[str, str] | None:
+async def locate(conn: AsyncConnection, folio: str, scope: Scope = PRODUCTION) -> tuple[str, str] | None:
     """(rfc_patron, nrp) of a published aviso, to authorize reading it."""
+    owner = f" AND certificacion_id = {_literal(str(scope.certificacion_id))}" if scope.certificacion_id else ""
     row = (
         await conn.execute(
-            text(f"SELECT rfc_patron, nrp FROM aviso WHERE folio = :folio AND publicacion_xid < {HORIZON}"),
+            text(
+                f"SELECT rfc_patron, nrp FROM {scope.table} WHERE folio = :folio AND publicacion_xid < {HORIZON}{owner}"
+            ),
             {"folio": folio},
         )
     ).first()
@@ -166,6 +189,7 @@ class Stream:
     entregados: int = 0
     hay_mas: bool = False
     completo: bool = False
+    recibida_en: dt.datetime | None = None
 
 
 async def stream_page(

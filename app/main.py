@@ -12,7 +12,7 @@ from app.db import Database, asyncpg_dsn
 from app.deps import Keys
 from app.notify import Notifier
 from app.problems import install_problem_handlers
-from app.routers import acuses, avisos, catalogos, confianza, health, identidad
+from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad
 from app.security.keys import KeyRing, rotate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
@@ -85,4 +85,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(acuses.router)
     app.include_router(confianza.router)
     app.include_router(avisos.router)
+    app.include_router(certificaciones.router)
+    app.include_router(avisos.sandbox_router)
     return app

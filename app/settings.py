@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     rate_limit_token: str = "30/minute"
     rate_limit_efirma: str = "20/minute"
 
+    # certification
+    certificacion_vigencia_dias: int = Field(default=365, ge=1, description="Life of an approved certification.")
+    intento_vigencia_dias: int = Field(default=7, ge=1, description="Life of a certification attempt.")
+    sandbox_limite_max: int = Field(default=500, ge=10, description="Largest sandbox page: paging is required.")
+
     # e-mail: SMTP when a host is set, otherwise .eml files in the data folder's outbox/
     smtp_host: str | None = None
     smtp_port: int = 25

@@ -4,7 +4,7 @@ from app.models.auditoria import EventoAuditoria
 from app.models.aviso import Aviso
 from app.models.base import Base
 from app.models.catalogo import EstatusCredito, TipoAviso, TipoCredito, TipoDescuento
-from app.models.confianza import Certificacion, RelacionConfianza
+from app.models.confianza import Certificacion, RelacionConfianza, SandboxAviso, SandboxSolicitud
 from app.models.identidad import Acuse, BloqueoToken, Credencial, Reto
 from app.models.patron import Nrp, Patron
 
@@ -21,6 +21,8 @@ __all__ = [
     "Patron",
     "RelacionConfianza",
     "Reto",
+    "SandboxAviso",
+    "SandboxSolicitud",
     "TipoAviso",
     "TipoCredito",
     "TipoDescuento",

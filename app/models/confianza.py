@@ -1,12 +1,30 @@
 """Certifications of developers and the trust relationships employers grant them."""
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.models.aviso import Xid8
 from app.models.base import Base
 
 ESTADOS_CERTIFICACION = ("en_curso", "aprobada", "cancelada", "vencida")
@@ -29,6 +47,12 @@ class Certificacion(Base):
     aprobada_en: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     vigente_hasta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelada_en: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The attempt: its sandbox employer, when it expires, and what each scenario asks and has shown.
+    expira_en: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sandbox_rfc: Mapped[str | None] = mapped_column(String(13))
+    sandbox_nrps: Mapped[list[str] | None] = mapped_column(ARRAY(String(11)))
+    escenarios: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    folio_acuse: Mapped[str | None] = mapped_column(ForeignKey("acuse.folio"))
 
 
 class RelacionConfianza(Base):
@@ -52,3 +76,51 @@ class RelacionConfianza(Base):
     revocada_en: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     folio_acuse: Mapped[str] = mapped_column(ForeignKey("acuse.folio"))
     folio_acuse_revocacion: Mapped[str | None] = mapped_column(ForeignKey("acuse.folio"))
+
+
+class SandboxAviso(Base):
+    """The synthetic avisos of one certification attempt. Its own table, so no production query can reach
+    them; the same columns and publication order as `aviso`, so the same route code serves them."""
+
+    __tablename__ = "sandbox_aviso"
+    __table_args__ = (
+        Index("ix_sandbox_aviso_publicacion", "certificacion_id", "publicacion_xid", "id"),
+        Index("uq_sandbox_aviso_folio", "certificacion_id", "folio", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    certificacion_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("certificacion.id", ondelete="CASCADE"))
+    lote: Mapped[int] = mapped_column(SmallInteger)  # 0: the attempt's data; 1: the incremental scenario's
+    folio: Mapped[str] = mapped_column(String(14))
+    tipo_aviso: Mapped[str] = mapped_column(String(2))
+    clase: Mapped[str] = mapped_column(String(12))
+    rfc_patron: Mapped[str] = mapped_column(String(13))
+    nrp: Mapped[str] = mapped_column(String(11))
+    nss: Mapped[str] = mapped_column(String(11))
+    rfc_trabajador: Mapped[str] = mapped_column(String(13))
+    curp: Mapped[str] = mapped_column(String(18))
+    nombre_trabajador: Mapped[str] = mapped_column(Text)
+    numero_credito: Mapped[str] = mapped_column(String(10))
+    tipo_credito: Mapped[str] = mapped_column(String(3))
+    estatus_credito: Mapped[str] = mapped_column(String(3))
+    tipo_descuento: Mapped[str] = mapped_column(String(2))
+    valor_descuento: Mapped[Decimal] = mapped_column(Numeric(12, 4))
+    fecha_emision: Mapped[date] = mapped_column(Date)
+    fecha_inicio_descuento: Mapped[date] = mapped_column(Date)
+    publicado_en: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    publicacion_xid: Mapped[str] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
+
+
+class SandboxSolicitud(Base):
+    """Every sandbox request of an attempt: what the service judges the scenarios from."""
+
+    __tablename__ = "sandbox_solicitud"
+    __table_args__ = (Index("ix_sandbox_solicitud_certificacion", "certificacion_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    certificacion_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("certificacion.id", ondelete="CASCADE"))
+    recibida_en: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    estado_http: Mapped[int] = mapped_column(SmallInteger)
+    despues_de: Mapped[str | None] = mapped_column(String(14))
+    parametros: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    entregados: Mapped[int] = mapped_column(Integer, server_default="0")

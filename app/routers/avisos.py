@@ -1,20 +1,23 @@
-"""GET /v1/avisos and /v1/avisos/{folio}: authorized before the first byte, streamed, audited."""
+"""GET /v1/avisos and /v1/avisos/{folio}, and the same routes under /sandbox: one body of route code, two
+data scopes (Alcance). Authorized before the first byte, streamed, audited."""
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import anyio
-import structlog
 from asgi_correlation_id import correlation_id
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import avisos
+from app import avisos, certificaciones
 from app.auditoria import record_event
 from app.catalogs import codes_of
 from app.confianza import Autorizacion, Denegacion, authorize
@@ -22,11 +25,12 @@ from app.db import Database, Session
 from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
 from app.identifiers import NRP, NSS, RFC, Folio
 from app.models.catalogo import CLASES
-from app.problems import Problem, problem_responses
+from app.problems import Problem, problem_response, problem_responses
 from app.security.caller import Caller, CurrentCaller
+from app.settings import Settings
 
 router = APIRouter(tags=["Avisos"])
-log = structlog.get_logger(__name__)
+sandbox_router = APIRouter(tags=["Sandbox de certificación"])
 NDJSON = "application/x-ndjson"
 Clase = StrEnum("Clase", {c: c for c in CLASES})
 RECHECK_SECONDS = 1.0  # a long poll also re-checks, for rows that became visible without a notification
@@ -57,6 +61,78 @@ class PaginaAvisos(BaseModel):
     hay_mas: bool = Field(description="Hay más avisos después de esta página: pida despues_de = el último folio.")
 
 
+@dataclass(frozen=True)
+class Consulta:
+    rfc_patron: str | None
+    nrp: list[str] | None
+    clase: str | None
+    tipo_aviso: str | None
+    nss: str | None
+    emitidos_desde: dt.date | None
+    emitidos_hasta: dt.date | None
+    despues_de: str | None
+    limite: int
+    espera: int
+
+    def as_dict(self) -> dict:
+        return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.__dict__.items() if v is not None}
+
+
+async def consulta(
+    rfc_patron: Annotated[RFC | None, Query(description="El patrón; un patrón puede omitirlo (los suyos).")] = None,
+    nrp: Annotated[list[NRP] | None, Query(description="Uno o más NRP (repita el parámetro).", max_length=500)] = None,
+    clase: Clase | None = None,
+    tipo_aviso: Annotated[str | None, Query(pattern=r"^[0-9A-Z]{2}$", description="Código de tipos-aviso.")] = None,
+    nss: Annotated[NSS | None, Query(description="Solo los avisos de este trabajador.")] = None,
+    emitidos_desde: Annotated[dt.date | None, Query(description="fecha_emision desde (inclusive).")] = None,
+    emitidos_hasta: Annotated[dt.date | None, Query(description="fecha_emision hasta (inclusive).")] = None,
+    despues_de: Annotated[Folio | None, Query(description="El último folio que ya tiene; sigue después.")] = None,
+    limite: Annotated[
+        int, Query(ge=1, description="Avisos por página (10 000 como máximo; 500 en el sandbox).")
+    ] = 1000,
+    espera: Annotated[
+        int, Query(ge=0, le=60, description="Segundos a esperar avisos nuevos si no hay ninguno después del cursor.")
+    ] = 0,
+) -> Consulta:
+    return Consulta(
+        rfc_patron,
+        sorted(set(nrp)) if nrp else None,
+        clase.value if clase else None,
+        tipo_aviso,
+        nss,
+        emitidos_desde,
+        emitidos_hasta,
+        despues_de,
+        limite,
+        espera,
+    )
+
+
+ConsultaDep = Annotated[Consulta, Depends(consulta)]
+
+
+# ------------------------------------------------------------------ scopes
+
+
+@dataclass(frozen=True)
+class Permiso:
+    filtros: avisos.Filtros
+    relaciones: list[uuid.UUID]
+    certificacion_id: uuid.UUID | None = None
+
+
+class Alcance(Protocol):
+    def limite_max(self, settings: Settings) -> int: ...
+
+    async def permitir(
+        self, session: AsyncSession, caller: Caller, c: Consulta, now: dt.datetime
+    ) -> Permiso | Problem: ...
+
+    async def registrar(
+        self, database: Database, caller: Caller, permiso: Permiso, c: Consulta, stream: avisos.Stream
+    ) -> None: ...
+
+
 def _denied(denial: Denegacion, rfc_patron: str) -> Problem:
     if denial.motivo == "sin_certificacion":
         return Problem(
@@ -74,144 +150,274 @@ def _denied(denial: Denegacion, rfc_patron: str) -> Problem:
     )
 
 
-async def _audit(
-    database: Database,
-    caller: Caller,
-    filtros: avisos.Filtros,
-    auth: Autorizacion,
-    cantidad: int,
-    detalle: dict,
-) -> None:
+class Produccion:
+    """Production: the trust relationships decide, through the one authorization function."""
+
+    def limite_max(self, settings: Settings) -> int:
+        return settings.avisos_limite_max
+
+    async def permitir(self, session: AsyncSession, caller: Caller, c: Consulta, now: dt.datetime) -> Permiso | Problem:
+        patron = c.rfc_patron or caller.rfc
+        auth = await authorize(session, caller.rfc, patron, c.nrp, now)
+        if isinstance(auth, Denegacion):
+            raise _denied(auth, patron)
+        filtros = avisos.Filtros(patron, auth.nrps, c.clase, c.tipo_aviso, c.nss, c.emitidos_desde, c.emitidos_hasta)
+        return Permiso(filtros, auth.relaciones)
+
+    async def registrar(
+        self, database: Database, caller: Caller, permiso: Permiso, c: Consulta, stream: avisos.Stream
+    ) -> None:
+        detalle = {"limite": c.limite, "despues_de": c.despues_de, "completo": stream.completo}
+        await _audit(database, caller, permiso, stream.entregados, detalle)
+
+
+class Sandbox:
+    """The caller's open certification attempt: its own synthetic employer, no trust relationship needed."""
+
+    def limite_max(self, settings: Settings) -> int:
+        return settings.sandbox_limite_max
+
+    async def permitir(self, session: AsyncSession, caller: Caller, c: Consulta, now: dt.datetime) -> Permiso | Problem:
+        cert = await certificaciones.current_attempt(session, caller.rfc, now)
+        if cert is None:
+            raise Problem(
+                403,
+                "sin_intento_en_curso",
+                "Sin intento de certificación",
+                "Abra un intento en POST /v1/certificaciones.",
+            )
+        if (c.rfc_patron and c.rfc_patron != cert.sandbox_rfc) or (c.nrp and not set(c.nrp) <= set(cert.sandbox_nrps)):
+            raise Problem(
+                403,
+                "sin_autorizacion",
+                "Fuera del sandbox",
+                f"El sandbox de su intento es el patrón {cert.sandbox_rfc} con los NRP {', '.join(cert.sandbox_nrps)}.",
+            )
+        retry = await certificaciones.trip_rate_limit(session, cert, now)
+        if retry is not None:
+            await certificaciones.log_request(
+                session, cert.id, at=now, status=429, params=c.as_dict(), despues_de=c.despues_de, entregados=0
+            )
+            return Problem(
+                429,
+                "limite_de_tasa",
+                "Demasiadas solicitudes",
+                f"Escenario limite_de_tasa: espere {retry} s antes de la siguiente solicitud.",
+                headers={"Retry-After": str(retry)},
+            )
+        filtros = avisos.Filtros(
+            cert.sandbox_rfc,
+            c.nrp,
+            c.clase,
+            c.tipo_aviso,
+            c.nss,
+            c.emitidos_desde,
+            c.emitidos_hasta,
+            scope=avisos.sandbox_scope(cert.id),
+        )
+        return Permiso(filtros, [], cert.id)
+
+    async def registrar(
+        self, database: Database, caller: Caller, permiso: Permiso, c: Consulta, stream: avisos.Stream
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            async with database.sessionmaker() as session:
+                await certificaciones.log_request(
+                    session,
+                    permiso.certificacion_id,
+                    at=stream.recibida_en,
+                    status=200,
+                    params=c.as_dict(),
+                    despues_de=c.despues_de,
+                    entregados=stream.entregados,
+                )
+                await session.commit()
+
+
+async def _audit(database: Database, caller: Caller, permiso: Permiso, cantidad: int, detalle: dict) -> None:
     # Shielded: when the client disconnects the stream is cancelled, and the audit row must still be written.
     with anyio.CancelScope(shield=True):
         async with database.sessionmaker() as session:
+            # A read's audit row may trail a crash by a moment; it must not cost every request a WAL flush.
             await session.execute(text("SET LOCAL synchronous_commit = off"))
             await record_event(
                 session,
                 accion="avisos.consulta",
                 actor=caller.rfc,
-                rfc_patron=filtros.rfc_patron,
-                nrps=filtros.nrps,
+                rfc_patron=permiso.filtros.rfc_patron,
+                nrps=permiso.filtros.nrps,
                 cantidad=cantidad,
-                relacion_id=auth.relaciones[0] if auth.relaciones else None,
+                relacion_id=permiso.relaciones[0] if permiso.relaciones else None,
                 request_id=correlation_id.get(),
-                detalle={"filtros": filtros.as_dict(), "relaciones": [str(r) for r in auth.relaciones], **detalle},
+                detalle={
+                    "filtros": permiso.filtros.as_dict(),
+                    "relaciones": [str(r) for r in permiso.relaciones],
+                    **detalle,
+                },
                 now=dt.datetime.now(dt.UTC),
             )
             await session.commit()
 
 
-@router.get(
-    "/v1/avisos",
-    summary="Descargar avisos",
-    operation_id="listarAvisos",
-    response_model=PaginaAvisos,
-    response_description=(
+# ------------------------------------------------------------------ the route code, shared
+
+
+async def _listar(
+    alcance: Alcance,
+    request: Request,
+    c: Consulta,
+    caller: Caller,
+    session: AsyncSession,
+    settings: Settings,
+    database: Database,
+    notifier,
+    limiter,
+) -> Response:
+    quota = limiter.hit(settings.rate_limit_avisos, f"avisos:{caller.rfc}")
+    maximum = alcance.limite_max(settings)
+    if c.limite > maximum:
+        raise Problem(422, "limite_fuera_de_rango", "Límite fuera de rango", f"limite debe estar entre 1 y {maximum}.")
+    if c.emitidos_desde and c.emitidos_hasta and c.emitidos_desde > c.emitidos_hasta:
+        raise Problem(422, "rango_invalido", "Rango inválido", "emitidos_desde es posterior a emitidos_hasta.")
+    if c.tipo_aviso is not None and c.tipo_aviso not in await codes_of(session, "tipos-aviso"):
+        raise Problem(
+            422,
+            "tipo_aviso_desconocido",
+            "Tipo de aviso desconocido",
+            f"{c.tipo_aviso} no está en el catálogo tipos-aviso.",
+        )
+    received = dt.datetime.now(dt.UTC)
+    permiso = await alcance.permitir(session, caller, c, received)
+    if isinstance(permiso, Problem):
+        return problem_response(request, permiso)  # returned, so what permitir wrote is committed
+    filtros = permiso.filtros
+    cursor = None
+    if c.despues_de is not None:
+        try:
+            cursor = await avisos.find_cursor(
+                await session.connection(), filtros.rfc_patron, c.despues_de, filtros.scope
+            )
+        except avisos.CursorDesconocido:
+            raise Problem(
+                422,
+                "despues_de_desconocido",
+                "Folio desconocido",
+                f"{c.despues_de} no es un aviso de {filtros.rfc_patron}.",
+            ) from None
+    query = avisos.page_query(filtros, cursor, c.limite + 1)
+    accept = request.headers.get("accept", "")
+    ndjson = NDJSON in accept or "application/jsonl" in accept
+
+    async def body() -> AsyncIterator[bytes]:
+        stream = avisos.Stream(recibida_en=received)
+        try:
+            if c.espera and not await avisos.has_rows(database.engine, query):
+                deadline = time.monotonic() + c.espera
+                while (remaining := deadline - time.monotonic()) > 0:
+                    await notifier.wait(filtros.rfc_patron, min(remaining, RECHECK_SECONDS))
+                    if await avisos.has_rows(database.engine, query):
+                        break
+            async for chunk in avisos.stream_page(database.engine, query, c.limite, stream, ndjson=ndjson):
+                yield chunk
+        finally:
+            await alcance.registrar(database, caller, permiso, c, stream)
+
+    return StreamingResponse(body(), media_type=NDJSON if ndjson else "application/json", headers=quota.headers)
+
+
+async def _uno(
+    alcance: Alcance, folio: str, caller: Caller, session: AsyncSession, settings: Settings, database, limiter
+) -> Aviso:
+    limiter.hit(settings.rate_limit_avisos, f"avisos:{caller.rfc}")
+    now = dt.datetime.now(dt.UTC)
+    missing = Problem(
+        404, "aviso_no_encontrado", "Aviso no encontrado", f"No hay un aviso {folio} que usted pueda leer."
+    )
+    if isinstance(alcance, Sandbox):
+        cert = await certificaciones.current_attempt(session, caller.rfc, now)
+        if cert is None:
+            raise missing
+        scope = avisos.sandbox_scope(cert.id)
+    else:
+        scope = avisos.PRODUCTION
+    conn = await session.connection()
+    located = await avisos.locate(conn, folio, scope)
+    if located is None:
+        raise missing
+    if isinstance(alcance, Sandbox):
+        permiso = Permiso(
+            avisos.Filtros(located[0], [located[1]], folio=folio, scope=scope), [], scope.certificacion_id
+        )
+    else:
+        auth = await authorize(session, caller.rfc, located[0], [located[1]], now)
+        if isinstance(auth, Denegacion) and auth.motivo == "sin_certificacion":
+            raise _denied(auth, located[0])
+        if not isinstance(auth, Autorizacion):
+            raise missing
+        permiso = Permiso(avisos.Filtros(located[0], [located[1]], folio=folio), auth.relaciones)
+        await _audit(database, caller, permiso, 1, {"folio": folio})
+    return Aviso.model_validate(await avisos.fetch_one(conn, permiso.filtros))
+
+
+LIST_DOC = {
+    "response_model": PaginaAvisos,
+    "response_description": (
         "Avisos en orden de publicación. `application/json`: `{avisos, hay_mas}`. "
         "`Accept: application/x-ndjson`: un aviso por línea (la última página trae menos de `limite`)."
     ),
-    responses={
+    "responses": {
         200: {"content": {NDJSON: {"schema": {"$ref": "#/components/schemas/Aviso"}}}},
         **problem_responses(401, 403, 422, 429),
     },
+}
+LIST_DESCRIPTION = """Una descarga completa y una sincronización incremental son la misma solicitud con otro cursor.
+Un aviso publicado mientras usted pagina le llega exactamente una vez. Con `espera`, la solicitud se
+mantiene abierta hasta que se publiquen avisos del patrón o se acabe el tiempo (entonces, página vacía)."""
+
+
+@router.get(
+    "/v1/avisos", summary="Descargar avisos", operation_id="listarAvisos", description=LIST_DESCRIPTION, **LIST_DOC
 )
 async def listar_avisos(
     request: Request,
+    c: ConsultaDep,
     caller: CurrentCaller,
     session: Session,
     settings: SettingsDep,
     database: DatabaseDep,
     notifier: NotifierDep,
     limiter: RateLimiterDep,
-    rfc_patron: Annotated[RFC | None, Query(description="El patrón; un patrón puede omitirlo (los suyos).")] = None,
-    nrp: Annotated[list[NRP] | None, Query(description="Uno o más NRP (repita el parámetro).", max_length=500)] = None,
-    clase: Clase | None = None,
-    tipo_aviso: Annotated[
-        str | None, Query(pattern=r"^[0-9A-Z]{2}$", description="Código del catálogo tipos-aviso.")
-    ] = None,
-    nss: Annotated[NSS | None, Query(description="Solo los avisos de este trabajador.")] = None,
-    emitidos_desde: Annotated[dt.date | None, Query(description="fecha_emision desde (inclusive).")] = None,
-    emitidos_hasta: Annotated[dt.date | None, Query(description="fecha_emision hasta (inclusive).")] = None,
-    despues_de: Annotated[
-        Folio | None, Query(description="El último folio que ya tiene: continúa después de él.")
-    ] = None,
-    limite: Annotated[
-        int, Query(ge=1, description="Avisos por página (máximo configurable, 10 000 por omisión).")
-    ] = 1000,
-    espera: Annotated[
-        int, Query(ge=0, le=60, description="Segundos a esperar avisos nuevos si no hay ninguno después del cursor.")
-    ] = 0,
-) -> StreamingResponse:
-    """Una descarga completa y una sincronización incremental son la misma solicitud con otro cursor.
-    Un aviso publicado mientras usted pagina le llega exactamente una vez. Con `espera`, la solicitud se
-    mantiene abierta hasta que se publiquen avisos del patrón o se acabe el tiempo (entonces, página vacía)."""
-    quota = limiter.hit(settings.rate_limit_avisos, f"avisos:{caller.rfc}")
-    if limite > settings.avisos_limite_max:
-        raise Problem(
-            422,
-            "limite_fuera_de_rango",
-            "Límite fuera de rango",
-            f"limite debe estar entre 1 y {settings.avisos_limite_max}.",
-        )
-    if emitidos_desde and emitidos_hasta and emitidos_desde > emitidos_hasta:
-        raise Problem(422, "rango_invalido", "Rango inválido", "emitidos_desde es posterior a emitidos_hasta.")
-    if tipo_aviso is not None and tipo_aviso not in await codes_of(session, "tipos-aviso"):
-        raise Problem(
-            422,
-            "tipo_aviso_desconocido",
-            "Tipo de aviso desconocido",
-            f"{tipo_aviso} no está en /v1/catalogos/tipos-aviso.",
-        )
-    patron = rfc_patron or caller.rfc
-    requested = sorted(set(nrp)) if nrp else None
-    auth = await authorize(session, caller.rfc, patron, requested, dt.datetime.now(dt.UTC))
-    if isinstance(auth, Denegacion):
-        raise _denied(auth, patron)
-    filtros = avisos.Filtros(
-        patron, auth.nrps, clase.value if clase else None, tipo_aviso, nss, emitidos_desde, emitidos_hasta
-    )
-    cursor = None
-    if despues_de is not None:
-        try:
-            cursor = await avisos.find_cursor(await session.connection(), patron, despues_de)
-        except avisos.CursorDesconocido:
-            raise Problem(
-                422, "despues_de_desconocido", "Folio desconocido", f"{despues_de} no es un aviso de {patron}."
-            ) from None
-    query = avisos.page_query(filtros, cursor, limite + 1)
-    ndjson = NDJSON in request.headers.get("accept", "") or "application/jsonl" in request.headers.get("accept", "")
-
-    async def body() -> AsyncIterator[bytes]:
-        stream = avisos.Stream()
-        started = time.monotonic()
-        try:
-            if espera and not await avisos.has_rows(database.engine, query):
-                deadline = started + espera
-                while (remaining := deadline - time.monotonic()) > 0:
-                    await notifier.wait(patron, min(remaining, RECHECK_SECONDS))
-                    if await avisos.has_rows(database.engine, query):
-                        break
-            async for chunk in avisos.stream_page(database.engine, query, limite, stream, ndjson=ndjson):
-                yield chunk
-        finally:
-            detalle = {
-                "limite": limite,
-                "despues_de": despues_de,
-                "formato": "ndjson" if ndjson else "json",
-                "completo": stream.completo,
-            }
-            await _audit(database, caller, filtros, auth, stream.entregados, detalle)
-
-    return StreamingResponse(body(), media_type=NDJSON if ndjson else "application/json", headers=quota.headers)
+) -> Response:
+    return await _listar(Produccion(), request, c, caller, session, settings, database, notifier, limiter)
 
 
-@router.get(
-    "/v1/avisos/{folio}",
-    summary="Consultar un aviso",
-    operation_id="consultarAviso",
-    response_description="El aviso, si quien llama puede leer los avisos de su patrón y NRP.",
-    responses=problem_responses(401, 403, 404, 422, 429),
+@sandbox_router.get(
+    "/sandbox/v1/avisos",
+    summary="Descargar avisos del sandbox",
+    operation_id="listarAvisosSandbox",
+    description="La misma API que /v1/avisos, sobre los datos sintéticos de su intento de certificación abierto.",
+    **LIST_DOC,
 )
+async def listar_avisos_sandbox(
+    request: Request,
+    c: ConsultaDep,
+    caller: CurrentCaller,
+    session: Session,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    notifier: NotifierDep,
+    limiter: RateLimiterDep,
+) -> Response:
+    return await _listar(Sandbox(), request, c, caller, session, settings, database, notifier, limiter)
+
+
+ONE_DOC = {
+    "response_description": "El aviso, si quien llama puede leerlo.",
+    "responses": problem_responses(401, 403, 404, 422, 429),
+}
+
+
+@router.get("/v1/avisos/{folio}", summary="Consultar un aviso", operation_id="consultarAviso", **ONE_DOC)
 async def consultar_aviso(
     folio: Annotated[Folio, Path()],
     caller: CurrentCaller,
@@ -221,17 +427,21 @@ async def consultar_aviso(
     limiter: RateLimiterDep,
 ) -> Aviso:
     """Para quien no puede leerlo, 404: lo mismo que si no existiera."""
-    limiter.hit(settings.rate_limit_avisos, f"avisos:{caller.rfc}")
-    conn = await session.connection()
-    located = await avisos.locate(conn, folio)
-    auth = await authorize(session, caller.rfc, located[0], [located[1]], dt.datetime.now(dt.UTC)) if located else None
-    if isinstance(auth, Denegacion) and auth.motivo == "sin_certificacion":
-        raise _denied(auth, located[0])
-    if not isinstance(auth, Autorizacion):
-        raise Problem(
-            404, "aviso_no_encontrado", "Aviso no encontrado", f"No hay un aviso {folio} que usted pueda leer."
-        )
-    filtros = avisos.Filtros(located[0], [located[1]], folio=folio)
-    aviso = await avisos.fetch_one(conn, filtros)
-    await _audit(database, caller, filtros, auth, 1, {"folio": folio})
-    return Aviso.model_validate(aviso)
+    return await _uno(Produccion(), folio, caller, session, settings, database, limiter)
+
+
+@sandbox_router.get(
+    "/sandbox/v1/avisos/{folio}",
+    summary="Consultar un aviso del sandbox",
+    operation_id="consultarAvisoSandbox",
+    **ONE_DOC,
+)
+async def consultar_aviso_sandbox(
+    folio: Annotated[Folio, Path()],
+    caller: CurrentCaller,
+    session: Session,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    limiter: RateLimiterDep,
+) -> Aviso:
+    return await _uno(Sandbox(), folio, caller, session, settings, database, limiter)

@@ -1,0 +1,184 @@
+"""Certification attempts, their scenarios and evidence."""
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from app import certificaciones
+from app.db import Session
+from app.deps import KeysDep, SettingsDep
+from app.models import Certificacion
+from app.problems import problem_responses
+from app.security.caller import CurrentCaller
+
+router = APIRouter(prefix="/v1/certificaciones", tags=["Certificación"])
+NombreEscenario = StrEnum("NombreEscenario", {e: e for e in certificaciones.ESCENARIOS})
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Escenario(BaseModel):
+    nombre: str = Field(examples=["descarga_completa"])
+    descripcion: str
+    estado: str = Field(examples=["pendiente"], description="pendiente, aprobado o reprobado.")
+    motivo: str | None = Field(default=None, examples=["faltan 37 avisos"])
+    parametros: dict[str, Any] | None = None
+
+
+class Sandbox(BaseModel):
+    rfc_patron: str
+    nrps: list[str]
+    url: str = Field(examples=["/sandbox/v1/avisos"])
+
+
+class Intento(BaseModel):
+    id: uuid.UUID
+    estado: str = Field(description="en_curso, aprobada, cancelada o vencida.")
+    creada_en: dt.datetime
+    expira_en: dt.datetime | None
+    aprobada_en: dt.datetime | None
+    vigente_hasta: dt.datetime | None
+    sandbox: Sandbox | None
+    escenarios: list[Escenario]
+    evidencia: str = Field(default=certificaciones.EVIDENCE)
+    folio_acuse: str | None
+
+    @classmethod
+    def of(cls, cert: Certificacion, now: dt.datetime) -> "Intento":
+        escenarios = [
+            Escenario(
+                nombre=name,
+                descripcion=certificaciones.DESCRIPCIONES[name],
+                estado=cert.escenarios.get(name, {}).get("estado", "pendiente"),
+                motivo=cert.escenarios.get(name, {}).get("motivo"),
+                parametros=cert.escenarios.get(name, {}).get("parametros"),
+            )
+            for name in certificaciones.ESCENARIOS
+        ]
+        sandbox = (
+            Sandbox(rfc_patron=cert.sandbox_rfc, nrps=cert.sandbox_nrps, url="/sandbox/v1/avisos")
+            if cert.sandbox_rfc
+            else None
+        )
+        return cls(
+            id=cert.id,
+            estado=certificaciones.estado_de(cert, now),
+            creada_en=cert.creada_en,
+            expira_en=cert.expira_en,
+            aprobada_en=cert.aprobada_en,
+            vigente_hasta=cert.vigente_hasta,
+            sandbox=sandbox,
+            escenarios=escenarios,
+            folio_acuse=cert.folio_acuse,
+        )
+
+
+class Evidencia(BaseModel):
+    escenario: NombreEscenario
+    total: int = Field(ge=0, le=10_000_000, examples=[4217])
+    huella: str = Field(
+        pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 hex de los folios ordenados unidos con '\\n'."
+    )
+
+
+class Veredicto(BaseModel):
+    escenario: str
+    aprobado: bool
+    motivo: str = Field(examples=["reintentó a los 0.4 s; Retry-After pedía 2 s"])
+    certificacion: Intento
+
+
+CertId = Annotated[uuid.UUID, Path(description="El id del intento.")]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Abrir un intento de certificación",
+    operation_id="abrirCertificacion",
+    response_description="El intento, con su patrón de pruebas y sus escenarios.",
+    responses=problem_responses(401, 429),
+)
+async def abrir(caller: CurrentCaller, session: Session, settings: SettingsDep) -> Intento:
+    """Crea un patrón de pruebas propio con entre 2 000 y 8 000 avisos sintéticos al azar (2 a 4 NRP, todas las
+    clases, fechas del último año) en /sandbox/v1/avisos. Puede abrir un intento nuevo cuando quiera."""
+    now = _now()
+    return Intento.of(await certificaciones.open_attempt(session, caller.rfc, settings, now), now)
+
+
+@router.get(
+    "",
+    summary="Listar mis intentos",
+    operation_id="listarCertificaciones",
+    response_description="Del más reciente al más antiguo.",
+    responses=problem_responses(401),
+)
+async def listar(caller: CurrentCaller, session: Session) -> list[Intento]:
+    now = _now()
+    return [Intento.of(c, now) for c in await certificaciones.attempts_of(session, caller.rfc)]
+
+
+@router.get(
+    "/{cert_id}",
+    summary="Consultar un intento",
+    operation_id="consultarCertificacion",
+    response_description="El intento y el estado de cada escenario.",
+    responses=problem_responses(401, 404, 422),
+)
+async def consultar(cert_id: CertId, caller: CurrentCaller, session: Session) -> Intento:
+    return Intento.of(await certificaciones.attempt_of(session, cert_id, caller.rfc), _now())
+
+
+@router.delete(
+    "/{cert_id}",
+    summary="Cancelar un intento o una certificación",
+    operation_id="cancelarCertificacion",
+    response_description="Cancelada; si estaba aprobada, deja de permitir leer avisos de producción.",
+    responses=problem_responses(401, 404, 422),
+)
+async def cancelar(cert_id: CertId, caller: CurrentCaller, session: Session) -> Intento:
+    now = _now()
+    return Intento.of(await certificaciones.cancel_attempt(session, cert_id, caller.rfc, now), now)
+
+
+@router.post(
+    "/{cert_id}/escenarios/{escenario}/inicio",
+    summary="Iniciar un escenario",
+    operation_id="iniciarEscenario",
+    response_description="El intento, con el escenario iniciado.",
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def iniciar(cert_id: CertId, escenario: NombreEscenario, caller: CurrentCaller, session: Session) -> Intento:
+    """sincronizacion_incremental publica avisos nuevos en el sandbox; limite_de_tasa arma un 429 con Retry-After."""
+    now = _now()
+    return Intento.of(await certificaciones.start_scenario(session, cert_id, caller.rfc, escenario.value, now), now)
+
+
+@router.post(
+    "/{cert_id}/evidencias",
+    summary="Enviar la evidencia de un escenario",
+    operation_id="enviarEvidencia",
+    response_description="El veredicto, con un motivo accionable.",
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def evidencia(
+    cert_id: CertId, body: Evidencia, caller: CurrentCaller, session: Session, settings: SettingsDep, keys: KeysDep
+) -> Veredicto:
+    """El servicio juzga con lo que sabe: sus datos y su propio registro de solicitudes. Aprobados los cuatro
+    escenarios, el intento queda `aprobada` por un año y se emite un acuse."""
+    now = _now()
+    cert, verdict = await certificaciones.judge(
+        session, keys, settings, cert_id, caller.rfc, body.escenario.value, body.total, body.huella, now
+    )
+    return Veredicto(
+        escenario=verdict.escenario,
+        aprobado=verdict.aprobado,
+        motivo=verdict.motivo,
+        certificacion=Intento.of(cert, now),
+    )
