@@ -112,7 +112,8 @@ _COLUMNS = ", ".join(_RENDERED.get(c, c) for c in CAMPOS_AVISO)
 
 def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
     return (
-        f"SELECT {_COLUMNS} FROM aviso WHERE {_where(f, cursor)} ORDER BY publicacion_xid, id LIMIT {_literal(limite)}"
+        f"SELECT {_COLUMNS} FROM {f.scope.table} WHERE {_where(f, cursor)} "
+        f"ORDER BY publicacion_xid, id LIMIT {_literal(limite)}"
     )
 
 

@@ -1,6 +1,7 @@
 """GET /v1/avisos and /v1/avisos/{folio}, and the same routes under /sandbox: one body of route code, two
 data scopes (Alcance). Authorized before the first byte, streamed, audited."""
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -122,7 +123,7 @@ class Permiso:
 
 
 class Alcance(Protocol):
-    def limite_max(self, settings: Settings) -> int: ...
+    def acotar(self, c: Consulta, settings: Settings) -> Consulta: ...
 
     async def permitir(
         self, session: AsyncSession, caller: Caller, c: Consulta, now: dt.datetime
@@ -153,8 +154,13 @@ def _denied(denial: Denegacion, rfc_patron: str) -> Problem:
 class Produccion:
     """Production: the trust relationships decide, through the one authorization function."""
 
-    def limite_max(self, settings: Settings) -> int:
-        return settings.avisos_limite_max
+    def acotar(self, c: Consulta, settings: Settings) -> Consulta:
+        if c.limite > settings.avisos_limite_max:
+            maximum = settings.avisos_limite_max
+            raise Problem(
+                422, "limite_fuera_de_rango", "Límite fuera de rango", f"limite debe estar entre 1 y {maximum}."
+            )
+        return c
 
     async def permitir(self, session: AsyncSession, caller: Caller, c: Consulta, now: dt.datetime) -> Permiso | Problem:
         patron = c.rfc_patron or caller.rfc
@@ -174,8 +180,9 @@ class Produccion:
 class Sandbox:
     """The caller's open certification attempt: its own synthetic employer, no trust relationship needed."""
 
-    def limite_max(self, settings: Settings) -> int:
-        return settings.sandbox_limite_max
+    def acotar(self, c: Consulta, settings: Settings) -> Consulta:
+        # Capped, not refused: a client asking for more gets 500 and hay_mas, so it must page.
+        return dataclasses.replace(c, limite=min(c.limite, settings.sandbox_limite_max))
 
     async def permitir(self, session: AsyncSession, caller: Caller, c: Consulta, now: dt.datetime) -> Permiso | Problem:
         cert = await certificaciones.current_attempt(session, caller.rfc, now)
@@ -274,9 +281,7 @@ async def _listar(
     limiter,
 ) -> Response:
     quota = limiter.hit(settings.rate_limit_avisos, f"avisos:{caller.rfc}")
-    maximum = alcance.limite_max(settings)
-    if c.limite > maximum:
-        raise Problem(422, "limite_fuera_de_rango", "Límite fuera de rango", f"limite debe estar entre 1 y {maximum}.")
+    c = alcance.acotar(c, settings)
     if c.emitidos_desde and c.emitidos_hasta and c.emitidos_desde > c.emitidos_hasta:
         raise Problem(422, "rango_invalido", "Rango inválido", "emitidos_desde es posterior a emitidos_hasta.")
     if c.tipo_aviso is not None and c.tipo_aviso not in await codes_of(session, "tipos-aviso"):

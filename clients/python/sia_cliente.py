@@ -1,0 +1,176 @@
+"""Reference payroll-side client of SIA: HTTP only (httpx2 + pyotp), no import from the service.
+
+    python sia_cliente.py certificar  --url URL --rfc RFC --contrasena-archivo F --secreto-totp S
+    python sia_cliente.py sincronizar --url URL --rfc RFC --contrasena-archivo F --secreto-totp S \\
+                                      --patron RFC_PATRON --archivo avisos.ndjson
+
+It shows what a well-behaved payroll system does: a token from password + TOTP (never the same TOTP step
+twice), paging with `despues_de`, respecting 429 + Retry-After, and keeping a local copy current by
+incremental sync that resumes from the last folio it holds after a crash.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pyotp
+
+
+def huella(folios: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(folios)).encode()).hexdigest()
+
+
+class ClienteSIA:
+    def __init__(self, url: str, rfc: str, contrasena: str, secreto_totp: str, *, timeout: float = 120) -> None:
+        self.rfc, self._contrasena, self._totp = rfc, contrasena, pyotp.TOTP(secreto_totp)
+        self.http = httpx2.Client(base_url=url, timeout=timeout)
+        self._token: str | None = None
+        self._vence = 0.0
+        self._ultimo_paso: int | None = None
+
+    # -------------------------------------------------------------- token
+
+    def token(self) -> str:
+        if self._token and time.time() < self._vence - 30:
+            return self._token
+        paso = int(time.time() // 30)
+        if paso == self._ultimo_paso:  # a TOTP code is accepted once: wait for the next step
+            time.sleep(30 - time.time() % 30 + 0.1)
+        respuesta = self.http.post(
+            "/v1/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.rfc,
+                "client_secret": self._contrasena,
+                "otp": self._totp.now(),
+            },
+        )
+        self._ultimo_paso = int(time.time() // 30)
+        if respuesta.status_code != 200:
+            raise RuntimeError(f"token: {respuesta.status_code} {respuesta.text}")
+        cuerpo = respuesta.json()
+        self._token, self._vence = cuerpo["access_token"], time.time() + cuerpo["expires_in"]
+        return self._token
+
+    def pedir(self, metodo: str, ruta: str, **kwargs) -> httpx2.Response:
+        """One request, as a patient client makes it: waits Retry-After on 429, renews an expired token once."""
+        renovado = False
+        while True:
+            headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {self.token()}"}
+            respuesta = self.http.request(metodo, ruta, headers=headers, **kwargs)
+            if respuesta.status_code == 429:
+                time.sleep(float(respuesta.headers.get("Retry-After", "1")))
+                kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
+                continue
+            if respuesta.status_code == 401 and not renovado:
+                self._token, renovado = None, True
+                kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
+                continue
+            return respuesta
+
+    # -------------------------------------------------------------- avisos
+
+    def paginas(
+        self, base: str = "/v1", despues_de: str | None = None, limite: int = 1000, **filtros
+    ) -> Iterator[list[dict]]:
+        """Every page after `despues_de`, in publication order, until the service says there are no more."""
+        while True:
+            params = {**filtros, "limite": limite} | ({"despues_de": despues_de} if despues_de else {})
+            respuesta = self.pedir("GET", f"{base}/avisos", params=params)
+            if respuesta.status_code != 200:
+                raise RuntimeError(f"avisos: {respuesta.status_code} {respuesta.text}")
+            cuerpo = respuesta.json()
+            if cuerpo["avisos"]:
+                yield cuerpo["avisos"]
+                despues_de = cuerpo["avisos"][-1]["folio"]
+            if not cuerpo["hay_mas"]:
+                return
+
+    def sincronizar(self, archivo: Path, rfc_patron: str | None = None, base: str = "/v1", limite: int = 1000) -> int:
+        """Appends to `archivo` (NDJSON) every aviso published after the last one it holds; returns how many.
+        Each page is flushed to disk before the next is asked for, and a line cut by a crash is dropped on start,
+        so the next run resumes exactly after the last complete aviso."""
+        ultimo = _ultimo_folio_completo(archivo)
+        nuevos = 0
+        filtros = {"rfc_patron": rfc_patron} if rfc_patron else {}
+        with archivo.open("ab") as salida:
+            for pagina in self.paginas(base, despues_de=ultimo, limite=limite, **filtros):
+                salida.write(b"".join(json.dumps(a, ensure_ascii=False).encode() + b"\n" for a in pagina))
+                salida.flush()
+                os.fsync(salida.fileno())
+                nuevos += len(pagina)
+        return nuevos
+
+    # -------------------------------------------------------------- certification
+
+    def certificar(self) -> dict:
+        """Opens an attempt and passes its four scenarios in the sandbox."""
+        intento = self.pedir("POST", "/v1/certificaciones").json()
+        cid = intento["id"]
+        escenarios = {e["nombre"]: e for e in intento["escenarios"]}
+
+        completos = [a["folio"] for p in self.paginas("/sandbox/v1", limite=500) for a in p]
+        self.evidencia(cid, "descarga_completa", completos)
+
+        filtro = escenarios["descarga_filtrada"]["parametros"]
+        filtrados = [a["folio"] for p in self.paginas("/sandbox/v1", limite=500, **filtro) for a in p]
+        self.evidencia(cid, "descarga_filtrada", filtrados)
+
+        self.pedir("POST", f"/v1/certificaciones/{cid}/escenarios/sincronizacion_incremental/inicio").raise_for_status()
+        # The cursor is the last folio received (publication order), not the largest one.
+        nuevos = [a["folio"] for p in self.paginas("/sandbox/v1", despues_de=completos[-1], limite=500) for a in p]
+        self.evidencia(cid, "sincronizacion_incremental", nuevos)
+
+        self.pedir("POST", f"/v1/certificaciones/{cid}/escenarios/limite_de_tasa/inicio").raise_for_status()
+        todos = [a["folio"] for p in self.paginas("/sandbox/v1", limite=500) for a in p]
+        return self.evidencia(cid, "limite_de_tasa", todos)
+
+    def evidencia(self, cid: str, escenario: str, folios: list[str]) -> dict:
+        respuesta = self.pedir(
+            "POST",
+            f"/v1/certificaciones/{cid}/evidencias",
+            json={"escenario": escenario, "total": len(folios), "huella": huella(folios)},
+        )
+        respuesta.raise_for_status()
+        return respuesta.json()
+
+
+def _ultimo_folio_completo(archivo: Path) -> str | None:
+    if not archivo.exists():
+        return None
+    datos = archivo.read_bytes()
+    completo = datos[: datos.rfind(b"\n") + 1]
+    if len(completo) != len(datos):  # a crash cut the last line: drop it, it is asked for again
+        with archivo.open("r+b") as f:
+            f.truncate(len(completo))
+    ultima = completo.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return json.loads(ultima)["folio"] if ultima else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("accion", choices=["certificar", "sincronizar"])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--rfc", required=True)
+    parser.add_argument("--contrasena-archivo", required=True, type=Path)
+    parser.add_argument("--secreto-totp", required=True)
+    parser.add_argument("--patron")
+    parser.add_argument("--archivo", type=Path)
+    args = parser.parse_args()
+    cliente = ClienteSIA(args.url, args.rfc, args.contrasena_archivo.read_text().strip(), args.secreto_totp)
+    if args.accion == "certificar":
+        print(json.dumps(cliente.certificar(), ensure_ascii=False, indent=2))
+    else:
+        if not args.archivo:
+            sys.exit("sincronizar necesita --archivo")
+        print(f"{cliente.sincronizar(args.archivo, args.patron)} avisos nuevos en {args.archivo}")
+
+
+if __name__ == "__main__":
+    main()
