@@ -18,6 +18,7 @@ TITULOS = {
     "contrasena.cancelacion": "Acuse de cancelación de contraseña",
     "relacion.creacion": "Acuse de registro de relación de confianza",
     "relacion.revocacion": "Acuse de revocación de relación de confianza",
+    "certificacion.aprobacion": "Acuse de certificación de software de nómina",
 }
 # In the order a person reads a receipt; facts not listed here follow, under their own key.
 ETIQUETAS = {
@@ -29,6 +30,8 @@ ETIQUETAS = {
     "vigencia_inicio": "Vigencia desde",
     "vigencia_fin": "Vigencia hasta",
     "revocada_en": "Revocada el",
+    "vigente_hasta": "Certificación vigente hasta",
+    "certificacion_id": "Certificación",
     "relacion_id": "Relación",
     "acuse_de_creacion": "Acuse de registro",
     "nombre": "Nombre",
@@ -53,7 +56,7 @@ def _value(key: str, value: Any) -> str:
         return "-"
     if key == "nrps":
         return "Todos, incluidos los que registre después" if value == "todos" else ", ".join(value)
-    if key in ("vigencia_inicio", "vigencia_fin", "revocada_en"):
+    if key in ("vigencia_inicio", "vigencia_fin", "revocada_en", "vigente_hasta"):
         return _local(value)
     return str(value)
 

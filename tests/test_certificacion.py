@@ -3,6 +3,7 @@ loopback, then reads production avisos; deliberately wrong clients fail each sce
 
 import asyncio
 import datetime as dt
+import io
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx2
 import pyotp
 import pytest
+from pypdf import PdfReader
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -126,6 +128,9 @@ def test_reference_client_certifies_then_syncs_production_avisos(service, tmp_pa
     assert all(e["estado"] == "aprobado" for e in certification["escenarios"]), certification["escenarios"]
     acuse = developer.pedir("GET", f"/v1/acuses/{certification['folio_acuse']}").json()
     assert acuse["tipo"] == "certificacion.aprobacion"
+    pdf = developer.pedir("GET", f"/v1/acuses/{certification['folio_acuse']}", headers={"Accept": "application/pdf"})
+    text_of_pdf = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "Acuse de certificación" in text_of_pdf and developer.rfc in text_of_pdf
 
     employer = client_for(service, EMPLOYER.rfc)
     now = dt.datetime.now(dt.UTC)
