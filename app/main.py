@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from app.db import Database, asyncpg_dsn
 from app.deps import Keys
+from app.docs import install_docs
 from app.notify import Notifier
 from app.problems import install_problem_handlers
 from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad
@@ -76,7 +77,10 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION.strip(),
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     install_problem_handlers(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     app.include_router(health.router)

@@ -51,3 +51,14 @@ async def test_wrong_methods_with_garbage_bodies(client, method):
     response = await client.request(method, "/v1/catalogos/tipos-aviso", content=b"\xff\x00{not json")
     assert response.status_code == 405
     assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_pages_need_no_internet(client, page):
+    response = await client.get(page)
+    assert response.status_code == 200
+    html = response.text
+    assert "/static/" in html
+    assert "http://" not in html and "https://" not in html, "every asset from this service, none from a CDN"
+    for asset in ("/static/swagger-ui-bundle.js", "/static/swagger-ui.css", "/static/redoc.standalone.js"):
+        assert (await client.get(asset)).status_code == 200
