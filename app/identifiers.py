@@ -6,17 +6,20 @@ than what Infonavit sent. Loaders call these functions for every row of million-
 precompiled patterns, lookup tables and the happy path free of string building.
 """
 
+import datetime as dt
 import re
 from operator import mul
 from typing import Annotated
 
-from pydantic import AfterValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
 __all__ = [
     "CURP",
     "NRP",
     "NSS",
     "RFC",
+    "Fecha",
+    "FechaHoraISO",
     "Folio",
     "IdentifierError",
     "NumeroCredito",
@@ -387,3 +390,23 @@ RFC = Annotated[str, AfterValidator(check_rfc), _schema("^[A-Z&Ñ]{3,4}[0-9]{6}[
 NRP = Annotated[str, AfterValidator(check_nrp), _schema("^[A-Z0-9][0-9]{2}[1-9][0-9]{7}$", 11, 11)]
 NumeroCredito = Annotated[str, AfterValidator(check_numero_credito), _schema("^[0-9]{10}$", 10, 10)]
 Folio = Annotated[str, AfterValidator(check_folio), _schema("^[0-9A-Z]{14}$", 14, 14)]
+
+
+# Dates in query strings and bodies: ISO 8601 text only. Pydantic would otherwise read "0" as 1970-01-01.
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+def _iso_text(pattern: re.Pattern[str], example: str):
+    def check(value: object) -> object:
+        if isinstance(value, str) and not pattern.match(value):
+            raise IdentifierError(f"debe ser una fecha ISO 8601, p. ej. {example}")
+        if isinstance(value, int | float):
+            raise IdentifierError(f"debe ser una fecha ISO 8601, p. ej. {example}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Fecha = Annotated[dt.date, _iso_text(_ISO_DATE, "2026-11-24")]
+FechaHoraISO = Annotated[dt.datetime, _iso_text(_ISO_DATETIME, "2026-11-24T09:30:00-06:00")]

@@ -127,6 +127,14 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "cuerpo"
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method any route offers on this path: GET and POST of one path can be separate routes, and
+    Starlette's own Allow names only the first route's."""
+    path = request.scope["path"]
+    routes = (r for r in request.app.routes if getattr(r, "methods", None) and r.path_regex.match(path))
+    return sorted({method for route in routes for method in route.methods})
+
+
 def validation_problem(errors: list[dict[str, Any]]) -> Problem:
     fields = [CampoInvalido(campo=_field_name(tuple(e.get("loc", ()))), motivo=_spanish_reason(e)) for e in errors]
     return Problem(
@@ -152,7 +160,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         code, title = _HTTP_PROBLEMS.get(exc.status_code, ("error_http", "Error"))
         template = _HTTP_DETAILS.get(exc.status_code)
         detail = template.format(path=request.url.path, method=request.method) if template else str(exc.detail)
-        return problem_response(request, Problem(exc.status_code, code, title, detail, headers=exc.headers))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            code, detail = "cuerpo_ilegible", "El cuerpo no se pudo leer: envíe JSON en UTF-8."
+        return problem_response(request, Problem(exc.status_code, code, title, detail, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -185,7 +198,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def _describe(status: int) -> str:
     return {
-        400: "Solicitud incorrecta.",
+        400: "Cuerpo ilegible (`cuerpo_ilegible`): no es JSON en UTF-8.",
         401: "Token ausente, inválido o vencido.",
         403: "Sin permiso.",
         404: "No existe (o no es visible para quien llama).",

@@ -184,6 +184,8 @@ async def test_every_filter(client, app_settings, db):
         ({"tipo_aviso": "99"}, "tipo_aviso_desconocido"),
         ({"emitidos_desde": "2026-10-02", "emitidos_hasta": "2026-10-01"}, "rango_invalido"),
         ({"emitidos_desde": "2026-02-30"}, "solicitud_invalida"),
+        ({"emitidos_hasta": "0"}, "solicitud_invalida"),
+        ({"emitidos_hasta": "1700000000"}, "solicitud_invalida"),
         ({"limite": 0}, "solicitud_invalida"),
         ({"limite": 10_001}, "limite_fuera_de_rango"),
         ({"despues_de": "20269999999999"}, "despues_de_desconocido"),

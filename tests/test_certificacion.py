@@ -5,17 +5,11 @@ import asyncio
 import datetime as dt
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-import httpx2
 import pyotp
 import pytest
 from pypdf import PdfReader
@@ -28,6 +22,7 @@ from app.demo import demo_avisos, demo_patrones
 from app.security import passwords, totp
 from app.settings import DEV_TOTP_ENCRYPTION_KEY
 from tests import factories as f
+from tests.live import live_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "python"))
 from sia_cliente import ClienteSIA, huella
@@ -67,34 +62,10 @@ async def _seed(url: str) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def service(new_database, tmp_path_factory):
-    """`sia serve` in its own process on loopback, on a database of its own."""
     url = new_database()
     credentials = asyncio.run(_seed(url))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "SIA_PORT": str(port),
-        "SIA_DATA_DIR": str(tmp_path_factory.mktemp("srv")),
-        "SIA_ENV": "test",
-        "SIA_ACCESS_LOG": "false",
-    }
-    process = subprocess.Popen([SIA, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            assert process.poll() is None, process.stderr.read()
-            try:
-                if httpx2.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                time.sleep(0.1)
+    with live_server(url, tmp_path_factory.mktemp("srv")) as base:
         yield base, url, credentials
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
 
 
 def client_for(service, rfc: str) -> ClienteSIA:

@@ -24,7 +24,7 @@ from app.catalogs import codes_of
 from app.confianza import Autorizacion, Denegacion, authorize
 from app.db import Database, Session
 from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
-from app.identifiers import NRP, NSS, RFC, Folio
+from app.identifiers import NRP, NSS, RFC, Fecha, Folio
 from app.models.catalogo import CLASES
 from app.problems import Problem, problem_response, problem_responses
 from app.security.caller import Caller, CurrentCaller
@@ -85,8 +85,8 @@ async def consulta(
     clase: Clase | None = None,
     tipo_aviso: Annotated[str | None, Query(pattern=r"^[0-9A-Z]{2}$", description="Código de tipos-aviso.")] = None,
     nss: Annotated[NSS | None, Query(description="Solo los avisos de este trabajador.")] = None,
-    emitidos_desde: Annotated[dt.date | None, Query(description="fecha_emision desde (inclusive).")] = None,
-    emitidos_hasta: Annotated[dt.date | None, Query(description="fecha_emision hasta (inclusive).")] = None,
+    emitidos_desde: Annotated[Fecha | None, Query(description="fecha_emision desde (inclusive).")] = None,
+    emitidos_hasta: Annotated[Fecha | None, Query(description="fecha_emision hasta (inclusive).")] = None,
     despues_de: Annotated[Folio | None, Query(description="El último folio que ya tiene; sigue después.")] = None,
     limite: Annotated[
         int, Query(ge=1, description="Avisos por página (10 000 como máximo; 500 en el sandbox).")

@@ -165,7 +165,7 @@ async def iniciar(cert_id: CertId, escenario: NombreEscenario, caller: CurrentCa
     summary="Enviar la evidencia de un escenario",
     operation_id="enviarEvidencia",
     response_description="El veredicto, con un motivo accionable.",
-    responses=problem_responses(401, 404, 409, 422),
+    responses=problem_responses(400, 401, 404, 409, 422),
 )
 async def evidencia(
     cert_id: CertId, body: Evidencia, caller: CurrentCaller, session: Session, settings: SettingsDep, keys: KeysDep

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from app import auditoria, confianza
 from app.db import Session
 from app.deps import KeysDep
-from app.identifiers import NRP, RFC
+from app.identifiers import NRP, RFC, FechaHoraISO
 from app.models import Patron, RelacionConfianza
 from app.problems import Problem, problem_responses
 from app.security.caller import CurrentCaller
@@ -26,7 +26,7 @@ def _mexico_if_naive(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=MEXICO) if value.tzinfo is None else value
 
 
-FechaHora = Annotated[dt.datetime, AfterValidator(_mexico_if_naive)]
+FechaHora = Annotated[FechaHoraISO, AfterValidator(_mexico_if_naive)]
 Estado = StrEnum("Estado", {e: e for e in confianza.ESTADOS})
 Rol = StrEnum("Rol", {"patron": "patron", "desarrollador": "desarrollador"})
 
@@ -86,7 +86,7 @@ class PaginaRelaciones(BaseModel):
     summary="Registrar una relación de confianza",
     operation_id="crearRelacionConfianza",
     response_description="La relación, con su estado y el folio de su acuse.",
-    responses=problem_responses(401, 403, 409, 422),
+    responses=problem_responses(400, 401, 403, 409, 422),
 )
 async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
     """Solo un patrón del padrón. El desarrollador debe tener contraseña y certificación vigente; un patrón

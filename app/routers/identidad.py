@@ -48,7 +48,7 @@ class RetoEmitido(BaseModel):
     summary="Pedir un reto para firmar con la e.firma",
     operation_id="crearReto",
     response_description="El reto, de un solo uso y vigencia de minutos.",
-    responses=problem_responses(422, 429),
+    responses=problem_responses(400, 422, 429),
 )
 async def crear_reto(
     body: SolicitudReto, session: Session, settings: SettingsDep, limiter: RateLimiterDep, request: Request
@@ -62,7 +62,7 @@ async def crear_reto(
 
 # ------------------------------------------------------------------ contraseñas
 
-EFIRMA_ERRORS = problem_responses(404, 409, 410, 422, 429, 503)
+EFIRMA_ERRORS = problem_responses(400, 404, 409, 410, 422, 429, 503)
 
 
 class PruebaEfirma(BaseModel):
@@ -227,7 +227,7 @@ async def emitir_token(
     grant_type: Annotated[str | None, Form(examples=["client_credentials"])] = None,
     client_id: Annotated[str | None, Form(description="El RFC.", examples=[EJEMPLO_RFC])] = None,
     client_secret: Annotated[str | None, Form(description="La contraseña recibida por correo.")] = None,
-    otp: Annotated[str | None, Form(description="Código TOTP de 6 dígitos vigente.", examples=["123456"])] = None,
+    otp: Annotated[str | None, Form(description="Código TOTP vigente.", examples=["123456"])] = None,
 ) -> Any:
     """Formulario `application/x-www-form-urlencoded`. Los errores siguen RFC 6749 §5.2 (no problem+json),
     porque es lo que esperan las bibliotecas de OAuth. Un código TOTP sirve una sola vez."""

@@ -1,0 +1,47 @@
+"""`sia serve` in its own process on loopback, for tests that need a real server (streaming, clients, fuzzing)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+
+SIA = str(Path(sys.executable).with_name("sia"))
+
+
+@contextmanager
+def live_server(database_url: str, data_dir: Path, **env: str) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SIA_PORT": str(port),
+        "SIA_DATA_DIR": str(data_dir),
+        "SIA_ENV": "test",
+        "SIA_ACCESS_LOG": "false",
+        **env,
+    }
+    process = subprocess.Popen(
+        [SIA, "serve"], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            assert process.poll() is None, process.stderr.read()
+            try:
+                if httpx2.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
