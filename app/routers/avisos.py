@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import avisos, certificaciones
 from app.auditoria import record_event
 from app.catalogs import codes_of
-from app.confianza import Autorizacion, Denegacion, authorize
+from app.confianza import Denegacion, authorize
 from app.db import Database, Session
 from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
 from app.identifiers import NRP, NSS, RFC, Fecha, Folio
@@ -133,6 +133,12 @@ class Alcance(Protocol):
         self, database: Database, caller: Caller, permiso: Permiso, c: Consulta, stream: avisos.Stream
     ) -> None: ...
 
+    async def permitir_folio(
+        self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
+    ) -> avisos.Filtros:
+        """The filters that select that one aviso, once it may be read (production audits the read)."""
+        ...
+
 
 def _denied(denial: Denegacion, rfc_patron: str) -> Problem:
     if denial.motivo == "sin_certificacion":
@@ -175,6 +181,20 @@ class Produccion:
     ) -> None:
         detalle = {"limite": c.limite, "despues_de": c.despues_de, "completo": stream.completo}
         await _audit(database, caller, permiso, stream.entregados, detalle)
+
+    async def permitir_folio(
+        self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
+    ) -> avisos.Filtros:
+        located = await avisos.locate(await session.connection(), folio)
+        if located is None:
+            raise _aviso_no_encontrado(folio)
+        auth = await authorize(session, caller.rfc, located[0], [located[1]], now)
+        if isinstance(auth, Denegacion):
+            # Not certified is about the caller; anything else looks like an aviso that does not exist.
+            raise _denied(auth, located[0]) if auth.motivo == "sin_certificacion" else _aviso_no_encontrado(folio)
+        filtros = avisos.Filtros(located[0], [located[1]], folio=folio)
+        await _audit(database, caller, Permiso(filtros, auth.relaciones), 1, {"folio": folio})
+        return filtros
 
 
 class Sandbox:
@@ -239,6 +259,17 @@ class Sandbox:
                     entregados=stream.entregados,
                 )
                 await session.commit()
+
+    async def permitir_folio(
+        self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
+    ) -> avisos.Filtros:
+        cert = await certificaciones.current_attempt(session, caller.rfc, now)
+        scope = avisos.sandbox_scope(cert.id) if cert else None
+        located = await avisos.locate(await session.connection(), folio, scope) if scope else None
+        if located is None:
+            raise _aviso_no_encontrado(folio)
+        # Not logged: the scenarios judge list requests, and a single read is not a download.
+        return avisos.Filtros(located[0], [located[1]], folio=folio, scope=scope)
 
 
 async def _audit(database: Database, caller: Caller, permiso: Permiso, cantidad: int, detalle: dict) -> None:
@@ -334,34 +365,12 @@ async def _uno(
     alcance: Alcance, folio: str, caller: Caller, session: AsyncSession, settings: Settings, database, limiter
 ) -> Aviso:
     limiter.hit(settings.rate_limit_avisos, f"avisos:{caller.rfc}")
-    now = dt.datetime.now(dt.UTC)
-    missing = Problem(
-        404, "aviso_no_encontrado", "Aviso no encontrado", f"No hay un aviso {folio} que usted pueda leer."
-    )
-    if isinstance(alcance, Sandbox):
-        cert = await certificaciones.current_attempt(session, caller.rfc, now)
-        if cert is None:
-            raise missing
-        scope = avisos.sandbox_scope(cert.id)
-    else:
-        scope = avisos.PRODUCTION
-    conn = await session.connection()
-    located = await avisos.locate(conn, folio, scope)
-    if located is None:
-        raise missing
-    if isinstance(alcance, Sandbox):
-        permiso = Permiso(
-            avisos.Filtros(located[0], [located[1]], folio=folio, scope=scope), [], scope.certificacion_id
-        )
-    else:
-        auth = await authorize(session, caller.rfc, located[0], [located[1]], now)
-        if isinstance(auth, Denegacion) and auth.motivo == "sin_certificacion":
-            raise _denied(auth, located[0])
-        if not isinstance(auth, Autorizacion):
-            raise missing
-        permiso = Permiso(avisos.Filtros(located[0], [located[1]], folio=folio), auth.relaciones)
-        await _audit(database, caller, permiso, 1, {"folio": folio})
-    return Aviso.model_validate(await avisos.fetch_one(conn, permiso.filtros))
+    filtros = await alcance.permitir_folio(session, database, caller, folio, dt.datetime.now(dt.UTC))
+    return Aviso.model_validate(await avisos.fetch_one(await session.connection(), filtros))
+
+
+def _aviso_no_encontrado(folio: str) -> Problem:
+    return Problem(404, "aviso_no_encontrado", "Aviso no encontrado", f"No hay un aviso {folio} que usted pueda leer.")
 
 
 LIST_DOC = {
