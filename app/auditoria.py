@@ -4,14 +4,14 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import EventoAuditoria
 
 
 async def record_event(
-    session: AsyncSession,
+    db: AsyncSession | AsyncConnection,
     *,
     accion: str,
     actor: str | None,
@@ -23,8 +23,9 @@ async def record_event(
     request_id: str | None = None,
     detalle: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        EventoAuditoria(
+    """One audit row, in the caller's transaction; a session (routes) or a connection (loaders)."""
+    await db.execute(
+        insert(EventoAuditoria).values(
             ocurrido_en=now,
             accion=accion,
             actor=actor,
@@ -36,7 +37,6 @@ async def record_event(
             detalle=detalle or {},
         )
     )
-    await session.flush()
 
 
 async def events_of_employer(

@@ -226,7 +226,9 @@ class TokenError(Exception):
         self.error, self.description, self.status, self.retry_after = error, description, status, retry_after
 
 
-BAD_CREDENTIALS = TokenError("invalid_client", "RFC, contraseña o código OTP incorrectos.", status=401)
+def _bad_credentials() -> TokenError:
+    # A new instance each time: a shared one would collect the traceback of every failed login.
+    return TokenError("invalid_client", "RFC, contraseña o código OTP incorrectos.", status=401)
 
 
 async def _locked_for(session: AsyncSession, rfc: str, now: dt.datetime) -> int | None:
@@ -298,4 +300,4 @@ async def exchange_token(
             return token, int(ttl.total_seconds())
         log.warning("totp replay refused for a credential")
     await _record_failure(session, rfc, settings, now)
-    raise BAD_CREDENTIALS
+    raise _bad_credentials()

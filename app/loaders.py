@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.auditoria import record_event
 from app.catalogs import catalog_codes
 from app.identifiers import (
     IdentifierError,
@@ -330,23 +331,21 @@ def _reject_or_discard(report: LoadReport, skip_invalid: bool) -> set[int]:
 
 
 async def _audit(conn: AsyncConnection, accion: str, report: LoadReport, actor: str) -> None:
-    await conn.execute(
-        text("INSERT INTO evento_auditoria (accion, actor, cantidad, detalle) VALUES (:a, :actor, :n, :d)"),
-        {
-            "a": accion,
-            "actor": actor,
-            "n": report.nuevos,
-            "d": orjson.dumps(
-                {
-                    "archivo": report.archivo,
-                    "leidos": report.leidos,
-                    "nuevos": report.nuevos,
-                    "existentes": report.existentes,
-                    "patrones_nuevos": report.patrones_nuevos,
-                    "actualizados": report.actualizados,
-                    "rechazados": len(report.lineas_rechazadas),
-                }
-            ).decode(),
+    await record_event(
+        conn,
+        accion=accion,
+        actor=actor,
+        rfc_patron=None,
+        cantidad=report.nuevos,
+        now=dt.datetime.now(dt.UTC),
+        detalle={
+            "archivo": report.archivo,
+            "leidos": report.leidos,
+            "nuevos": report.nuevos,
+            "existentes": report.existentes,
+            "patrones_nuevos": report.patrones_nuevos,
+            "actualizados": report.actualizados,
+            "rechazados": len(report.lineas_rechazadas),
         },
     )
 
