@@ -115,9 +115,7 @@ async def attempt_of(session: AsyncSession, cert_id: uuid.UUID, rfc: str, *, loc
     query = select(Certificacion).where(Certificacion.id == cert_id, Certificacion.rfc == rfc)
     cert = await session.scalar(query.with_for_update() if lock else query)
     if cert is None:
-        raise Problem(
-            404, "certificacion_no_encontrada", "Certificación no encontrada", f"No hay un intento {cert_id} suyo."
-        )
+        raise Problem("certificacion_no_encontrada", f"No hay un intento {cert_id} suyo.")
     return cert
 
 
@@ -147,9 +145,7 @@ async def cancel_attempt(session: AsyncSession, cert_id: uuid.UUID, rfc: str, no
 
 def _require_open(cert: Certificacion, now: dt.datetime) -> None:
     if estado_de(cert, now) != "en_curso":
-        raise Problem(
-            409, "intento_cerrado", "Intento cerrado", f"El intento está {estado_de(cert, now)}; abra uno nuevo."
-        )
+        raise Problem("intento_cerrado", f"El intento está {estado_de(cert, now)}; abra uno nuevo.")
 
 
 def _with(cert: Certificacion, name: str, **changes: Any) -> None:
@@ -164,11 +160,9 @@ async def start_scenario(
     _require_open(cert, now)
     if escenario == "sincronizacion_incremental":
         if cert.escenarios["descarga_completa"]["estado"] != "aprobado":
-            raise Problem(409, "escenario_previo_pendiente", "Falta un escenario", "Primero apruebe descarga_completa.")
+            raise Problem("escenario_previo_pendiente", "Primero apruebe descarga_completa.")
         if "inicio" in cert.escenarios[escenario]:
-            raise Problem(
-                409, "escenario_iniciado", "Ya iniciado", "Los avisos nuevos ya se publicaron para este intento."
-            )
+            raise Problem("escenario_iniciado", "Los avisos nuevos ya se publicaron para este intento.")
         rng = random.SystemRandom()
         employer = DemoPatron(cert.sandbox_rfc, "", tuple(cert.sandbox_nrps))
         existing = await session.scalar(select(func.count()).where(SandboxAviso.certificacion_id == cert.id))
@@ -183,7 +177,7 @@ async def start_scenario(
             cert, escenario, inicio=now.isoformat(), retry_after=random.SystemRandom().randint(2, 4), disparado_en=None
         )
     else:
-        raise Problem(422, "escenario_sin_inicio", "Sin inicio", f"{escenario} no necesita inicio: solo descargue.")
+        raise Problem("escenario_sin_inicio", f"{escenario} no necesita inicio: solo descargue.")
     await session.flush()
     return cert
 

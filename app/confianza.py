@@ -61,38 +61,30 @@ async def create_relacion(
 ) -> RelacionConfianza:
     patron = await _patron(session, rfc_patron)
     if patron is None:
-        raise Problem(403, "no_es_patron", "Solo patrones", f"{rfc_patron} no está en el padrón de patrones.")
+        raise Problem("no_es_patron", f"{rfc_patron} no está en el padrón de patrones.")
     desarrollador = await session.scalar(
         select(Credencial).where(Credencial.rfc == rfc_desarrollador, Credencial.estado == "activa")
     )
     if desarrollador is None:
         raise Problem(
-            422,
             "desarrollador_sin_contrasena",
-            "Desarrollador sin contraseña",
             f"{rfc_desarrollador} no tiene una contraseña activa del servicio.",
         )
     if not await is_certified(session, rfc_desarrollador, now):
         raise Problem(
-            422,
             "desarrollador_no_certificado",
-            "Desarrollador no certificado",
             f"{rfc_desarrollador} no tiene una certificación aprobada y vigente.",
         )
     if nrps is not None:
         own = set(await session.scalars(select(Nrp.nrp).where(Nrp.rfc_patron == rfc_patron)))
         foreign = sorted(set(nrps) - own)
         if foreign:
-            raise Problem(
-                422, "nrp_ajeno", "NRP ajeno", f"Estos NRP no son de {rfc_patron}: {', '.join(foreign)}.", nrps=foreign
-            )
+            raise Problem("nrp_ajeno", f"Estos NRP no son de {rfc_patron}: {', '.join(foreign)}.", nrps=foreign)
         nrps = sorted(set(nrps))
     if inicio < now - TOLERANCIA_INICIO:
-        raise Problem(422, "vigencia_en_el_pasado", "Vigencia inválida", "vigencia_inicio no puede estar en el pasado.")
+        raise Problem("vigencia_en_el_pasado", "vigencia_inicio no puede estar en el pasado.")
     if fin <= inicio:
-        raise Problem(
-            422, "vigencia_invalida", "Vigencia inválida", "vigencia_fin debe ser posterior a vigencia_inicio."
-        )
+        raise Problem("vigencia_invalida", "vigencia_fin debe ser posterior a vigencia_inicio.")
 
     # One writer per pair at a time, so two concurrent requests cannot both pass the overlap check.
     await session.execute(
@@ -112,9 +104,7 @@ async def create_relacion(
     )
     if overlapping is not None:
         raise Problem(
-            409,
             "relacion_duplicada",
-            "Relación duplicada",
             f"Ya existe la relación {overlapping} con {rfc_desarrollador} que se traslapa en NRP y fechas.",
             relacion_id=str(overlapping),
         )
@@ -177,7 +167,7 @@ async def revoke_relacion(
     if relacion is None:
         raise not_found(relacion_id)
     if relacion.rfc_patron != rfc:
-        raise Problem(403, "solo_el_patron", "Solo el patrón", "Solo el patrón que otorgó la relación puede revocarla.")
+        raise Problem("solo_el_patron", "Solo el patrón que otorgó la relación puede revocarla.")
     if relacion.revocada_en is not None:
         return relacion
     await session.refresh(relacion, with_for_update=True)
@@ -215,9 +205,7 @@ async def revoke_relacion(
 
 
 def not_found(relacion_id: uuid.UUID) -> Problem:
-    return Problem(
-        404, "relacion_no_encontrada", "Relación no encontrada", f"No hay una relación {relacion_id} visible."
-    )
+    return Problem("relacion_no_encontrada", f"No hay una relación {relacion_id} visible.")
 
 
 async def list_relaciones(
@@ -240,7 +228,7 @@ async def list_relaciones(
     if despues_de is not None:
         cursor = await session.get(r, despues_de)
         if cursor is None or rfc not in (cursor.rfc_patron, cursor.rfc_desarrollador):
-            raise Problem(422, "cursor_invalido", "Cursor inválido", "despues_de no es una relación de esta lista.")
+            raise Problem("cursor_invalido", "despues_de no es una relación de esta lista.")
         query = query.where(func.row(r.creada_en, r.id) > func.row(cursor.creada_en, cursor.id))
     rows = list(await session.scalars(query.order_by(r.creada_en, r.id).limit(limite + 1)))
     return rows[:limite], len(rows) > limite

@@ -62,20 +62,18 @@ def _b64(value: str, code: str, what: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise Problem(422, code, "Dato inválido", f"{what} debe venir en base64.") from None
+        raise Problem(code, f"{what} debe venir en base64.") from None
 
 
 async def _prove(session: AsyncSession, prueba: PruebaEfirma, settings: Settings, now: dt.datetime):
     """Consumes the challenge and returns the proven e.firma identity, or raises the precise problem."""
     reto = await session.scalar(select(Reto).where(Reto.id == prueba.reto_id).with_for_update())
     if reto is None:
-        raise Problem(404, "reto_desconocido", "Reto desconocido", "No existe ese reto_id; pida uno nuevo.")
+        raise Problem("reto_desconocido", "No existe ese reto_id; pida uno nuevo.")
     if reto.usado_en is not None:
-        raise Problem(409, "reto_usado", "Reto ya usado", "Cada reto sirve una sola vez; pida uno nuevo.")
+        raise Problem("reto_usado", "Cada reto sirve una sola vez; pida uno nuevo.")
     if now >= reto.expira_en:
-        raise Problem(
-            410, "reto_vencido", "Reto vencido", f"El reto venció a las {reto.expira_en:%H:%M:%S} UTC; pida uno nuevo."
-        )
+        raise Problem("reto_vencido", f"El reto venció a las {reto.expira_en:%H:%M:%S} UTC; pida uno nuevo.")
     certificado = _b64(prueba.certificado, "certificado_ilegible", "certificado")
     firma = _b64(prueba.firma, "firma_invalida", "firma")
     anchors = efirma.load_trust_anchors(settings.trust_dir)
@@ -85,7 +83,7 @@ async def _prove(session: AsyncSession, prueba: PruebaEfirma, settings: Settings
             efirma.validate_efirma, certificado, firma, reto.reto, rfc_esperado=reto.rfc, anchors=anchors, now=now
         )
     except efirma.EfirmaError as e:
-        raise Problem(422, e.code, "e.firma no aceptada", e.detail) from None
+        raise Problem(e.code, e.detail) from None
     reto.usado_en = now
     return identity
 
@@ -128,9 +126,7 @@ async def _new_credential(
         await session.flush()
     except IntegrityError:
         # Another request for the same RFC won the race for the one active credential.
-        raise Problem(
-            409, "contrasena_activa", "Ya tiene contraseña", f"{identity.rfc} ya tiene una contraseña activa."
-        ) from None
+        raise Problem("contrasena_activa", f"{identity.rfc} ya tiene una contraseña activa.") from None
     acuse = await acuses.issue_acuse(
         session,
         keys.sellos,
@@ -156,9 +152,7 @@ async def _new_credential(
         await send_mail(settings, correo, f"SIA: contraseña para {identity.rfc}", body)
     except MailError as e:
         log.error("mail failed: %s", e)
-        raise Problem(
-            503, "correo_no_enviado", "Correo no enviado", "No se pudo enviar el correo; reintente más tarde."
-        ) from None
+        raise Problem("correo_no_enviado", "No se pudo enviar el correo; reintente más tarde.") from None
     return CredencialEmitida(identity.rfc, correo, secret, totp.provisioning_uri(secret, identity.rfc), acuse.folio)
 
 
@@ -168,9 +162,7 @@ async def issue_password(
     identity = await _prove(session, prueba, settings, now)
     if await _active_credential(session, identity.rfc) is not None:
         raise Problem(
-            409,
             "contrasena_activa",
-            "Ya tiene contraseña",
             f"{identity.rfc} ya tiene una contraseña activa. Para obtener otra use POST /v1/contrasenas/renovacion.",
         )
     return await _new_credential(session, keys, settings, identity, correo, "contrasena.emision", now)
@@ -180,9 +172,7 @@ async def _end_active(session: AsyncSession, rfc: str, estado: str, now: dt.date
     current = await _active_credential(session, rfc)
     if current is None:
         raise Problem(
-            409,
             "sin_contrasena_activa",
-            "Sin contraseña activa",
             f"{rfc} no tiene una contraseña activa; pida una con POST /v1/contrasenas.",
         )
     current.estado, current.terminada_en = estado, now

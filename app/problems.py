@@ -1,6 +1,6 @@
 """RFC 9457 problem details: the error shape of every route (the token endpoint alone speaks RFC 6749)."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from asgi_correlation_id import correlation_id
@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
@@ -32,21 +33,121 @@ class ProblemDetail(BaseModel):
     errores: list[CampoInvalido] | None = None
 
 
-class Problem(Exception):
-    """Raise anywhere below a router; the handler turns it into application/problem+json."""
+class Problema(NamedTuple):
+    status: int
+    title: str
+    cuando: str
 
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        title: str,
-        detail: str,
-        *,
-        headers: dict[str, str] | None = None,
-        **extensions: Any,
-    ) -> None:
+
+# Every error code the API answers with: its status, its title (the same for every occurrence, RFC 9457 §3.1.3)
+# and when it happens. Routes document theirs with problem_responses(*codes), so the spec lists them.
+PROBLEMAS: dict[str, Problema] = {
+    "solicitud_incorrecta": Problema(400, "Solicitud incorrecta", "La solicitud HTTP no se pudo interpretar."),
+    "cuerpo_ilegible": Problema(400, "Cuerpo ilegible", "El cuerpo no es JSON en UTF-8."),
+    "no_autenticado": Problema(401, "No autenticado", "Falta el encabezado `Authorization: Bearer <token>`."),
+    "token_invalido": Problema(401, "No autenticado", "El token está mal formado, su firma no es válida o venció."),
+    "credencial_no_vigente": Problema(
+        401, "No autenticado", "La contraseña con la que se emitió el token fue renovada o cancelada."
+    ),
+    "prohibido": Problema(403, "Acceso denegado", "Sin permiso."),
+    "no_es_patron": Problema(403, "Solo patrones", "Quien llama no está en el padrón de patrones."),
+    "solo_el_patron": Problema(403, "Solo el patrón", "Solo el patrón que otorgó la relación puede revocarla."),
+    "sin_certificacion": Problema(
+        403, "Sin certificación", "El desarrollador no tiene una certificación aprobada y vigente."
+    ),
+    "sin_autorizacion": Problema(
+        403,
+        "Sin autorización",
+        "Ninguna relación de confianza vigente cubre ese patrón y esos NRP (en el sandbox: no es el patrón del "
+        "intento).",
+    ),
+    "sin_intento_en_curso": Problema(
+        403, "Sin intento de certificación", "El sandbox requiere un intento de certificación en curso."
+    ),
+    "no_encontrado": Problema(404, "Recurso no encontrado", "La ruta no existe."),
+    "reto_desconocido": Problema(404, "Reto desconocido", "No existe ese `reto_id`."),
+    "acuse_no_encontrado": Problema(404, "Acuse no encontrado", "No existe, o quien llama no es parte del acuse."),
+    "acuse_no_verificable": Problema(404, "Acuse no verificable", "No existe un acuse con ese folio y ese sello."),
+    "aviso_no_encontrado": Problema(404, "Aviso no encontrado", "No existe, o quien llama no puede leerlo."),
+    "relacion_no_encontrada": Problema(
+        404, "Relación no encontrada", "No existe, o quien llama no es parte de la relación."
+    ),
+    "certificacion_no_encontrada": Problema(
+        404, "Certificación no encontrada", "No existe un intento de certificación de quien llama con ese id."
+    ),
+    "metodo_no_permitido": Problema(405, "Método no permitido", "La ruta no acepta ese método; vea `Allow`."),
+    "no_aceptable": Problema(406, "Formato de respuesta no disponible", "No hay un formato que satisfaga `Accept`."),
+    "reto_usado": Problema(409, "Reto ya usado", "Cada reto sirve una sola vez."),
+    "contrasena_activa": Problema(409, "Ya tiene contraseña", "El RFC ya tiene una contraseña activa: renuévela."),
+    "sin_contrasena_activa": Problema(409, "Sin contraseña activa", "El RFC no tiene una contraseña activa."),
+    "relacion_duplicada": Problema(
+        409, "Relación duplicada", "Ya hay una relación con ese desarrollador que se traslapa en NRP y fechas."
+    ),
+    "intento_cerrado": Problema(409, "Intento cerrado", "El intento ya fue aprobado, cancelado o venció."),
+    "escenario_previo_pendiente": Problema(
+        409, "Falta un escenario", "Ese escenario requiere aprobar antes `descarga_completa`."
+    ),
+    "escenario_iniciado": Problema(409, "Escenario ya iniciado", "El escenario ya se inició en este intento."),
+    "reto_vencido": Problema(410, "Reto vencido", "El reto pasó su vigencia; pida otro."),
+    "solicitud_demasiado_grande": Problema(413, "Solicitud demasiado grande", "El cuerpo excede el tamaño permitido."),
+    "tipo_de_contenido_no_soportado": Problema(
+        415, "Tipo de contenido no soportado", "El `Content-Type` no es el que espera la ruta."
+    ),
+    "solicitud_invalida": Problema(
+        422, "La solicitud no es válida", "Parámetros o cuerpo inválidos; `errores` dice qué campo y por qué."
+    ),
+    "certificado_ilegible": Problema(
+        422, "e.firma no aceptada", "El certificado no es un .cer en base64 legible, o su llave no es RSA."
+    ),
+    "certificado_no_es_efirma": Problema(
+        422, "e.firma no aceptada", "Es un certificado de sello digital (CSD) u otro que no es una e.firma."
+    ),
+    "certificado_vencido": Problema(422, "e.firma no aceptada", "La e.firma venció."),
+    "certificado_aun_no_vigente": Problema(422, "e.firma no aceptada", "La e.firma aún no entra en vigor."),
+    "cadena_no_confiable": Problema(
+        422, "e.firma no aceptada", "La e.firma no fue emitida por una autoridad certificadora del SAT."
+    ),
+    "rfc_no_coincide": Problema(422, "e.firma no aceptada", "El certificado es de otro RFC que el del reto."),
+    "firma_invalida": Problema(
+        422, "e.firma no aceptada", "La firma no es base64 o no corresponde al reto con la llave del certificado."
+    ),
+    "desarrollador_sin_contrasena": Problema(
+        422, "Desarrollador sin contraseña", "El desarrollador no tiene una contraseña activa del servicio."
+    ),
+    "desarrollador_no_certificado": Problema(
+        422, "Desarrollador no certificado", "El desarrollador no tiene una certificación aprobada y vigente."
+    ),
+    "nrp_ajeno": Problema(422, "NRP ajeno", "Algún NRP no es del patrón que llama; `nrps` dice cuáles."),
+    "vigencia_en_el_pasado": Problema(422, "Vigencia inválida", "`vigencia_inicio` está en el pasado."),
+    "vigencia_invalida": Problema(422, "Vigencia inválida", "`vigencia_fin` no es posterior a `vigencia_inicio`."),
+    "rango_invalido": Problema(422, "Rango inválido", "El inicio del rango de fechas es posterior a su fin."),
+    "cursor_invalido": Problema(422, "Cursor inválido", "`despues_de` no es un elemento de esta lista."),
+    "tipo_aviso_desconocido": Problema(
+        422, "Tipo de aviso desconocido", "`tipo_aviso` no está en el catálogo tipos-aviso."
+    ),
+    "limite_fuera_de_rango": Problema(422, "Límite fuera de rango", "`limite` excede el máximo de la ruta."),
+    "despues_de_desconocido": Problema(422, "Folio desconocido", "`despues_de` no es un aviso de ese patrón."),
+    "escenario_sin_inicio": Problema(422, "Escenario sin inicio", "Ese escenario no se inicia: solo se descarga."),
+    "limite_de_tasa": Problema(
+        429, "Demasiadas solicitudes", "Se superó el límite de solicitudes; reintente después de `Retry-After`."
+    ),
+    "error_interno": Problema(500, "Error interno", "Error inesperado; reporte el `request_id` a soporte."),
+    "correo_no_enviado": Problema(503, "Correo no enviado", "El correo con la contraseña no se pudo enviar."),
+    "base_de_datos_no_disponible": Problema(503, "Servicio no disponible", "La base de datos no responde."),
+    "migraciones_pendientes": Problema(
+        503, "Servicio no disponible", "La base de datos no tiene las migraciones al día."
+    ),
+}
+
+
+class Problem(Exception):
+    """Raise anywhere below a router; the handler turns it into application/problem+json. The code decides the
+    status and the title (PROBLEMAS); the detail says what happened this time."""
+
+    def __init__(self, code: str, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any) -> None:
         super().__init__(f"{code}: {detail}")
-        self.status, self.code, self.title, self.detail = status, code, title, detail
+        self.status, self.title = PROBLEMAS[code].status, PROBLEMAS[code].title
+        self.code, self.detail = code, detail
         self.headers = headers or {}
         self.extensions = extensions
 
@@ -65,15 +166,16 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
-_HTTP_PROBLEMS = {
-    400: ("solicitud_incorrecta", "Solicitud incorrecta"),
-    401: ("no_autenticado", "Falta autenticación"),
-    403: ("prohibido", "Acceso denegado"),
-    404: ("no_encontrado", "Recurso no encontrado"),
-    405: ("metodo_no_permitido", "Método no permitido"),
-    406: ("no_aceptable", "Formato de respuesta no disponible"),
-    413: ("solicitud_demasiado_grande", "Solicitud demasiado grande"),
-    415: ("tipo_de_contenido_no_soportado", "Tipo de contenido no soportado"),
+# Starlette's own HTTP errors (unknown route, wrong method, unreadable body) in our codes.
+_HTTP_CODES = {
+    400: "solicitud_incorrecta",
+    401: "no_autenticado",
+    403: "prohibido",
+    404: "no_encontrado",
+    405: "metodo_no_permitido",
+    406: "no_aceptable",
+    413: "solicitud_demasiado_grande",
+    415: "tipo_de_contenido_no_soportado",
 }
 
 _HTTP_DETAILS = {
@@ -128,19 +230,22 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method any route offers on this path: GET and POST of one path can be separate routes, and
-    Starlette's own Allow names only the first route's."""
-    path = request.scope["path"]
-    routes = (r for r in request.app.routes if getattr(r, "methods", None) and r.path_regex.match(path))
-    return sorted({method for route in routes for method in route.methods})
+    """Every method some route answers on this path. GET and POST of one path can be separate routes, and
+    Starlette's own Allow names only the first; asking each route whether it matches keeps this independent of
+    how FastAPI nests included routers."""
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.router.routes
+        )
+    ]
 
 
 def validation_problem(errors: list[dict[str, Any]]) -> Problem:
     fields = [CampoInvalido(campo=_field_name(tuple(e.get("loc", ()))), motivo=_spanish_reason(e)) for e in errors]
     return Problem(
-        422,
         "solicitud_invalida",
-        "La solicitud no es válida",
         "; ".join(f"{f.campo}: {f.motivo}" for f in fields),
         errores=[f.model_dump() for f in fields],
     )
@@ -157,7 +262,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code, title = _HTTP_PROBLEMS.get(exc.status_code, ("error_http", "Error"))
+        code = _HTTP_CODES.get(exc.status_code, "error_interno" if exc.status_code >= 500 else "solicitud_incorrecta")
         template = _HTTP_DETAILS.get(exc.status_code)
         detail = template.format(path=request.url.path, method=request.method) if template else str(exc.detail)
         headers = dict(exc.headers or {})
@@ -165,7 +270,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(_allowed_methods(request))
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             code, detail = "cuerpo_ilegible", "El cuerpo no se pudo leer: envíe JSON en UTF-8."
-        return problem_response(request, Problem(exc.status_code, code, title, detail, headers=headers))
+        return problem_response(request, Problem(code, detail, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -174,9 +279,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             request,
             Problem(
-                500,
                 "error_interno",
-                "Error interno",
                 "Ocurrió un error inesperado. Reintente; si persiste, reporte el request_id a soporte.",
                 # A 500 is answered outside the request-id middleware, so the header is set here.
                 headers={"X-Request-ID": request_id} if request_id else None,
@@ -184,26 +287,45 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries documenting problem+json errors of a route."""
+def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the error codes a route can answer with: per status, the codes listed in
+    the description and as an enum of `code`, each with an example body."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(PROBLEMAS[code].status, []).append(code)
+    return {status: _documented(status, status_codes) for status, status_codes in sorted(by_status.items())}
+
+
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "`Bearer` (RFC 6750).", "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {"description": "Segundos que debe esperar antes de reintentar.", "schema": {"type": "integer"}}
+    },
+}
+
+
+def _documented(status: int, codes: list[str]) -> dict[str, Any]:
+    schema = {
+        "allOf": [{"$ref": "#/components/schemas/ProblemDetail"}],
+        "properties": {"code": {"enum": codes}},
+    }
+    examples = {code: {"summary": PROBLEMAS[code].cuando, "value": problem_example(code)} for code in codes}
     return {
-        status: {
-            "model": ProblemDetail,
-            "content": {PROBLEM_MEDIA_TYPE: {}},
-            "description": _describe(status),
-        }
-        for status in statuses
+        # `model` registers ProblemDetail in the components; app.openapi keeps only the problem+json content.
+        "model": ProblemDetail,
+        "description": "\n".join(f"- `{code}`: {PROBLEMAS[code].cuando}" for code in codes),
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": schema, "examples": examples}},
+        **({"headers": _HEADERS[status]} if status in _HEADERS else {}),
     }
 
 
-def _describe(status: int) -> str:
+def problem_example(code: str) -> dict[str, Any]:
+    problema = PROBLEMAS[code]
     return {
-        400: "Cuerpo ilegible (`cuerpo_ilegible`): no es JSON en UTF-8.",
-        401: "Token ausente, inválido o vencido.",
-        403: "Sin permiso.",
-        404: "No existe (o no es visible para quien llama).",
-        409: "Conflicto con el estado actual.",
-        422: "Parámetros o cuerpo inválidos (`solicitud_invalida`, con `errores` por campo).",
-        429: "Demasiadas solicitudes; respete `Retry-After`.",
-        503: "Servicio no disponible.",
-    }.get(status, "Error.")
+        "type": f"urn:sia:problema:{code}",
+        "title": problema.title,
+        "status": problema.status,
+        "code": code,
+        "detail": problema.cuando,
+        "request_id": "8f0e6c2d4b6a4e1f9c3d2b1a0f9e8d7c",
+    }

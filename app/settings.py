@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     rate_limit_avisos: str = "600/minute"
     rate_limit_token: str = "30/minute"
     rate_limit_efirma: str = "20/minute"
+    # Each attempt writes up to 8,000 sandbox avisos: opening them in a loop must not fill the database.
+    rate_limit_certificaciones: str = "20/hour"
 
     # certification
     certificacion_vigencia_dias: int = Field(default=365, ge=1, description="Life of an approved certification.")

@@ -21,6 +21,7 @@ from app.catalogs import sync_catalogs
 from app.db import async_url, asyncpg_dsn, get_session
 from app.main import create_app
 from app.settings import Settings
+from tests import documented_problems
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -170,5 +171,6 @@ async def client(app) -> AsyncIterator[httpx2.AsyncClient]:
     # The lifespan runs (key rings, settings in the request state); the session is the test's.
     async with LifespanManager(app) as manager:
         transport = httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        hooks = documented_problems.event_hooks()
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver", event_hooks=hooks) as client:
             yield client

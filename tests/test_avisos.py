@@ -19,6 +19,7 @@ from app import loaders
 from app.db import async_url
 from app.demo import demo_avisos
 from app.main import create_app, load_keys
+from tests import documented_problems
 from tests import factories as f
 from tests.avisos_world import CERTIFICACION, COUNTS, DEV, OTHER, A, B, bearer, certification, seed
 
@@ -55,7 +56,10 @@ async def client(app_settings):
     app = create_app(app_settings)
     async with LifespanManager(app) as manager:
         transport = httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
+        hooks = documented_problems.event_hooks()
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://testserver", timeout=30, event_hooks=hooks
+        ) as client:
             yield client
 
 
@@ -358,6 +362,23 @@ async def test_rate_limit_answers_429_with_retry_after(app_settings, db):
     last = answers[-1]
     assert last.json()["code"] == "limite_de_tasa" and 0 < int(last.headers["retry-after"]) <= 60
     assert "ratelimit-policy" in last.headers
+
+
+async def test_opening_certification_attempts_is_rate_limited(app_settings):
+    """Each attempt writes thousands of sandbox avisos: a loop of POSTs is stopped before it fills the database."""
+    limited = app_settings.model_copy(update={"rate_limit_certificaciones": "2/hour"})
+    app = create_app(limited)
+    async with (
+        LifespanManager(app) as manager,
+        httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=manager.app),
+            base_url="http://t",
+            event_hooks=documented_problems.event_hooks(),
+        ) as client,
+    ):
+        answers = [await client.post("/v1/certificaciones", headers=bearer(limited, DEV)) for _ in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    assert answers[-1].json()["code"] == "limite_de_tasa" and int(answers[-1].headers["retry-after"]) > 60
 
 
 @pytest.mark.slow

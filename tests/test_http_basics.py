@@ -67,6 +67,10 @@ async def test_unknown_route_and_method_are_problems(client):
     wrong_method = await client.delete("/v1/catalogos/tipos-aviso")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["code"] == "metodo_no_permitido"
+    assert wrong_method.headers["allow"] == "GET"
+    # GET and POST of this path are two routes: Allow names both.
+    both = await client.put("/v1/relaciones-confianza")
+    assert both.status_code == 405 and both.headers["allow"] == "GET, POST"
 
 
 async def test_request_id_on_every_response(client):

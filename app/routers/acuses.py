@@ -11,7 +11,7 @@ from app.acuse_pdf import render_acuse_pdf
 from app.db import Session
 from app.deps import SettingsDep
 from app.problems import Problem, problem_responses
-from app.security.caller import CurrentCaller
+from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
 router = APIRouter(prefix="/v1/acuses", tags=["Acuses"])
 FolioAcuse = Annotated[str, Path(max_length=24, pattern=r"^[A-Z0-9-]+$", examples=["ACU-20261124-3F9A0C21B7"])]
@@ -46,7 +46,7 @@ def _wants_pdf(request: Request) -> bool:
     response_description="El acuse con su cadena original y su sello; en PDF con `Accept: application/pdf`.",
     responses={
         200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
-        **problem_responses(401, 404, 422),
+        **problem_responses(*CALLER_PROBLEMS, "acuse_no_encontrado", "solicitud_invalida"),
     },
 )
 async def consultar_acuse(
@@ -55,7 +55,7 @@ async def consultar_acuse(
     """Solo para las partes del acuse; para cualquier otro RFC responde 404, igual que si no existiera."""
     acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
     if acuse is None:
-        raise Problem(404, "acuse_no_encontrado", "Acuse no encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
+        raise Problem("acuse_no_encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
     if _wants_pdf(request):
         url = acuses.verification_url(settings.public_url, acuse)
         return Response(
@@ -71,7 +71,7 @@ async def consultar_acuse(
     summary="Verificar un acuse",
     operation_id="verificarAcuse",
     response_description="El acuse existe con ese sello: su tipo y fecha, sin datos personales.",
-    responses=problem_responses(404, 422),
+    responses=problem_responses("acuse_no_verificable", "solicitud_invalida"),
 )
 async def verificar_acuse(
     folio: FolioAcuse,
@@ -83,7 +83,5 @@ async def verificar_acuse(
     """Para quien tenga el acuse impreso: no requiere token y no revela las partes."""
     acuse = await acuses.acuse_by_folio(session, folio)
     if acuse is None or not acuse.sello.endswith(sello):
-        raise Problem(
-            404, "acuse_no_verificable", "Acuse no verificable", "No existe un acuse con ese folio y ese sello."
-        )
+        raise Problem("acuse_no_verificable", "No existe un acuse con ese folio y ese sello.")
     return Verificacion(folio=acuse.folio, tipo=acuse.tipo, emitido_en=acuse.emitido_en, valido=True)

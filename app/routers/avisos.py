@@ -27,7 +27,7 @@ from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
 from app.identifiers import NRP, NSS, RFC, Fecha, Folio
 from app.models.catalogo import CLASES
 from app.problems import Problem, problem_response, problem_responses
-from app.security.caller import Caller, CurrentCaller
+from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller
 from app.settings import Settings
 
 router = APIRouter(tags=["Avisos"])
@@ -143,15 +143,11 @@ class Alcance(Protocol):
 def _denied(denial: Denegacion, rfc_patron: str) -> Problem:
     if denial.motivo == "sin_certificacion":
         return Problem(
-            403,
             "sin_certificacion",
-            "Sin certificación",
             "Su RFC no tiene una certificación aprobada y vigente; obténgala en /v1/certificaciones.",
         )
     return Problem(
-        403,
         "sin_autorizacion",
-        "Sin autorización",
         f"No puede leer avisos de {rfc_patron} con esos NRP: "
         "hace falta una relación de confianza vigente que los cubra.",
     )
@@ -163,9 +159,7 @@ class Produccion:
     def acotar(self, c: Consulta, settings: Settings) -> Consulta:
         if c.limite > settings.avisos_limite_max:
             maximum = settings.avisos_limite_max
-            raise Problem(
-                422, "limite_fuera_de_rango", "Límite fuera de rango", f"limite debe estar entre 1 y {maximum}."
-            )
+            raise Problem("limite_fuera_de_rango", f"limite debe estar entre 1 y {maximum}.")
         return c
 
     async def permitir(self, session: AsyncSession, caller: Caller, c: Consulta, now: dt.datetime) -> Permiso | Problem:
@@ -208,16 +202,12 @@ class Sandbox:
         cert = await certificaciones.current_attempt(session, caller.rfc, now)
         if cert is None:
             raise Problem(
-                403,
                 "sin_intento_en_curso",
-                "Sin intento de certificación",
                 "Abra un intento en POST /v1/certificaciones.",
             )
         if (c.rfc_patron and c.rfc_patron != cert.sandbox_rfc) or (c.nrp and not set(c.nrp) <= set(cert.sandbox_nrps)):
             raise Problem(
-                403,
                 "sin_autorizacion",
-                "Fuera del sandbox",
                 f"El sandbox de su intento es el patrón {cert.sandbox_rfc} con los NRP {', '.join(cert.sandbox_nrps)}.",
             )
         retry = await certificaciones.trip_rate_limit(session, cert, now)
@@ -226,9 +216,7 @@ class Sandbox:
                 session, cert.id, at=now, status=429, params=c.as_dict(), despues_de=c.despues_de, entregados=0
             )
             return Problem(
-                429,
                 "limite_de_tasa",
-                "Demasiadas solicitudes",
                 f"Escenario limite_de_tasa: espere {retry} s antes de la siguiente solicitud.",
                 headers={"Retry-After": str(retry)},
             )
@@ -314,12 +302,10 @@ async def _listar(
     quota = limiter.hit(settings.rate_limit_avisos, f"avisos:{caller.rfc}")
     c = alcance.acotar(c, settings)
     if c.emitidos_desde and c.emitidos_hasta and c.emitidos_desde > c.emitidos_hasta:
-        raise Problem(422, "rango_invalido", "Rango inválido", "emitidos_desde es posterior a emitidos_hasta.")
+        raise Problem("rango_invalido", "emitidos_desde es posterior a emitidos_hasta.")
     if c.tipo_aviso is not None and c.tipo_aviso not in await codes_of(session, "tipos-aviso"):
         raise Problem(
-            422,
             "tipo_aviso_desconocido",
-            "Tipo de aviso desconocido",
             f"{c.tipo_aviso} no está en el catálogo tipos-aviso.",
         )
     received = dt.datetime.now(dt.UTC)
@@ -335,9 +321,7 @@ async def _listar(
             )
         except avisos.CursorDesconocido:
             raise Problem(
-                422,
                 "despues_de_desconocido",
-                "Folio desconocido",
                 f"{c.despues_de} no es un aviso de {filtros.rfc_patron}.",
             ) from None
     query = avisos.page_query(filtros, cursor, c.limite + 1)
@@ -370,7 +354,7 @@ async def _uno(
 
 
 def _aviso_no_encontrado(folio: str) -> Problem:
-    return Problem(404, "aviso_no_encontrado", "Aviso no encontrado", f"No hay un aviso {folio} que usted pueda leer.")
+    return Problem("aviso_no_encontrado", f"No hay un aviso {folio} que usted pueda leer.")
 
 
 LIST_DOC = {
@@ -379,18 +363,31 @@ LIST_DOC = {
         "Avisos en orden de publicación. `application/json`: `{avisos, hay_mas}`. "
         "`Accept: application/x-ndjson`: un aviso por línea (la última página trae menos de `limite`)."
     ),
-    "responses": {
-        200: {"content": {NDJSON: {"schema": {"$ref": "#/components/schemas/Aviso"}}}},
-        **problem_responses(401, 403, 422, 429),
-    },
 }
+NDJSON_PAGE = {200: {"content": {NDJSON: {"schema": {"$ref": "#/components/schemas/Aviso"}}}}}
+LIST_PROBLEMS = (
+    *CALLER_PROBLEMS,
+    "solicitud_invalida",
+    "rango_invalido",
+    "tipo_aviso_desconocido",
+    "despues_de_desconocido",
+    "limite_de_tasa",
+)
 LIST_DESCRIPTION = """Una descarga completa y una sincronización incremental son la misma solicitud con otro cursor.
 Un aviso publicado mientras usted pagina le llega exactamente una vez. Con `espera`, la solicitud se
 mantiene abierta hasta que se publiquen avisos del patrón o se acabe el tiempo (entonces, página vacía)."""
 
 
 @router.get(
-    "/v1/avisos", summary="Descargar avisos", operation_id="listarAvisos", description=LIST_DESCRIPTION, **LIST_DOC
+    "/v1/avisos",
+    summary="Descargar avisos",
+    operation_id="listarAvisos",
+    description=LIST_DESCRIPTION,
+    **LIST_DOC,
+    responses={
+        **NDJSON_PAGE,
+        **problem_responses(*LIST_PROBLEMS, "sin_certificacion", "sin_autorizacion", "limite_fuera_de_rango"),
+    },
 )
 async def listar_avisos(
     request: Request,
@@ -411,6 +408,7 @@ async def listar_avisos(
     operation_id="listarAvisosSandbox",
     description="La misma API que /v1/avisos, sobre los datos sintéticos de su intento de certificación abierto.",
     **LIST_DOC,
+    responses={**NDJSON_PAGE, **problem_responses(*LIST_PROBLEMS, "sin_intento_en_curso", "sin_autorizacion")},
 )
 async def listar_avisos_sandbox(
     request: Request,
@@ -425,13 +423,16 @@ async def listar_avisos_sandbox(
     return await _listar(Sandbox(), request, c, caller, session, settings, database, notifier, limiter)
 
 
-ONE_DOC = {
-    "response_description": "El aviso, si quien llama puede leerlo.",
-    "responses": problem_responses(401, 403, 404, 422, 429),
-}
+ONE_PROBLEMS = (*CALLER_PROBLEMS, "aviso_no_encontrado", "solicitud_invalida", "limite_de_tasa")
 
 
-@router.get("/v1/avisos/{folio}", summary="Consultar un aviso", operation_id="consultarAviso", **ONE_DOC)
+@router.get(
+    "/v1/avisos/{folio}",
+    summary="Consultar un aviso",
+    operation_id="consultarAviso",
+    response_description="El aviso, si quien llama puede leerlo.",
+    responses=problem_responses(*ONE_PROBLEMS, "sin_certificacion"),
+)
 async def consultar_aviso(
     folio: Annotated[Folio, Path()],
     caller: CurrentCaller,
@@ -448,7 +449,8 @@ async def consultar_aviso(
     "/sandbox/v1/avisos/{folio}",
     summary="Consultar un aviso del sandbox",
     operation_id="consultarAvisoSandbox",
-    **ONE_DOC,
+    response_description="El aviso, si quien llama puede leerlo.",
+    responses=problem_responses(*ONE_PROBLEMS, "sin_intento_en_curso"),
 )
 async def consultar_aviso_sandbox(
     folio: Annotated[Folio, Path()],

@@ -37,7 +37,7 @@ class Catalogo(BaseModel):
     summary="Consultar un catálogo",
     operation_id="consultarCatalogo",
     response_description="El catálogo con sus entradas ordenadas por código.",
-    responses=problem_responses(422),
+    responses=problem_responses("solicitud_invalida"),
 )
 async def consultar_catalogo(nombre: NombreCatalogo, session: Session) -> Catalogo:
     """Los códigos que usan los avisos. `tipos-aviso` dice a qué clase pertenece cada tipo.

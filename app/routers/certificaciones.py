@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 
 from app import certificaciones
 from app.db import Session
-from app.deps import KeysDep, SettingsDep
+from app.deps import KeysDep, RateLimiterDep, SettingsDep
 from app.models import Certificacion
 from app.problems import problem_responses
-from app.security.caller import CurrentCaller
+from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
 router = APIRouter(prefix="/v1/certificaciones", tags=["Certificación"])
 NombreEscenario = StrEnum("NombreEscenario", {e: e for e in certificaciones.ESCENARIOS})
@@ -103,11 +103,13 @@ CertId = Annotated[uuid.UUID, Path(description="El id del intento.")]
     summary="Abrir un intento de certificación",
     operation_id="abrirCertificacion",
     response_description="El intento, con su patrón de pruebas y sus escenarios.",
-    responses=problem_responses(401, 429),
+    responses=problem_responses(*CALLER_PROBLEMS, "limite_de_tasa"),
 )
-async def abrir(caller: CurrentCaller, session: Session, settings: SettingsDep) -> Intento:
+async def abrir(caller: CurrentCaller, session: Session, settings: SettingsDep, limiter: RateLimiterDep) -> Intento:
     """Crea un patrón de pruebas propio con entre 2 000 y 8 000 avisos sintéticos al azar (2 a 4 NRP, todas las
-    clases, fechas del último año) en /sandbox/v1/avisos. Puede abrir un intento nuevo cuando quiera."""
+    clases, fechas del último año) en /sandbox/v1/avisos. Puede abrir un intento nuevo cuando quiera, dentro de
+    un límite por hora (429 `limite_de_tasa` con Retry-After)."""
+    limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
     now = _now()
     return Intento.of(await certificaciones.open_attempt(session, caller.rfc, settings, now), now)
 
@@ -117,7 +119,7 @@ async def abrir(caller: CurrentCaller, session: Session, settings: SettingsDep) 
     summary="Listar mis intentos",
     operation_id="listarCertificaciones",
     response_description="Del más reciente al más antiguo.",
-    responses=problem_responses(401),
+    responses=problem_responses(*CALLER_PROBLEMS),
 )
 async def listar(caller: CurrentCaller, session: Session) -> list[Intento]:
     now = _now()
@@ -129,7 +131,7 @@ async def listar(caller: CurrentCaller, session: Session) -> list[Intento]:
     summary="Consultar un intento",
     operation_id="consultarCertificacion",
     response_description="El intento y el estado de cada escenario.",
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(*CALLER_PROBLEMS, "certificacion_no_encontrada", "solicitud_invalida"),
 )
 async def consultar(cert_id: CertId, caller: CurrentCaller, session: Session) -> Intento:
     return Intento.of(await certificaciones.attempt_of(session, cert_id, caller.rfc), _now())
@@ -140,7 +142,7 @@ async def consultar(cert_id: CertId, caller: CurrentCaller, session: Session) ->
     summary="Cancelar un intento o una certificación",
     operation_id="cancelarCertificacion",
     response_description="Cancelada; si estaba aprobada, deja de permitir leer avisos de producción.",
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(*CALLER_PROBLEMS, "certificacion_no_encontrada", "solicitud_invalida"),
 )
 async def cancelar(cert_id: CertId, caller: CurrentCaller, session: Session) -> Intento:
     now = _now()
@@ -152,7 +154,15 @@ async def cancelar(cert_id: CertId, caller: CurrentCaller, session: Session) -> 
     summary="Iniciar un escenario",
     operation_id="iniciarEscenario",
     response_description="El intento, con el escenario iniciado.",
-    responses=problem_responses(401, 404, 409, 422),
+    responses=problem_responses(
+        *CALLER_PROBLEMS,
+        "certificacion_no_encontrada",
+        "intento_cerrado",
+        "escenario_previo_pendiente",
+        "escenario_iniciado",
+        "solicitud_invalida",
+        "escenario_sin_inicio",
+    ),
 )
 async def iniciar(cert_id: CertId, escenario: NombreEscenario, caller: CurrentCaller, session: Session) -> Intento:
     """sincronizacion_incremental publica avisos nuevos en el sandbox; limite_de_tasa arma un 429 con Retry-After."""
@@ -165,7 +175,9 @@ async def iniciar(cert_id: CertId, escenario: NombreEscenario, caller: CurrentCa
     summary="Enviar la evidencia de un escenario",
     operation_id="enviarEvidencia",
     response_description="El veredicto, con un motivo accionable.",
-    responses=problem_responses(400, 401, 404, 409, 422),
+    responses=problem_responses(
+        "cuerpo_ilegible", *CALLER_PROBLEMS, "certificacion_no_encontrada", "intento_cerrado", "solicitud_invalida"
+    ),
 )
 async def evidencia(
     cert_id: CertId, body: Evidencia, caller: CurrentCaller, session: Session, settings: SettingsDep, keys: KeysDep

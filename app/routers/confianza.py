@@ -16,7 +16,7 @@ from app.deps import KeysDep
 from app.identifiers import NRP, RFC, FechaHoraISO
 from app.models import Patron, RelacionConfianza
 from app.problems import Problem, problem_responses
-from app.security.caller import CurrentCaller
+from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
 router = APIRouter()
 MEXICO = ZoneInfo("America/Mexico_City")
@@ -86,7 +86,18 @@ class PaginaRelaciones(BaseModel):
     summary="Registrar una relación de confianza",
     operation_id="crearRelacionConfianza",
     response_description="La relación, con su estado y el folio de su acuse.",
-    responses=problem_responses(400, 401, 403, 409, 422),
+    responses=problem_responses(
+        "cuerpo_ilegible",
+        *CALLER_PROBLEMS,
+        "no_es_patron",
+        "relacion_duplicada",
+        "solicitud_invalida",
+        "desarrollador_sin_contrasena",
+        "desarrollador_no_certificado",
+        "nrp_ajeno",
+        "vigencia_en_el_pasado",
+        "vigencia_invalida",
+    ),
 )
 async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
     """Solo un patrón del padrón. El desarrollador debe tener contraseña y certificación vigente; un patrón
@@ -113,7 +124,7 @@ async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session
     summary="Listar relaciones de confianza",
     operation_id="listarRelacionesConfianza",
     response_description="Las otorgadas (patrón) y las recibidas (desarrollador), de la más antigua a la más nueva.",
-    responses=problem_responses(401, 422),
+    responses=problem_responses(*CALLER_PROBLEMS, "solicitud_invalida", "cursor_invalido"),
 )
 async def listar_relaciones(
     caller: CurrentCaller,
@@ -144,7 +155,7 @@ async def listar_relaciones(
     summary="Consultar una relación de confianza",
     operation_id="consultarRelacionConfianza",
     response_description="La relación, si quien llama es parte de ella.",
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(*CALLER_PROBLEMS, "relacion_no_encontrada", "solicitud_invalida"),
 )
 async def consultar_relacion(relacion_id: uuid.UUID, caller: CurrentCaller, session: Session) -> Relacion:
     """Para quien no es parte, 404: lo mismo que si no existiera."""
@@ -160,7 +171,7 @@ async def consultar_relacion(relacion_id: uuid.UUID, caller: CurrentCaller, sess
     summary="Revocar una relación de confianza",
     operation_id="revocarRelacionConfianza",
     response_description="La relación revocada con el folio del acuse de revocación (repetir da el mismo).",
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(*CALLER_PROBLEMS, "solo_el_patron", "relacion_no_encontrada", "solicitud_invalida"),
 )
 async def revocar_relacion(relacion_id: uuid.UUID, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
     """Solo el patrón. Surte efecto en la siguiente solicitud de avisos del desarrollador."""
@@ -193,7 +204,7 @@ class PaginaAuditoria(BaseModel):
     summary="Quién consultó los avisos del patrón",
     operation_id="consultarAuditoria",
     response_description="Eventos del patrón, del más reciente al más antiguo.",
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(*CALLER_PROBLEMS, "no_es_patron", "solicitud_invalida", "rango_invalido"),
 )
 async def consultar_auditoria(
     caller: CurrentCaller,
@@ -206,9 +217,9 @@ async def consultar_auditoria(
 ) -> PaginaAuditoria:
     """Solo patrones: quién leyó sus avisos, cuándo, de qué NRP, cuántos y con qué relación; y sus relaciones."""
     if await session.get(Patron, caller.rfc) is None:
-        raise Problem(403, "no_es_patron", "Solo patrones", f"{caller.rfc} no está en el padrón de patrones.")
+        raise Problem("no_es_patron", f"{caller.rfc} no está en el padrón de patrones.")
     if desde and hasta and desde >= hasta:
-        raise Problem(422, "rango_invalido", "Rango inválido", "desde debe ser anterior a hasta.")
+        raise Problem("rango_invalido", "desde debe ser anterior a hasta.")
     rows, more = await auditoria.events_of_employer(
         session, caller.rfc, desde=desde, hasta=hasta, desarrollador=desarrollador, antes_de=antes_de, limite=limite
     )

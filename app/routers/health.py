@@ -34,21 +34,17 @@ async def livez() -> JSONResponse:
     summary="Preparación para recibir tráfico",
     operation_id="readyz",
     response_description="Listo: base de datos accesible y migraciones al día.",
-    responses=problem_responses(503),
+    responses=problem_responses("base_de_datos_no_disponible", "migraciones_pendientes"),
 )
 async def readyz(session: Session) -> Preparacion:
     """200 cuando la base de datos responde y sus migraciones están al día; 503 en otro caso."""
     try:
         revision = await current_revision(await session.connection())
     except Exception as e:  # any database failure means "not ready", never a 500
-        raise Problem(
-            503, "base_de_datos_no_disponible", "Servicio no disponible", "La base de datos no responde."
-        ) from e
+        raise Problem("base_de_datos_no_disponible", "La base de datos no responde.") from e
     if revision != head_revision():
         raise Problem(
-            503,
             "migraciones_pendientes",
-            "Servicio no disponible",
             f"La base de datos está en la migración {revision}; se espera {head_revision()}. Ejecute `sia db upgrade`.",
         )
     return Preparacion(estado="listo", migracion=revision)

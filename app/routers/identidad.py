@@ -48,7 +48,7 @@ class RetoEmitido(BaseModel):
     summary="Pedir un reto para firmar con la e.firma",
     operation_id="crearReto",
     response_description="El reto, de un solo uso y vigencia de minutos.",
-    responses=problem_responses(400, 422, 429),
+    responses=problem_responses("cuerpo_ilegible", "solicitud_invalida", "limite_de_tasa"),
 )
 async def crear_reto(
     body: SolicitudReto, session: Session, settings: SettingsDep, limiter: RateLimiterDep, request: Request
@@ -62,7 +62,22 @@ async def crear_reto(
 
 # ------------------------------------------------------------------ contraseñas
 
-EFIRMA_ERRORS = problem_responses(400, 404, 409, 410, 422, 429, 503)
+# What proving an e.firma can answer (credenciales._prove), before each route's own codes.
+EFIRMA_PROBLEMS = (
+    "cuerpo_ilegible",
+    "reto_desconocido",
+    "reto_usado",
+    "reto_vencido",
+    "solicitud_invalida",
+    "certificado_ilegible",
+    "certificado_no_es_efirma",
+    "certificado_vencido",
+    "certificado_aun_no_vigente",
+    "cadena_no_confiable",
+    "rfc_no_coincide",
+    "firma_invalida",
+    "limite_de_tasa",
+)
 
 
 class PruebaEfirma(BaseModel):
@@ -116,7 +131,7 @@ def _emitida(result: credenciales.CredencialEmitida) -> ContrasenaEmitida:
     summary="Obtener una contraseña con la e.firma",
     operation_id="emitirContrasena",
     response_description="Contraseña enviada por correo; el secreto TOTP va en esta respuesta, una sola vez.",
-    responses=EFIRMA_ERRORS,
+    responses=problem_responses(*EFIRMA_PROBLEMS, "contrasena_activa", "correo_no_enviado"),
 )
 async def emitir_contrasena(
     body: SolicitudContrasena,
@@ -140,7 +155,7 @@ async def emitir_contrasena(
     summary="Renovar la contraseña",
     operation_id="renovarContrasena",
     response_description="Nueva contraseña por correo y nuevo secreto TOTP; los anteriores dejan de valer.",
-    responses=EFIRMA_ERRORS,
+    responses=problem_responses(*EFIRMA_PROBLEMS, "sin_contrasena_activa", "contrasena_activa", "correo_no_enviado"),
 )
 async def renovar_contrasena(
     body: SolicitudRenovacion,
@@ -162,7 +177,7 @@ async def renovar_contrasena(
     summary="Cancelar la contraseña",
     operation_id="cancelarContrasena",
     response_description="Contraseña cancelada; sus tokens dejan de valer al instante.",
-    responses=EFIRMA_ERRORS,
+    responses=problem_responses(*EFIRMA_PROBLEMS, "sin_contrasena_activa"),
 )
 async def cancelar_contrasena(
     body: PruebaEfirma,

@@ -25,6 +25,10 @@ bearer = HTTPBearer(
 )
 
 
+# The codes every protected route can answer with before it does anything else.
+CALLER_PROBLEMS = ("no_autenticado", "token_invalido", "credencial_no_vigente")
+
+
 @dataclass(frozen=True)
 class Caller:
     rfc: str
@@ -34,7 +38,7 @@ class Caller:
 
 def _unauthorized(code: str, detail: str, error: str | None) -> Problem:
     challenge = 'Bearer realm="sia"' + (f', error="{error}"' if error else "")
-    return Problem(401, code, "No autenticado", detail, headers={"WWW-Authenticate": challenge})
+    return Problem(code, detail, headers={"WWW-Authenticate": challenge})
 
 
 async def current_caller(

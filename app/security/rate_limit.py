@@ -36,9 +36,7 @@ class RateLimiter:
         }
         if not allowed:
             raise Problem(
-                429,
                 "limite_de_tasa",
-                "Demasiadas solicitudes",
                 f"Límite de {rule} superado; reintente en {max(reset, 1)} s.",
                 headers={**headers, "Retry-After": str(max(reset, 1))},
             )

@@ -1,0 +1,45 @@
+"""Every problem a test receives must be one its route documents in openapi.yaml, status and code: so the
+whole suite checks the spec's error lists, not a list kept beside it."""
+
+import re
+from functools import cache
+from typing import Any
+
+import httpx2
+import yaml
+
+from app.openapi import OPENAPI_PATH
+from app.problems import PROBLEM_MEDIA_TYPE
+
+
+@cache
+def _operations() -> list[tuple[re.Pattern[str], dict[str, Any]]]:
+    paths = yaml.safe_load(OPENAPI_PATH.read_text())["paths"]
+    return [
+        (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path_item) for path, path_item in paths.items()
+    ]
+
+
+def undocumented(method: str, path: str, status: int, code: str) -> str | None:
+    """Why this problem is not in the spec of the operation that answered, or None when it is."""
+    operation = next((item.get(method.lower()) for pattern, item in _operations() if pattern.match(path)), None)
+    if operation is None:
+        return None  # no such operation: the same 404 or 405 for every path
+    response = operation["responses"].get(str(status))
+    if response is None:
+        return f"{method} {path} answered {status} {code}, and its operation documents no {status}"
+    codes = response["content"][PROBLEM_MEDIA_TYPE]["schema"]["properties"]["code"]["enum"]
+    if code not in codes:
+        return f"{method} {path} answered {status} {code}; its {status} documents {codes}"
+    return None
+
+
+def event_hooks() -> dict[str, list]:
+    async def check(response: httpx2.Response) -> None:
+        if response.headers.get("content-type", "").startswith(PROBLEM_MEDIA_TYPE):
+            await response.aread()
+            request = response.request
+            problem = undocumented(request.method, request.url.path, response.status_code, response.json()["code"])
+            assert problem is None, problem
+
+    return {"response": [check]}
