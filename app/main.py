@@ -12,6 +12,7 @@ from app.db import Database, asyncpg_dsn
 from app.deps import Keys
 from app.docs import install_docs
 from app.notify import Notifier
+from app.openapi import install_openapi
 from app.problems import install_problem_handlers
 from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad
 from app.security.keys import KeyRing, rotate
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    install_openapi(app)
     install_docs(app)
     install_problem_handlers(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

@@ -101,8 +101,3 @@ async def catalog_codes(conn: AsyncConnection) -> dict[str, dict[str, str | None
         result = await conn.execute(select(table.c.codigo, clase))
         codes[catalogo.nombre] = dict(result.all())
     return codes
-
-
-async def codes_of(session: AsyncSession, nombre: str) -> set[str]:
-    model = CATALOGOS[nombre].modelo
-    return set(await session.scalars(select(model.codigo)))

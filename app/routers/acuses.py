@@ -4,7 +4,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app import acuses
 from app.acuse_pdf import render_acuse_pdf
@@ -17,14 +17,49 @@ router = APIRouter(prefix="/v1/acuses", tags=["Acuses"])
 FolioAcuse = Annotated[str, Path(max_length=24, pattern=r"^[A-Z0-9-]+$", examples=["ACU-20261124-3F9A0C21B7"])]
 
 
+DATOS_EJEMPLO = {
+    "desarrollador_nombre": "BERENICE XIQUE QUINTERO",
+    "desarrollador_rfc": "XIQB891116QE4",
+    "nrps": ["Y6067072104", "Y6199977101"],
+    "patron_nombre": "Transportes Refrigerados del Norte, S.A. de C.V.",
+    "patron_rfc": "TRN920807B50",
+    "relacion_id": "5b0f7c1e-8d2a-4c3b-9e51-2f6a7d8c9b10",
+    "vigencia_fin": "2027-12-01T06:00:00+00:00",
+    "vigencia_inicio": "2026-12-01T06:00:00+00:00",
+}
+
+
 class AcuseRecibo(BaseModel):
     folio: str
-    tipo: str = Field(examples=["relacion.creacion"])
+    tipo: str = Field(description="contrasena.emision, relacion.creacion, certificacion.aprobacion…")
     emitido_en: dt.datetime
     partes: list[str]
     datos: dict[str, Any]
     cadena_original: str
     sello: str = Field(description="JWS compacto (ES256) cuya carga es la cadena original; verifíquelo con el JWKS.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "folio": "ACU-20261124-3F9A0C21B7",
+                    "tipo": "relacion.creacion",
+                    "emitido_en": "2026-11-24T16:02:11.204518Z",
+                    "partes": ["TRN920807B50", "XIQB891116QE4"],
+                    "datos": DATOS_EJEMPLO,
+                    "cadena_original": acuses.cadena_original(
+                        "ACU-20261124-3F9A0C21B7",
+                        "relacion.creacion",
+                        dt.datetime(2026, 11, 24, 16, 2, 11, tzinfo=dt.UTC),
+                        ["TRN920807B50", "XIQB891116QE4"],
+                        DATOS_EJEMPLO,
+                    ),
+                    "sello": "eyJhbGciOiJFUzI1NiIsImtpZCI6IjRhTDJ4OXZRIn0.fHwxLjB8QUNVLTIwMjYxMTI0LTNGOUEwQzIxQjd8"
+                    ".Qm3xW8kZp1vR7tY2uN5cE9aL0sD4fG6hJ3iK8oP2qT5wV7xB1nM4zC9eA0rU6yS3dF5gH8jL2kQ1pO7iW4tE9u",
+                }
+            ]
+        }
+    )
 
 
 class Verificacion(BaseModel):
@@ -32,6 +67,19 @@ class Verificacion(BaseModel):
     tipo: str
     emitido_en: dt.datetime
     valido: bool = Field(description="El acuse existe y su sello termina con los caracteres dados.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "folio": "ACU-20261124-3F9A0C21B7",
+                    "tipo": "relacion.creacion",
+                    "emitido_en": "2026-11-24T16:02:11.204518Z",
+                    "valido": True,
+                }
+            ]
+        }
+    )
 
 
 def _wants_pdf(request: Request) -> bool:
@@ -43,6 +91,7 @@ def _wants_pdf(request: Request) -> bool:
     "/{folio}",
     summary="Consultar un acuse (JSON o PDF)",
     operation_id="consultarAcuse",
+    response_model=AcuseRecibo,
     response_description="El acuse con su cadena original y su sello; en PDF con `Accept: application/pdf`.",
     responses={
         200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}},

@@ -3,6 +3,7 @@ data scopes (Alcance). Authorized before the first byte, streamed, audited."""
 
 import dataclasses
 import datetime as dt
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,13 +15,13 @@ import anyio
 from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import avisos, certificaciones
 from app.auditoria import record_event
-from app.catalogs import codes_of
+from app.catalogs import CATALOGOS, catalog_entries
 from app.confianza import Denegacion, authorize
 from app.db import Database, Session
 from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
@@ -37,13 +38,34 @@ Clase = StrEnum("Clase", {c: c for c in CLASES})
 RECHECK_SECONDS = 1.0  # a long poll also re-checks, for rows that became visible without a notification
 
 
+EJEMPLO_AVISO = {
+    "folio": "20262600000003",
+    "tipo_aviso": "10",
+    "clase": "suspension",
+    "rfc_patron": "TRN920807B50",
+    "nrp": "Y6199977101",
+    "nss": "11018123734",
+    "rfc_trabajador": "EAMO810909AD3",
+    "curp": "EAMO810909HQRSRS09",
+    "nombre_trabajador": "ESTRADA MIRANDA OSCAR",
+    "numero_credito": "2886089889",
+    "tipo_credito": "01",
+    "estatus_credito": "VIG",
+    "tipo_descuento": "3",
+    "valor_descuento": "11.8030",
+    "fecha_emision": "2026-08-05",
+    "fecha_inicio_descuento": "2026-08-06",
+    "publicado_en": "2026-11-24T13:05:12.482113Z",
+}
+
+
 class Aviso(BaseModel):
-    folio: str = Field(examples=["20260000000001"])
-    tipo_aviso: str = Field(examples=["01"])
+    folio: str
+    tipo_aviso: str
     clase: Clase
-    rfc_patron: str = Field(examples=["TRN920807B50"])
-    nrp: str = Field(examples=["Y6067072104"])
-    nss: str = Field(examples=["92919084431"])
+    rfc_patron: str
+    nrp: str
+    nss: str
     rfc_trabajador: str
     curp: str
     nombre_trabajador: str
@@ -51,15 +73,19 @@ class Aviso(BaseModel):
     tipo_credito: str
     estatus_credito: str
     tipo_descuento: str = Field(description="1 porcentaje, 2 cuota fija en pesos, 3 factor (VSM/UMI).")
-    valor_descuento: str = Field(examples=["20.0000"], description="Decimal exacto como texto, nunca flotante.")
+    valor_descuento: str = Field(description="Decimal exacto como texto, nunca flotante.")
     fecha_emision: dt.date
     fecha_inicio_descuento: dt.date
     publicado_en: dt.datetime
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EJEMPLO_AVISO]})
 
 
 class PaginaAvisos(BaseModel):
     avisos: list[Aviso]
     hay_mas: bool = Field(description="Hay más avisos después de esta página: pida despues_de = el último folio.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"avisos": [EJEMPLO_AVISO], "hay_mas": True}]})
 
 
 @dataclass(frozen=True)
@@ -303,11 +329,10 @@ async def _listar(
     c = alcance.acotar(c, settings)
     if c.emitidos_desde and c.emitidos_hasta and c.emitidos_desde > c.emitidos_hasta:
         raise Problem("rango_invalido", "emitidos_desde es posterior a emitidos_hasta.")
-    if c.tipo_aviso is not None and c.tipo_aviso not in await codes_of(session, "tipos-aviso"):
-        raise Problem(
-            "tipo_aviso_desconocido",
-            f"{c.tipo_aviso} no está en el catálogo tipos-aviso.",
-        )
+    if c.tipo_aviso is not None:
+        tipos = await catalog_entries(session, CATALOGOS["tipos-aviso"])
+        if c.tipo_aviso not in {tipo["codigo"] for tipo in tipos}:
+            raise Problem("tipo_aviso_desconocido", f"{c.tipo_aviso} no está en el catálogo tipos-aviso.")
     received = dt.datetime.now(dt.UTC)
     permiso = await alcance.permitir(session, caller, c, received)
     if isinstance(permiso, Problem):
@@ -364,7 +389,17 @@ LIST_DOC = {
         "`Accept: application/x-ndjson`: un aviso por línea (la última página trae menos de `limite`)."
     ),
 }
-NDJSON_PAGE = {200: {"content": {NDJSON: {"schema": {"$ref": "#/components/schemas/Aviso"}}}}}
+NDJSON_PAGE = {
+    200: {
+        "content": {
+            NDJSON: {
+                "schema": {"$ref": "#/components/schemas/Aviso"},
+                # One aviso per line: the same object as in application/json, without the page around it.
+                "example": json.dumps(EJEMPLO_AVISO, ensure_ascii=False) + "\n",
+            }
+        }
+    }
+}
 LIST_PROBLEMS = (
     *CALLER_PROBLEMS,
     "solicitud_invalida",

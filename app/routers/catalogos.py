@@ -1,7 +1,7 @@
 from enum import StrEnum
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.catalogs import CATALOGOS, catalog_entries
 from app.db import Session
@@ -13,23 +13,43 @@ NombreCatalogo = StrEnum("NombreCatalogo", {n.replace("-", "_"): n for n in CATA
 
 
 class EntradaCatalogo(BaseModel):
-    codigo: str = Field(examples=["10"])
-    descripcion: str = Field(examples=["Pronta culminación"])
-    clase: str | None = Field(
-        default=None,
-        description="Solo en tipos-aviso: retencion, modificacion o suspension.",
-        examples=["suspension"],
-    )
+    codigo: str
+    descripcion: str
+    clase: str | None = Field(default=None, description="Solo en tipos-aviso: retencion, modificacion o suspension.")
     provisional: bool = Field(
-        description="true mientras Infonavit no publique su catálogo oficial y la entrada sea provisional.",
-        examples=[False],
+        description="true mientras Infonavit no publique su catálogo oficial y la entrada sea provisional."
     )
 
 
 class Catalogo(BaseModel):
-    nombre: str = Field(examples=["tipos-aviso"])
-    descripcion: str = Field(examples=["Tipos de aviso (CatAvisos) con su clase"])
+    nombre: str
+    descripcion: str
     entradas: list[EntradaCatalogo]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "nombre": "tipos-aviso",
+                    "descripcion": "Tipos de aviso (CatAvisos) con su clase",
+                    "entradas": [
+                        {
+                            "codigo": "01",
+                            "descripcion": "Inicio de retención de descuentos",
+                            "clase": "retencion",
+                            "provisional": True,
+                        },
+                        {
+                            "codigo": "10",
+                            "descripcion": "Pronta culminación",
+                            "clase": "suspension",
+                            "provisional": False,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
 
 
 @router.get(

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app import certificaciones
 from app.db import Session
@@ -24,17 +24,45 @@ def _now() -> dt.datetime:
 
 
 class Escenario(BaseModel):
-    nombre: str = Field(examples=["descarga_completa"])
+    nombre: str
     descripcion: str
-    estado: str = Field(examples=["pendiente"], description="pendiente, aprobado o reprobado.")
-    motivo: str | None = Field(default=None, examples=["faltan 37 avisos"])
+    estado: str = Field(description="pendiente, aprobado o reprobado.")
+    motivo: str | None = Field(default=None, description="Por qué no se aprobó, en palabras accionables.")
     parametros: dict[str, Any] | None = None
 
 
 class Sandbox(BaseModel):
     rfc_patron: str
     nrps: list[str]
-    url: str = Field(examples=["/sandbox/v1/avisos"])
+    url: str
+
+
+def _escenario_ejemplo(nombre: str, estado: str, **extra: Any) -> dict[str, Any]:
+    return {"nombre": nombre, "descripcion": certificaciones.DESCRIPCIONES[nombre], "estado": estado, **extra}
+
+
+EJEMPLO_INTENTO = {
+    "id": "9d3c1a7e-5f20-4b8c-a6e1-0c2b4d6f8a13",
+    "estado": "en_curso",
+    "creada_en": "2026-11-24T16:20:03.881274Z",
+    "expira_en": "2026-12-08T16:20:03.881274Z",
+    "aprobada_en": None,
+    "vigente_hasta": None,
+    "sandbox": {"rfc_patron": "CMS910808AD4", "nrps": ["Y5469980102", "Y5437443109"], "url": "/sandbox/v1/avisos"},
+    "escenarios": [
+        _escenario_ejemplo("descarga_completa", "aprobado"),
+        _escenario_ejemplo(
+            "descarga_filtrada",
+            "reprobado",
+            motivo="no pidió los filtros clase, emitidos_desde y emitidos_hasta del escenario",
+            parametros={"clase": "modificacion", "emitidos_desde": "2026-03-01", "emitidos_hasta": "2026-06-30"},
+        ),
+        _escenario_ejemplo("sincronizacion_incremental", "pendiente"),
+        _escenario_ejemplo("limite_de_tasa", "pendiente"),
+    ],
+    "evidencia": certificaciones.EVIDENCE,
+    "folio_acuse": None,
+}
 
 
 class Intento(BaseModel):
@@ -48,6 +76,8 @@ class Intento(BaseModel):
     escenarios: list[Escenario]
     evidencia: str = Field(default=certificaciones.EVIDENCE)
     folio_acuse: str | None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EJEMPLO_INTENTO]})
 
     @classmethod
     def of(cls, cert: Certificacion, now: dt.datetime) -> "Intento":
@@ -81,17 +111,42 @@ class Intento(BaseModel):
 
 class Evidencia(BaseModel):
     escenario: NombreEscenario
-    total: int = Field(ge=0, le=10_000_000, examples=[4217])
+    total: int = Field(ge=0, le=10_000_000)
     huella: str = Field(
         pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 hex de los folios ordenados unidos con '\\n'."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "escenario": "descarga_completa",
+                    "total": 4217,
+                    "huella": "3f5a0c9e1b7d2468ace13579bdf02468ace13579bdf02468ace13579bdf0246a",
+                }
+            ]
+        }
     )
 
 
 class Veredicto(BaseModel):
     escenario: str
     aprobado: bool
-    motivo: str = Field(examples=["reintentó a los 0.4 s; Retry-After pedía 2 s"])
+    motivo: str
     certificacion: Intento
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "escenario": "limite_de_tasa",
+                    "aprobado": False,
+                    "motivo": "reintentó a los 0.4 s; Retry-After pedía 2 s",
+                    "certificacion": EJEMPLO_INTENTO,
+                }
+            ]
+        }
+    )
 
 
 CertId = Annotated[uuid.UUID, Path(description="El id del intento.")]

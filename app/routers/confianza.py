@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app import auditoria, confianza
 from app.db import Session
@@ -27,7 +27,7 @@ def _mexico_if_naive(value: dt.datetime) -> dt.datetime:
 
 
 FechaHora = Annotated[FechaHoraISO, AfterValidator(_mexico_if_naive)]
-Estado = StrEnum("Estado", {e: e for e in confianza.ESTADOS})
+EstadoRelacion = StrEnum("EstadoRelacion", {e: e for e in confianza.ESTADOS})
 Rol = StrEnum("Rol", {"patron": "patron", "desarrollador": "desarrollador"})
 
 
@@ -35,8 +35,23 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+EJEMPLO_RELACION = {
+    "id": "5b0f7c1e-8d2a-4c3b-9e51-2f6a7d8c9b10",
+    "rfc_patron": "TRN920807B50",
+    "rfc_desarrollador": "XIQB891116QE4",
+    "nrps": ["Y6067072104", "Y6199977101"],
+    "vigencia_inicio": "2026-12-01T06:00:00Z",
+    "vigencia_fin": "2027-12-01T06:00:00Z",
+    "estado": "programada",
+    "creada_en": "2026-11-24T16:02:11.204518Z",
+    "revocada_en": None,
+    "folio_acuse": "ACU-20261124-3F9A0C21B7",
+    "folio_acuse_revocacion": None,
+}
+
+
 class SolicitudRelacion(BaseModel):
-    rfc_desarrollador: RFC = Field(examples=["XIQB891116QE4"])
+    rfc_desarrollador: RFC
     nrps: list[NRP] | None = Field(
         default=None,
         min_length=1,
@@ -44,10 +59,22 @@ class SolicitudRelacion(BaseModel):
         description="NRP cubiertos; si se omite, todos los del patrón, incluidos los que registre después.",
     )
     vigencia_inicio: FechaHora = Field(
-        description="ISO 8601; sin zona se entiende hora del centro de México. No puede estar en el pasado.",
-        examples=["2026-12-01T00:00:00-06:00"],
+        description="ISO 8601; sin zona se entiende hora del centro de México. No puede estar en el pasado."
     )
-    vigencia_fin: FechaHora = Field(examples=["2027-12-01T00:00:00-06:00"])
+    vigencia_fin: FechaHora
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rfc_desarrollador": "XIQB891116QE4",
+                    "nrps": ["Y6067072104", "Y6199977101"],
+                    "vigencia_inicio": "2026-12-01T00:00:00-06:00",
+                    "vigencia_fin": "2027-12-01T00:00:00-06:00",
+                }
+            ]
+        }
+    )
 
 
 class Relacion(BaseModel):
@@ -57,11 +84,13 @@ class Relacion(BaseModel):
     nrps: list[str] | None = Field(description="null: todos los NRP del patrón.")
     vigencia_inicio: dt.datetime
     vigencia_fin: dt.datetime
-    estado: Estado = Field(description="Derivado del reloj: programada, vigente, vencida o revocada.")
+    estado: EstadoRelacion = Field(description="Derivado del reloj: programada, vigente, vencida o revocada.")
     creada_en: dt.datetime
     revocada_en: dt.datetime | None
     folio_acuse: str
     folio_acuse_revocacion: str | None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EJEMPLO_RELACION]})
 
     @classmethod
     def of(cls, relacion: RelacionConfianza, now: dt.datetime) -> "Relacion":
@@ -77,6 +106,10 @@ class PaginaRelaciones(BaseModel):
     relaciones: list[Relacion]
     hay_mas: bool
     siguiente: uuid.UUID | None = Field(description="Páselo como despues_de para la página siguiente.")
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"relaciones": [EJEMPLO_RELACION], "hay_mas": False, "siguiente": None}]}
+    )
 
 
 @router.post(
@@ -130,7 +163,7 @@ async def listar_relaciones(
     caller: CurrentCaller,
     session: Session,
     rol: Annotated[Rol | None, Query(description="Solo como patrón o solo como desarrollador.")] = None,
-    estado: Estado | None = None,
+    estado: EstadoRelacion | None = None,
     despues_de: Annotated[uuid.UUID | None, Query(description="El `siguiente` de la página anterior.")] = None,
     limite: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PaginaRelaciones:
@@ -183,7 +216,7 @@ async def revocar_relacion(relacion_id: uuid.UUID, caller: CurrentCaller, sessio
 class Evento(BaseModel):
     id: int
     ocurrido_en: dt.datetime
-    accion: str = Field(examples=["avisos.consulta"], description="avisos.consulta, relacion.creada, relacion.revocada")
+    accion: str = Field(description="avisos.consulta, relacion.creada, relacion.revocada")
     actor: str | None = Field(description="RFC de quien actuó.")
     nrps: list[str] | None
     cantidad: int | None = Field(description="Avisos entregados, en consultas.")
@@ -196,6 +229,36 @@ class PaginaAuditoria(BaseModel):
     eventos: list[Evento]
     hay_mas: bool
     siguiente: int | None = Field(description="Páselo como antes_de para la página siguiente.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "eventos": [
+                        {
+                            "id": 48213,
+                            "ocurrido_en": "2026-12-02T14:30:05.118204Z",
+                            "accion": "avisos.consulta",
+                            "actor": "XIQB891116QE4",
+                            "nrps": ["Y6067072104", "Y6199977101"],
+                            "cantidad": 1000,
+                            "relacion_id": "5b0f7c1e-8d2a-4c3b-9e51-2f6a7d8c9b10",
+                            "request_id": "8f0e6c2d4b6a4e1f9c3d2b1a0f9e8d7c",
+                            "detalle": {
+                                "filtros": {"rfc_patron": "TRN920807B50", "nrps": ["Y6067072104", "Y6199977101"]},
+                                "relaciones": ["5b0f7c1e-8d2a-4c3b-9e51-2f6a7d8c9b10"],
+                                "limite": 1000,
+                                "despues_de": "20262600000003",
+                                "completo": True,
+                            },
+                        }
+                    ],
+                    "hay_mas": True,
+                    "siguiente": 48213,
+                }
+            ]
+        }
+    )
 
 
 @router.get(

@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.db import Session
 from app.migrations import current_revision, head_revision
@@ -12,9 +12,13 @@ router = APIRouter(tags=["Operación"])
 class Estado(BaseModel):
     estado: str
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"estado": "vivo"}]})
+
 
 class Preparacion(Estado):
     migracion: str
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"estado": "listo", "migracion": "20261124_sandbox"}]})
 
 
 @router.get(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app import credenciales
 from app.db import Session
@@ -17,7 +17,13 @@ from app.problems import Problem, problem_responses
 from app.security import tokens
 
 router = APIRouter()
-EJEMPLO_RFC = "EKU9003173C9"
+EJEMPLO_RFC = "TRN920807B50"
+EJEMPLO_PRUEBA = {
+    "reto_id": "0b6f3a9e-2c41-4d8e-9a57-3e1f8c2d6b40",
+    # The start of a .cer in base64; a real one is about 2,000 characters.
+    "certificado": "MIIGGDCCBACgAwIBAgIUMzAwMDEwMDAwMDA1MDAwMDM0MTYwDQYJKoZIhvcNAQELBQAw",
+    "firma": "kQ2xV0m8cB7Jt1vY9wZ3pL6fH4sD2aE5rT8uI0oP1qW3eR6tY9uI2oP5aS8dF1gH4jK7lZ0xC3vB6nM9qW2eR5tY8uI1oP4aS7dF0g==",
+}
 
 
 def _now() -> dt.datetime:
@@ -32,13 +38,27 @@ def _client(request: Request) -> str:
 
 
 class SolicitudReto(BaseModel):
-    rfc: RFC = Field(examples=[EJEMPLO_RFC])
+    rfc: RFC
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"rfc": EJEMPLO_RFC}]})
 
 
 class RetoEmitido(BaseModel):
     reto_id: uuid.UUID
     reto: str = Field(description="32 bytes aleatorios en base64: firme los bytes decodificados.")
     expira_en: dt.datetime
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "reto_id": EJEMPLO_PRUEBA["reto_id"],
+                    "reto": "Vq3kR0dL9s2mXo7TzB1cY8wJ5nE4aH6uP0fG3iK2lQ8=",
+                    "expira_en": "2026-11-24T16:10:00.512004Z",
+                }
+            ]
+        }
+    )
 
 
 @router.post(
@@ -85,16 +105,22 @@ class PruebaEfirma(BaseModel):
     certificado: str = Field(description="El archivo .cer de la e.firma, en base64.", max_length=20_000)
     firma: str = Field(description="Firma del reto en base64 (RSA PKCS#1 v1.5, SHA-256).", max_length=4_000)
 
+    model_config = ConfigDict(json_schema_extra={"examples": [EJEMPLO_PRUEBA]})
+
     def prueba(self) -> credenciales.PruebaEfirma:
         return credenciales.PruebaEfirma(self.reto_id, self.certificado, self.firma)
 
 
 class SolicitudContrasena(PruebaEfirma):
-    correo: EmailStr = Field(description="A donde se envía la contraseña.", examples=["nomina@empresa.mx"])
+    correo: EmailStr = Field(description="A donde se envía la contraseña.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{**EJEMPLO_PRUEBA, "correo": "nomina@trn.com.mx"}]})
 
 
 class SolicitudRenovacion(PruebaEfirma):
     correo: EmailStr | None = Field(default=None, description="Nuevo correo; si falta, el de la contraseña anterior.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{**EJEMPLO_PRUEBA, "correo": "sistemas@trn.com.mx"}]})
 
 
 class SecretoOtp(BaseModel):
@@ -103,16 +129,39 @@ class SecretoOtp(BaseModel):
 
 
 class ContrasenaEmitida(BaseModel):
-    rfc: str = Field(examples=[EJEMPLO_RFC])
-    correo_enmascarado: str = Field(examples=["n*****@empresa.mx"])
+    rfc: str
+    correo_enmascarado: str
     otp: SecretoOtp
     folio_acuse: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rfc": EJEMPLO_RFC,
+                    "correo_enmascarado": "n*****@trn.com.mx",
+                    "otp": {
+                        "secreto": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+                        "uri": "otpauth://totp/SIA%20Infonavit:TRN920807B50?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+                        "&issuer=SIA%20Infonavit",
+                    },
+                    "folio_acuse": "ACU-20261124-3F9A0C21B7",
+                }
+            ]
+        }
+    )
 
 
 class ContrasenaCancelada(BaseModel):
     rfc: str
-    estado: str = Field(examples=["cancelada"])
+    estado: str
     folio_acuse: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"rfc": EJEMPLO_RFC, "estado": "cancelada", "folio_acuse": "ACU-20261124-9B41D07E2C"}]
+        }
+    )
 
 
 def _emitida(result: credenciales.CredencialEmitida) -> ContrasenaEmitida:
@@ -198,16 +247,60 @@ async def cancelar_contrasena(
 
 class TokenEmitido(BaseModel):
     access_token: str
-    token_type: str = Field(examples=["Bearer"])
-    expires_in: int = Field(examples=[300], description="Segundos de vigencia.")
+    token_type: str
+    expires_in: int = Field(description="Segundos de vigencia.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii1mN0NIWnJHeTEwb2ZKaHciLCJ0eXAiOiJKV1QifQ"
+                    ".eyJpc3MiOiJodHRwczovL3NpYS5pbmZvbmF2aXQub3JnLm14Iiwic3ViIjoiVFJOOTIwODA3QjUwIn0"
+                    ".q0Zp3Wb7Tf1m2c9QvS8dK4yH6xN5jR0aL3uE7gB1oC2iV9tP4wM8nY6sD5fA0kJ3hG7lZ1xQ2eR4tU6iO8pW0",
+                    "token_type": "Bearer",
+                    "expires_in": 300,
+                }
+            ]
+        }
+    )
+
+
+class SolicitudToken(BaseModel):
+    """Every field is optional here so that a missing one gets RFC 6749's invalid_request, not a 422."""
+
+    grant_type: str | None = Field(default=None, description="Siempre `client_credentials`.")
+    client_id: str | None = Field(default=None, description="El RFC.")
+    client_secret: str | None = Field(default=None, description="La contraseña recibida por correo.")
+    otp: str | None = Field(default=None, description="Código TOTP vigente (sirve una sola vez).")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": EJEMPLO_RFC,
+                    "client_secret": "h7Kq-2mZp-Xw9R-tL4c",
+                    "otp": "492039",
+                }
+            ]
+        }
+    )
 
 
 class ErrorOAuth(BaseModel):
-    error: str = Field(examples=["invalid_client"], description="Código RFC 6749 §5.2.")
-    error_description: str = Field(examples=["RFC, contraseña o código OTP incorrectos."])
+    error: str = Field(description="Código RFC 6749 §5.2.")
+    error_description: str
 
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+INCOMPLETO = "Faltan client_id, client_secret u otp."
+INCORRECTO = "RFC, contraseña o código OTP incorrectos."
+BLOQUEADO = "Demasiados intentos fallidos; reintente en 840 s."
+
+
+def _oauth_doc(description: str, error: str, error_description: str) -> dict[str, Any]:
+    example = {"error": error, "error_description": error_description}
+    return {"model": ErrorOAuth, "description": description, "content": {"application/json": {"example": example}}}
 
 
 def _oauth_error(error: credenciales.TokenError) -> JSONResponse:
@@ -228,9 +321,9 @@ def _oauth_error(error: credenciales.TokenError) -> JSONResponse:
     response_model=TokenEmitido,
     response_description="Token JWT (ES256) de pocos minutos; respuesta RFC 6749 §5.1.",
     responses={
-        400: {"model": ErrorOAuth, "description": "`invalid_request` o `unsupported_grant_type` (RFC 6749 §5.2)."},
-        401: {"model": ErrorOAuth, "description": "`invalid_client`: RFC, contraseña o código OTP incorrectos."},
-        429: {"model": ErrorOAuth, "description": "Demasiados intentos fallidos: el RFC queda bloqueado un rato."},
+        400: _oauth_doc("`invalid_request` o `unsupported_grant_type` (RFC 6749 §5.2).", "invalid_request", INCOMPLETO),
+        401: _oauth_doc("`invalid_client`: RFC, contraseña o código OTP incorrectos.", "invalid_client", INCORRECTO),
+        429: _oauth_doc("Demasiados intentos fallidos: el RFC queda bloqueado un rato.", "invalid_client", BLOQUEADO),
     },
 )
 async def emitir_token(
@@ -239,18 +332,16 @@ async def emitir_token(
     keys: KeysDep,
     limiter: RateLimiterDep,
     request: Request,
-    grant_type: Annotated[str | None, Form(examples=["client_credentials"])] = None,
-    client_id: Annotated[str | None, Form(description="El RFC.", examples=[EJEMPLO_RFC])] = None,
-    client_secret: Annotated[str | None, Form(description="La contraseña recibida por correo.")] = None,
-    otp: Annotated[str | None, Form(description="Código TOTP vigente.", examples=["123456"])] = None,
+    form: Annotated[SolicitudToken, Form()],
 ) -> Any:
     """Formulario `application/x-www-form-urlencoded`. Los errores siguen RFC 6749 §5.2 (no problem+json),
     porque es lo que esperan las bibliotecas de OAuth. Un código TOTP sirve una sola vez."""
-    if grant_type != "client_credentials":
-        code = "invalid_request" if grant_type is None else "unsupported_grant_type"
+    if form.grant_type != "client_credentials":
+        code = "invalid_request" if form.grant_type is None else "unsupported_grant_type"
         return _oauth_error(credenciales.TokenError(code, "grant_type debe ser client_credentials."))
+    client_id, client_secret, otp = form.client_id, form.client_secret, form.otp
     if not client_id or not client_secret or not otp or len(client_id) > 13 or len(client_secret) > 200:
-        return _oauth_error(credenciales.TokenError("invalid_request", "Faltan client_id, client_secret u otp."))
+        return _oauth_error(credenciales.TokenError("invalid_request", INCOMPLETO))
     try:
         # In front of Argon2: every verify costs 19 MiB and ~25 ms of a core.
         limiter.hit(settings.rate_limit_token, f"token:{client_id}:{_client(request)}")
@@ -272,6 +363,26 @@ async def emitir_token(
 
 class Jwks(BaseModel):
     keys: list[dict[str, str]]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "keys": [
+                        {
+                            "kty": "EC",
+                            "crv": "P-256",
+                            "x": "Rewxzxm3m-uElRUGTfcVVBC2mnT8oBxlXf8byKN7dWI",
+                            "y": "QXlSb3qW1imbE5zdUlm88Sps0Kz6CZzXaCyYoKRkp8Q",
+                            "kid": "-f7CHZrGy10ofJhwqS3mYc1uVvXb9aT2nE4kLd8pR0s",
+                            "use": "sig",
+                            "alg": "ES256",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
 
 
 @router.get(
