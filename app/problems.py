@@ -309,7 +309,9 @@ def _documented(status: int, codes: list[str]) -> dict[str, Any]:
         "allOf": [{"$ref": "#/components/schemas/ProblemDetail"}],
         "properties": {"code": {"enum": codes}},
     }
-    examples = {code: {"summary": PROBLEMAS[code].cuando, "value": problem_example(code)} for code in codes}
+    examples = {
+        code: {"summary": code, "description": PROBLEMAS[code].cuando, "value": problem_example(code)} for code in codes
+    }
     return {
         # `model` registers ProblemDetail in the components; app.openapi keeps only the problem+json content.
         "model": ProblemDetail,
