@@ -16,7 +16,8 @@ SIA = str(Path(sys.executable).with_name("sia"))
 
 
 @contextmanager
-def live_server(database_url: str, data_dir: Path, **env: str) -> Iterator[str]:
+def live_server(database_url: str, data_dir: Path, *serve_args: str, **env: str) -> Iterator[str]:
+    """serve_args: options of `sia serve`, e.g. "--upgrade", "--demo" (what `make run` passes)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -30,7 +31,7 @@ def live_server(database_url: str, data_dir: Path, **env: str) -> Iterator[str]:
         **env,
     }
     process = subprocess.Popen(
-        [SIA, "serve"], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [SIA, "serve", *serve_args], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     base = f"http://127.0.0.1:{port}"
     try:
