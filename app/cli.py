@@ -103,6 +103,13 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
         app = create_app(settings.model_copy(update={"database_url": url}))
         base = f"http://{settings.host}:{settings.port}"
         out.print(f"SIA escuchando en {base}  ·  documentación: {base}/docs  ·  Ctrl-C para detener")
+        if demo:
+            from app.security.efirma_demo import DEMO_KEY_PASSWORD
+
+            out.print(
+                "Pruebe el flujo con curl: docs/guia-desarrolladores.md  ·  e.firmas de demostración en "
+                f"{settings.resolved_data_dir / 'efirma-demo'} (contraseña {DEMO_KEY_PASSWORD.decode()})"
+            )
         # uvicorn turns SIGINT/SIGTERM into a graceful shutdown and returns; then the embedded server stops.
         uvicorn.run(
             app,

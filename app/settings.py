@@ -20,8 +20,10 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path(".sia"), description="Data folder: embedded PostgreSQL, keys, outbox.")
     env: Literal["development", "test", "production"] = "development"
-    public_url: str = Field(
-        default="http://127.0.0.1:8000", description="Base URL people reach the service at (acuse QR codes)."
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL people reach the service at (acuse QR codes); unset: http://host:port. "
+        "Required in production, where the service sits behind a proxy.",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -89,6 +91,8 @@ class Settings(BaseSettings):
             problems.append("SIA_TOTP_ENCRYPTION_KEY no puede ser la clave de desarrollo")
         if self.efirma_trust_dir is None:
             problems.append("SIA_EFIRMA_TRUST_DIR es obligatorio (certificados de las AC del SAT)")
+        if self.public_url is None:
+            problems.append("SIA_PUBLIC_URL es obligatorio (la URL que imprimen los QR de los acuses)")
         if problems:
             raise ValueError("SIA_ENV=production: " + "; ".join(problems))
         return self
@@ -96,6 +100,10 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
     def trust_dir(self) -> Path:

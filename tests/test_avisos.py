@@ -357,6 +357,9 @@ async def test_rate_limit_answers_429_with_retry_after(app_settings, db):
     ):
         who = bearer(limited, A.rfc)
         answers = [await client.get("/v1/avisos", params={"limite": 1}, headers=who) for _ in range(4)]
+        # The sandbox counts apart: certifying does not spend production quota (no attempt open, so 403).
+        sandbox = await client.get("/sandbox/v1/avisos", params={"limite": 1}, headers=who)
+    assert sandbox.status_code == 403 and sandbox.json()["code"] == "sin_intento_en_curso"
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[0].headers["ratelimit"].startswith('"3/minute";r=2')
     last = answers[-1]

@@ -12,9 +12,11 @@ from pathlib import Path
 import asyncpg
 import httpx2
 import pytest
+from cryptography.fernet import Fernet
 
 from app.db import asyncpg_dsn
 from app.openapi import OPENAPI_PATH, openapi_yaml
+from app.settings import Settings
 from tests import factories as f
 
 SIA = str(Path(sys.executable).with_name("sia"))
@@ -155,6 +157,8 @@ def test_make_run_flow_on_embedded_postgres_keeps_data_and_stops_cleanly(tmp_pat
         outputs.append(output)
     assert counts[0] == counts[1] and counts[0][1] == 3000
     assert "datos de demostración" in outputs[0] and "datos de demostración" not in outputs[1]
+    # DESIGN §6: make run says where the docs are and how to try the flow.
+    assert all("/docs" in output and "docs/guia-desarrolladores.md" in output for output in outputs)
 
 
 def test_efirma_firmar_signs_a_challenge_with_a_sat_key(sat, tmp_path):
@@ -209,6 +213,22 @@ def test_production_refuses_the_development_totp_key(tmp_path):
     }
     result = sia("db", "upgrade", env=env)
     assert result.returncode == 2 and "SIA_TOTP_ENCRYPTION_KEY" in result.stderr
+
+
+def test_production_refuses_a_missing_public_url(tmp_path):
+    env = {
+        "SIA_ENV": "production",
+        "DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+        "SIA_EFIRMA_TRUST_DIR": str(tmp_path),
+        "SIA_TOTP_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    result = sia("db", "upgrade", env=env)
+    assert result.returncode == 2 and "SIA_PUBLIC_URL" in result.stderr
+
+
+def test_acuse_qr_codes_follow_the_port_unless_a_public_url_is_set():
+    assert Settings(port=8123).resolved_public_url == "http://127.0.0.1:8123"
+    assert Settings(port=8123, public_url="https://sia.example.mx").resolved_public_url == "https://sia.example.mx"
 
 
 def test_keys_rotate_adds_a_private_key_readable_by_the_owner_only(tmp_path):

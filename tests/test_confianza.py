@@ -160,6 +160,15 @@ async def test_validity_window_rules(client, parties):
     assert start == NOW + dt.timedelta(minutes=5), "a time without zone is Mexico City's"
 
 
+async def test_without_a_start_the_relationship_holds_from_now(client, parties, clock):
+    patron, _ = parties
+    body = {"rfc_desarrollador": DEV, "vigencia_fin": (NOW + dt.timedelta(days=30)).isoformat()}
+    created = await client.post("/v1/relaciones-confianza", json=body, headers=patron)
+    assert created.status_code == 201 and created.json()["estado"] == "vigente"
+    start = dt.datetime.fromisoformat(created.json()["vigencia_inicio"])
+    assert abs(start - NOW) < dt.timedelta(seconds=5)
+
+
 async def test_overlapping_duplicate_is_409_and_disjoint_ones_are_fine(client, parties, employers):
     patron, _ = parties
     a = employers[0]

@@ -128,7 +128,7 @@ def test_the_guide_runs_against_make_run(new_database, tmp_path):
     assert [a["folio"] for a in first["avisos"] + second["avisos"]] == expected[:200] and first["hay_mas"]
     assert out.count("sin_autorizacion") == 2, "uncertified-for-this-employer, then an NRP outside the relationship"
     assert (work / "nuevos.ndjson").read_text(encoding="utf-8") == "", "nothing new during espera"
-    assert "1 avisos nuevos en .sia/guia/avisos.ndjson" in out
+    assert "avisos nuevos: 1 (.sia/guia/avisos.ndjson)" in out
     assert out[-1] == local[-1] and re.fullmatch(r"\d{4}7700000001", local[-1])
     reads = _rows(
         url, "SELECT count(*) AS n FROM evento_auditoria WHERE actor = $1 AND accion = 'avisos.consulta'", DEVELOPER

@@ -106,7 +106,7 @@ async def consultar_acuse(
     if acuse is None:
         raise Problem("acuse_no_encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
     if _wants_pdf(request):
-        url = acuses.verification_url(settings.public_url, acuse)
+        url = acuses.verification_url(settings.resolved_public_url, acuse)
         return Response(
             render_acuse_pdf(acuse, url),
             media_type="application/pdf",

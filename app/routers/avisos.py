@@ -151,6 +151,8 @@ class Permiso:
 
 
 class Alcance(Protocol):
+    nombre: str  # rate limits count each scope apart: certifying must not spend production quota
+
     def acotar(self, c: Consulta, settings: Settings) -> Consulta: ...
 
     async def permitir(
@@ -183,6 +185,8 @@ def _denied(denial: Denegacion, rfc_patron: str) -> Problem:
 
 class Produccion:
     """Production: the trust relationships decide, through the one authorization function."""
+
+    nombre = "produccion"
 
     def acotar(self, c: Consulta, settings: Settings) -> Consulta:
         if c.limite > settings.avisos_limite_max:
@@ -221,6 +225,8 @@ class Produccion:
 
 class Sandbox:
     """The caller's open certification attempt: its own synthetic employer, no trust relationship needed."""
+
+    nombre = "sandbox"
 
     def acotar(self, c: Consulta, settings: Settings) -> Consulta:
         # Capped, not refused: a client asking for more gets 500 and hay_mas, so it must page.
@@ -346,7 +352,7 @@ ContextoDep = Annotated[Contexto, Depends(contexto)]
 
 async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto) -> Response:
     request, caller, session, settings, database = ctx.request, ctx.caller, ctx.session, ctx.settings, ctx.database
-    quota = ctx.limiter.hit(settings.rate_limit_avisos, f"avisos:{caller.rfc}")
+    quota = ctx.limiter.hit(settings.rate_limit_avisos, f"avisos:{alcance.nombre}:{caller.rfc}")
     c = alcance.acotar(c, settings)
     if c.emitidos_desde and c.emitidos_hasta and c.emitidos_desde > c.emitidos_hasta:
         raise Problem("rango_invalido", "emitidos_desde es posterior a emitidos_hasta.")
@@ -392,7 +398,7 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto) -> Response:
 
 
 async def _uno(alcance: Alcance, folio: str, ctx: Contexto) -> Aviso:
-    ctx.limiter.hit(ctx.settings.rate_limit_avisos, f"avisos:{ctx.caller.rfc}")
+    ctx.limiter.hit(ctx.settings.rate_limit_avisos, f"avisos:{alcance.nombre}:{ctx.caller.rfc}")
     filtros = await alcance.permitir_folio(ctx.session, ctx.database, ctx.caller, folio, dt.datetime.now(dt.UTC))
     return Aviso.model_validate(await avisos.fetch_one(await ctx.session.connection(), filtros))
 

@@ -58,8 +58,10 @@ class SolicitudRelacion(BaseModel):
         max_length=5000,
         description="NRP cubiertos; si se omite, todos los del patrón, incluidos los que registre después.",
     )
-    vigencia_inicio: FechaHora = Field(
-        description="ISO 8601; sin zona se entiende hora del centro de México. No puede estar en el pasado."
+    vigencia_inicio: FechaHora | None = Field(
+        default=None,
+        description="ISO 8601; sin zona se entiende hora del centro de México. No puede estar en el pasado. "
+        "Si se omite, la relación vale desde ahora.",
     )
     vigencia_fin: FechaHora
 
@@ -143,7 +145,7 @@ async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session
         rfc_patron=caller.rfc,
         rfc_desarrollador=body.rfc_desarrollador,
         nrps=body.nrps,
-        inicio=body.vigencia_inicio,
+        inicio=body.vigencia_inicio or now,
         fin=body.vigencia_fin,
         now=now,
         request_id=correlation_id.get(),

@@ -1,7 +1,7 @@
 """Reference payroll-side client of SIA: HTTP only (httpx2 + pyotp), no import from the service.
 
-    python sia_cliente.py certificar  --url URL --rfc RFC --contrasena-archivo F --secreto-totp S
-    python sia_cliente.py sincronizar --url URL --rfc RFC --contrasena-archivo F --secreto-totp S \\
+    python sia_cliente.py certificar  --url URL --rfc RFC --contrasena-archivo F --secreto-totp-archivo F
+    python sia_cliente.py sincronizar --url URL --rfc RFC --contrasena-archivo F --secreto-totp-archivo F \\
                                       --patron RFC_PATRON --archivo avisos.ndjson
 
 It shows what a well-behaved payroll system does: a token from password + TOTP (never the same TOTP step
@@ -159,17 +159,19 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--rfc", required=True)
     parser.add_argument("--contrasena-archivo", required=True, type=Path)
-    parser.add_argument("--secreto-totp", required=True)
+    # Files, not values: a secret on the command line shows in `ps` and in the shell's history.
+    parser.add_argument("--secreto-totp-archivo", required=True, type=Path)
     parser.add_argument("--patron")
     parser.add_argument("--archivo", type=Path)
     args = parser.parse_args()
-    cliente = ClienteSIA(args.url, args.rfc, args.contrasena_archivo.read_text().strip(), args.secreto_totp)
+    contrasena, secreto = args.contrasena_archivo.read_text().strip(), args.secreto_totp_archivo.read_text().strip()
+    cliente = ClienteSIA(args.url, args.rfc, contrasena, secreto)
     if args.accion == "certificar":
         print(json.dumps(cliente.certificar(), ensure_ascii=False, indent=2))
     else:
         if not args.archivo:
             sys.exit("sincronizar necesita --archivo")
-        print(f"{cliente.sincronizar(args.archivo, args.patron)} avisos nuevos en {args.archivo}")
+        print(f"avisos nuevos: {cliente.sincronizar(args.archivo, args.patron)} ({args.archivo})")
 
 
 if __name__ == "__main__":
