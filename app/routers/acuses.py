@@ -27,6 +27,23 @@ DATOS_EJEMPLO = {
     "vigencia_fin": "2027-12-01T06:00:00+00:00",
     "vigencia_inicio": "2026-12-01T06:00:00+00:00",
 }
+EMITIDO_EJEMPLO = dt.datetime(2026, 11, 24, 16, 2, 11, tzinfo=dt.UTC)
+EJEMPLO_ACUSE = {
+    "folio": "ACU-20261124-3F9A0C21B7",
+    "tipo": "relacion.creacion",
+    "emitido_en": EMITIDO_EJEMPLO.isoformat(),
+    "partes": ["TRN920807B50", "XIQB891116QE4"],
+    "datos": DATOS_EJEMPLO,
+    "cadena_original": acuses.cadena_original(
+        "ACU-20261124-3F9A0C21B7",
+        "relacion.creacion",
+        EMITIDO_EJEMPLO,
+        ["TRN920807B50", "XIQB891116QE4"],
+        DATOS_EJEMPLO,
+    ),
+    "sello": "eyJhbGciOiJFUzI1NiIsImtpZCI6IjRhTDJ4OXZRIn0.fHwxLjB8QUNVLTIwMjYxMTI0LTNGOUEwQzIxQjd8"
+    ".Qm3xW8kZp1vR7tY2uN5cE9aL0sD4fG6hJ3iK8oP2qT5wV7xB1nM4zC9eA0rU6yS3dF5gH8jL2kQ1pO7iW4tE9u",
+}
 
 
 class AcuseRecibo(BaseModel):
@@ -38,28 +55,7 @@ class AcuseRecibo(BaseModel):
     cadena_original: str
     sello: str = Field(description="JWS compacto (ES256) cuya carga es la cadena original; verifíquelo con el JWKS.")
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "folio": "ACU-20261124-3F9A0C21B7",
-                    "tipo": "relacion.creacion",
-                    "emitido_en": "2026-11-24T16:02:11.204518Z",
-                    "partes": ["TRN920807B50", "XIQB891116QE4"],
-                    "datos": DATOS_EJEMPLO,
-                    "cadena_original": acuses.cadena_original(
-                        "ACU-20261124-3F9A0C21B7",
-                        "relacion.creacion",
-                        dt.datetime(2026, 11, 24, 16, 2, 11, tzinfo=dt.UTC),
-                        ["TRN920807B50", "XIQB891116QE4"],
-                        DATOS_EJEMPLO,
-                    ),
-                    "sello": "eyJhbGciOiJFUzI1NiIsImtpZCI6IjRhTDJ4OXZRIn0.fHwxLjB8QUNVLTIwMjYxMTI0LTNGOUEwQzIxQjd8"
-                    ".Qm3xW8kZp1vR7tY2uN5cE9aL0sD4fG6hJ3iK8oP2qT5wV7xB1nM4zC9eA0rU6yS3dF5gH8jL2kQ1pO7iW4tE9u",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [EJEMPLO_ACUSE]})
 
 
 class Verificacion(BaseModel):
@@ -70,14 +66,7 @@ class Verificacion(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {
-                    "folio": "ACU-20261124-3F9A0C21B7",
-                    "tipo": "relacion.creacion",
-                    "emitido_en": "2026-11-24T16:02:11.204518Z",
-                    "valido": True,
-                }
-            ]
+            "examples": [{**{k: EJEMPLO_ACUSE[k] for k in ("folio", "tipo", "emitido_en")}, "valido": True}]
         }
     )
 
