@@ -216,9 +216,17 @@ class TokenError(Exception):
         self.error, self.description, self.status, self.retry_after = error, description, status, retry_after
 
 
+WRONG_CREDENTIALS = (
+    "RFC, contraseña o código OTP incorrectos. Cada código OTP sirve una sola vez: si otro programa con la misma "
+    "contraseña pidió un token en estos 30 s, espere el código siguiente."
+)
+
+
 def _bad_credentials() -> TokenError:
     # A new instance each time: a shared one would collect the traceback of every failed login.
-    return TokenError("invalid_client", "RFC, contraseña o código OTP incorrectos.", status=401)
+    # The same answer for every cause (no hint of which part was right); the reminder about codes being
+    # single-use is for two programs sharing one credential within the same 30 s.
+    return TokenError("invalid_client", WRONG_CREDENTIALS, status=401)
 
 
 async def _locked_for(session: AsyncSession, rfc: str, now: dt.datetime) -> int | None:

@@ -294,7 +294,6 @@ class ErrorOAuth(BaseModel):
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 INCOMPLETO = "Faltan client_id, client_secret u otp."
-INCORRECTO = "RFC, contraseña o código OTP incorrectos."
 BLOQUEADO = "Demasiados intentos fallidos; reintente en 840 s."
 
 
@@ -322,7 +321,11 @@ def _oauth_error(error: credenciales.TokenError) -> JSONResponse:
     response_description="Token JWT (ES256) de pocos minutos; respuesta RFC 6749 §5.1.",
     responses={
         400: _oauth_doc("`invalid_request` o `unsupported_grant_type` (RFC 6749 §5.2).", "invalid_request", INCOMPLETO),
-        401: _oauth_doc("`invalid_client`: RFC, contraseña o código OTP incorrectos.", "invalid_client", INCORRECTO),
+        401: _oauth_doc(
+            "`invalid_client`: RFC, contraseña o código OTP incorrectos.",
+            "invalid_client",
+            credenciales.WRONG_CREDENTIALS,
+        ),
         429: _oauth_doc("Demasiados intentos fallidos: el RFC queda bloqueado un rato.", "invalid_client", BLOQUEADO),
     },
 )
