@@ -104,8 +104,9 @@ async def test_docs_pages_need_no_internet(client, page):
     html = response.text
     assert "/static/" in html
     assert "http://" not in html and "https://" not in html, "every asset from this service, none from a CDN"
-    for asset in ("/static/swagger-ui-bundle.js", "/static/swagger-ui.css", "/static/redoc.standalone.js"):
+    for asset in ("/static/swagger-ui-bundle.js", "/static/swagger-ui.css", "/redoc.js"):
         assert (await client.get(asset)).status_code == 200
+    assert "cdn.redoc.ly" not in (await client.get("/redoc.js")).text, "ReDoc's footer logo comes from here too"
 
 
 async def test_the_docs_show_the_committed_contract(client):

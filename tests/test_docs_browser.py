@@ -1,6 +1,6 @@
 """/docs in a real browser: headless Chromium (Debian's `chromium`, driven by Playwright) renders Swagger UI from
 this service alone, with every request to another host blocked, and "Try it out" on the catalog operation shows
-the service's answer. The screenshot is artifacts/docs-swagger.png."""
+the service's answer; /redoc renders from this service alone too. The screenshot is artifacts/docs-swagger.png."""
 
 import os
 import re
@@ -137,11 +137,16 @@ def test_swagger_ui_renders_offline_and_tries_the_catalog(chromium, new_database
             # The body scrolls inside its box: bring the entry checked above into view, then shoot the operation.
             body.get_by_text("Pronta culminación").scroll_into_view_if_needed()
             operation.screenshot(path=SCREENSHOT)
+
+            # ReDoc too: the operations render, and nothing (its footer logo included) comes from elsewhere.
+            page.goto(f"{base}/redoc#tag/Avisos/operation/listarAvisos")
+            expect(page.locator("h2").filter(has_text=re.compile(r"^Descargar avisos\s*$"))).to_be_visible()
+            page.get_by_text("API docs by Redocly").scroll_into_view_if_needed()
         except Exception:
             page.screenshot(path=SCREENSHOT, full_page=True)  # what the browser showed when it failed
             raise
         finally:
             browser.close()
 
-    assert outside == [], "Swagger UI asked another host for something; it must talk to this service only"
+    assert outside == [], "the docs asked another host for something; they must talk to this service only"
     assert errors == [], "the page logged errors"
