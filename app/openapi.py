@@ -55,6 +55,19 @@ def _examples_on_media_types(spec: dict[str, Any]) -> None:
                     media["example"] = example
 
 
+def _optional_parameters_not_null(spec: dict[str, Any]) -> None:
+    """An optional query parameter is absent, never null (a query string cannot say null): FastAPI's
+    `anyOf [X, null]` becomes X, which ReDoc and code generators show as the plain type it is."""
+    for operation in _operations(spec):
+        for parameter in operation.get("parameters", []):
+            schema = parameter["schema"]
+            kinds = schema.get("anyOf", [])
+            if not parameter.get("required") and {"type": "null"} in kinds and len(kinds) == 2:
+                (kind,) = [k for k in kinds if k != {"type": "null"}]
+                del schema["anyOf"]
+                schema.update(kind)
+
+
 def _model_examples() -> dict[str, list[Any]]:
     """Our models' examples by class name, as written: FastAPI drops every null from the document
     (`exclude_none`), examples included, and an aviso or a relation without its null fields misleads."""
@@ -87,6 +100,7 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema is None:
             spec = generate()  # FastAPI's own, cached in app.openapi_schema: completed in place, once
             _problem_media_type_only(spec)
+            _optional_parameters_not_null(spec)
             _restore_null_examples(spec)
             _examples_on_media_types(spec)
         return app.openapi_schema
