@@ -195,6 +195,12 @@ def _client(*args: str) -> dict:
     return json.loads(output.stdout)
 
 
+def _best_download(*args: str) -> dict:
+    """The fastest of three downloads: measured the way the COPY rates are (best of three), so that both
+    sides of a ratio see the same warm-up and the same luck on this shared machine."""
+    return min((_client("download", *args) for _ in range(3)), key=lambda run: run["seconds"])
+
+
 def _token(settings: Settings, url: str, rfc: str) -> str:
     async def credential() -> uuid.UUID:
         conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -307,7 +313,7 @@ def main() -> None:
         }
         base = f"http://127.0.0.1:{port}"
         with _process([str(Path(PY).with_name("sia")), "serve"], env, port) as server:
-            download = _client("download", base, token, rfc, str(DOWNLOAD), str(PAGE))
+            download = _best_download(base, token, rfc, str(DOWNLOAD), str(PAGE))
             memory_mb, streamed = _rss_growth(server.pid, base, token, rfc, BASE_AVISOS)
             folios = asyncio.run(
                 _scalar(
@@ -340,8 +346,8 @@ def main() -> None:
             textbook_port,
             ready_path="/openapi.json",
         ):
-            textbook = _client(
-                "download", f"http://127.0.0.1:{textbook_port}", token, rfc, str(DOWNLOAD), str(PAGE), "--textbook"
+            textbook = _best_download(
+                f"http://127.0.0.1:{textbook_port}", token, rfc, str(DOWNLOAD), str(PAGE), "--textbook"
             )
 
     sia_rate = download["rows"] / download["seconds"]
