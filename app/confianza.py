@@ -47,6 +47,14 @@ async def _patron(session: AsyncSession, rfc: str) -> Patron | None:
     return await session.get(Patron, rfc)
 
 
+async def registry_entry(session: AsyncSession, rfc: str) -> tuple[Patron, list[str]] | None:
+    """The employer and its NRPs, sorted; None when the RFC is not in the registry."""
+    patron = await _patron(session, rfc)
+    if patron is None:
+        return None
+    return patron, list(await session.scalars(select(Nrp.nrp).where(Nrp.rfc_patron == rfc).order_by(Nrp.nrp)))
+
+
 async def create_relacion(
     session: AsyncSession,
     keys: Keys,

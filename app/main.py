@@ -14,7 +14,7 @@ from app.docs import install_docs
 from app.notify import Notifier
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
-from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad
+from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad, patrones
 from app.security.keys import KeyRing, rotate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(catalogos.router)
     app.include_router(identidad.router)
     app.include_router(acuses.router)
+    app.include_router(patrones.router)
     app.include_router(confianza.router)
     app.include_router(avisos.router)
     app.include_router(certificaciones.router)

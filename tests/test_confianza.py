@@ -117,6 +117,20 @@ async def test_create_gives_a_vigente_relationship_with_an_acuse_both_parties_se
     assert (await client.get(f"/v1/acuses/{relation['folio_acuse']}", headers=outsider)).status_code == 404
 
 
+async def test_an_employer_reads_its_own_nrps_to_name_them(client, parties, employers):
+    patron, developer = parties
+    mine = await client.get("/v1/patron", headers=patron)
+    assert mine.status_code == 200
+    assert mine.json() == {
+        "rfc": employers[0].rfc,
+        "razon_social": employers[0].razon_social,
+        "nrps": sorted(employers[0].nrps),
+    }
+    not_an_employer = await client.get("/v1/patron", headers=developer)
+    assert not_an_employer.status_code == 403 and not_an_employer.json()["code"] == "no_es_patron"
+    assert (await client.get("/v1/patron")).status_code == 401
+
+
 async def test_caller_must_be_an_employer(client, parties):
     _, developer = parties
     response = await client.post("/v1/relaciones-confianza", json=_body(rfc=OTHER_DEV), headers=developer)

@@ -102,7 +102,8 @@ def test_the_guide_runs_against_make_run(new_database, tmp_path):
     assert certification["estado"] == "aprobada", certification
     assert _rows(url, "SELECT 1 FROM certificacion WHERE rfc = $1 AND estado = 'aprobada'", DEVELOPER)
 
-    # 3: the relationship, with its PDF acuse.
+    # 3: the employer read its NRPs from the API, then the relationship, with its PDF acuse.
+    assert json.loads((work / "patron.json").read_text(encoding="utf-8"))["nrps"] == sorted(employer.nrps)
     [relation] = _rows(url, "SELECT rfc_desarrollador, nrps FROM relacion_confianza WHERE rfc_patron = $1", EMPLOYER)
     assert relation["rfc_desarrollador"] == DEVELOPER and sorted(relation["nrps"]) == GRANTED_NRPS
     pdf = (work / "acuse-relacion.pdf").read_bytes()

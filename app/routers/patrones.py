@@ -1,0 +1,46 @@
+"""The employer's own entry in the registry: the NRPs a relación de confianza can name."""
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+
+from app import confianza
+from app.db import Session
+from app.problems import Problem, problem_responses
+from app.security.caller import CALLER_PROBLEMS, CurrentCaller
+
+router = APIRouter(tags=["Patrones"])
+
+
+class RegistroPatronal(BaseModel):
+    rfc: str
+    razon_social: str
+    nrps: list[str]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rfc": "TRN920807B50",
+                    "razon_social": "Transportes Refrigerados del Norte, S.A. de C.V.",
+                    "nrps": ["Y6067072104", "Y6075623106", "Y6199977101"],
+                }
+            ]
+        }
+    )
+
+
+@router.get(
+    "/v1/patron",
+    summary="Mi registro en el padrón de patrones",
+    operation_id="consultarPatron",
+    response_description="La razón social y los NRP del patrón que llama, ordenados.",
+    responses=problem_responses(*CALLER_PROBLEMS, "no_es_patron"),
+)
+async def consultar_patron(caller: CurrentCaller, session: Session) -> RegistroPatronal:
+    """Para un patrón: los registros patronales (NRP) que Infonavit tiene a su nombre, los que puede nombrar en
+    una relación de confianza."""
+    entry = await confianza.registry_entry(session, caller.rfc)
+    if entry is None:
+        raise Problem("no_es_patron", f"{caller.rfc} no está en el padrón de patrones.")
+    patron, nrps = entry
+    return RegistroPatronal(rfc=patron.rfc, razon_social=patron.razon_social, nrps=nrps)
