@@ -14,7 +14,15 @@ from app.problems import Problem, problem_responses
 from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
 router = APIRouter(prefix="/v1/acuses", tags=["Acuses"])
-FolioAcuse = Annotated[str, Path(max_length=24, pattern=r"^[A-Z0-9-]+$", examples=["ACU-20261124-3F9A0C21B7"])]
+FolioAcuse = Annotated[
+    str,
+    Path(
+        max_length=24,
+        pattern=r"^[A-Z0-9-]+$",
+        description="El folio del acuse (`folio_acuse` de la respuesta que lo emitió).",
+        examples=["ACU-20261124-3F9A0C21B7"],
+    ),
+]
 
 
 DATOS_EJEMPLO = {

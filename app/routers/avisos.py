@@ -110,7 +110,7 @@ class Consulta:
 async def consulta(
     rfc_patron: Annotated[RFC | None, Query(description="El patrón; un patrón puede omitirlo (los suyos).")] = None,
     nrp: Annotated[list[NRP] | None, Query(description="Uno o más NRP (repita el parámetro).", max_length=500)] = None,
-    clase: Clase | None = None,
+    clase: Annotated[Clase | None, Query(description="Solo avisos de retención, modificación o suspensión.")] = None,
     tipo_aviso: Annotated[str | None, Query(pattern=r"^[0-9A-Z]{2}$", description="Código de tipos-aviso.")] = None,
     nss: Annotated[NSS | None, Query(description="Solo los avisos de este trabajador.")] = None,
     emitidos_desde: Annotated[Fecha | None, Query(description="fecha_emision desde (inclusive).")] = None,
@@ -138,6 +138,7 @@ async def consulta(
 
 
 ConsultaDep = Annotated[Consulta, Depends(consulta)]
+FolioAviso = Annotated[Folio, Path(description="El folio del aviso.")]
 
 
 # ------------------------------------------------------------------ scopes
@@ -475,7 +476,7 @@ ONE_PROBLEMS = (*CALLER_PROBLEMS, "aviso_no_encontrado", "solicitud_invalida", "
     response_description="El aviso, si quien llama puede leerlo.",
     responses=problem_responses(*ONE_PROBLEMS, "sin_certificacion"),
 )
-async def consultar_aviso(folio: Annotated[Folio, Path()], ctx: ContextoDep) -> Aviso:
+async def consultar_aviso(folio: FolioAviso, ctx: ContextoDep) -> Aviso:
     """Para quien no puede leerlo, 404: lo mismo que si no existiera."""
     return await _uno(Produccion(), folio, ctx)
 
@@ -487,5 +488,6 @@ async def consultar_aviso(folio: Annotated[Folio, Path()], ctx: ContextoDep) -> 
     response_description="El aviso, si quien llama puede leerlo.",
     responses=problem_responses(*ONE_PROBLEMS, "sin_intento_en_curso"),
 )
-async def consultar_aviso_sandbox(folio: Annotated[Folio, Path()], ctx: ContextoDep) -> Aviso:
+async def consultar_aviso_sandbox(folio: FolioAviso, ctx: ContextoDep) -> Aviso:
+    """Como GET /v1/avisos/{folio}, sobre los avisos del intento de certificación en curso."""
     return await _uno(Sandbox(), folio, ctx)

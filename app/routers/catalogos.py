@@ -1,6 +1,7 @@
 from enum import StrEnum
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.catalogs import CATALOGOS, catalog_entries
@@ -59,7 +60,9 @@ class Catalogo(BaseModel):
     response_description="El catálogo con sus entradas ordenadas por código.",
     responses=problem_responses("solicitud_invalida"),
 )
-async def consultar_catalogo(nombre: NombreCatalogo, session: Session) -> Catalogo:
+async def consultar_catalogo(
+    nombre: Annotated[NombreCatalogo, Path(description="El catálogo.")], session: Session
+) -> Catalogo:
     """Los códigos que usan los avisos. `tipos-aviso` dice a qué clase pertenece cada tipo.
     Infonavit no ha publicado su catálogo oficial: toda entrada con `provisional: true` puede cambiar."""
     catalogo = CATALOGOS[nombre.value]

@@ -177,6 +177,7 @@ async def abrir(caller: CurrentCaller, session: Session, settings: SettingsDep, 
     responses=problem_responses(*CALLER_PROBLEMS),
 )
 async def listar(caller: CurrentCaller, session: Session) -> list[Intento]:
+    """Todos los intentos de quien llama, con su estado: el aprobado y vigente es el que permite leer avisos."""
     now = _now()
     return [Intento.of(c, now) for c in await certificaciones.attempts_of(session, caller.rfc)]
 
@@ -189,6 +190,7 @@ async def listar(caller: CurrentCaller, session: Session) -> list[Intento]:
     responses=problem_responses(*CALLER_PROBLEMS, "certificacion_no_encontrada", "solicitud_invalida"),
 )
 async def consultar(cert_id: CertId, caller: CurrentCaller, session: Session) -> Intento:
+    """Para ver el avance: cada escenario dice si está pendiente, aprobado o reprobado, y por qué."""
     return Intento.of(await certificaciones.attempt_of(session, cert_id, caller.rfc), _now())
 
 
@@ -200,6 +202,8 @@ async def consultar(cert_id: CertId, caller: CurrentCaller, session: Session) ->
     responses=problem_responses(*CALLER_PROBLEMS, "certificacion_no_encontrada", "solicitud_invalida"),
 )
 async def cancelar(cert_id: CertId, caller: CurrentCaller, session: Session) -> Intento:
+    """Un intento en curso deja de aceptar solicitudes del sandbox; una certificación aprobada deja de valer en
+    la siguiente solicitud de avisos. El registro queda, con estado `cancelada`."""
     now = _now()
     return Intento.of(await certificaciones.cancel_attempt(session, cert_id, caller.rfc, now), now)
 
@@ -219,7 +223,12 @@ async def cancelar(cert_id: CertId, caller: CurrentCaller, session: Session) -> 
         "escenario_sin_inicio",
     ),
 )
-async def iniciar(cert_id: CertId, escenario: NombreEscenario, caller: CurrentCaller, session: Session) -> Intento:
+async def iniciar(
+    cert_id: CertId,
+    escenario: Annotated[NombreEscenario, Path(description="sincronizacion_incremental o limite_de_tasa.")],
+    caller: CurrentCaller,
+    session: Session,
+) -> Intento:
     """sincronizacion_incremental publica avisos nuevos en el sandbox; limite_de_tasa arma un 429 con Retry-After."""
     now = _now()
     return Intento.of(await certificaciones.start_scenario(session, cert_id, caller.rfc, escenario.value, now), now)

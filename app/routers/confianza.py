@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from asgi_correlation_id import correlation_id
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app import auditoria, confianza
@@ -29,6 +29,7 @@ def _mexico_if_naive(value: dt.datetime) -> dt.datetime:
 FechaHora = Annotated[FechaHoraISO, AfterValidator(_mexico_if_naive)]
 EstadoRelacion = StrEnum("EstadoRelacion", {e: e for e in confianza.ESTADOS})
 Rol = StrEnum("Rol", {"patron": "patron", "desarrollador": "desarrollador"})
+RelacionId = Annotated[uuid.UUID, Path(description="El `id` de la relación.")]
 
 
 def _now() -> dt.datetime:
@@ -165,10 +166,12 @@ async def listar_relaciones(
     caller: CurrentCaller,
     session: Session,
     rol: Annotated[Rol | None, Query(description="Solo como patrón o solo como desarrollador.")] = None,
-    estado: EstadoRelacion | None = None,
+    estado: Annotated[EstadoRelacion | None, Query(description="Solo las relaciones en este estado.")] = None,
     despues_de: Annotated[uuid.UUID | None, Query(description="El `siguiente` de la página anterior.")] = None,
-    limite: Annotated[int, Query(ge=1, le=200)] = 50,
+    limite: Annotated[int, Query(ge=1, le=200, description="Relaciones por página.")] = 50,
 ) -> PaginaRelaciones:
+    """Un patrón ve las que otorgó; un desarrollador, las que recibió; quien es ambos, todas (o filtre con `rol`).
+    Se pagina con `despues_de` = el `siguiente` de la página anterior."""
     now = _now()
     rows, more = await confianza.list_relaciones(
         session,
@@ -192,7 +195,7 @@ async def listar_relaciones(
     response_description="La relación, si quien llama es parte de ella.",
     responses=problem_responses(*CALLER_PROBLEMS, "relacion_no_encontrada", "solicitud_invalida"),
 )
-async def consultar_relacion(relacion_id: uuid.UUID, caller: CurrentCaller, session: Session) -> Relacion:
+async def consultar_relacion(relacion_id: RelacionId, caller: CurrentCaller, session: Session) -> Relacion:
     """Para quien no es parte, 404: lo mismo que si no existiera."""
     relacion = await confianza.relacion_of_party(session, relacion_id, caller.rfc)
     if relacion is None:
@@ -208,7 +211,7 @@ async def consultar_relacion(relacion_id: uuid.UUID, caller: CurrentCaller, sess
     response_description="La relación revocada con el folio del acuse de revocación (repetir da el mismo).",
     responses=problem_responses(*CALLER_PROBLEMS, "solo_el_patron", "relacion_no_encontrada", "solicitud_invalida"),
 )
-async def revocar_relacion(relacion_id: uuid.UUID, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
+async def revocar_relacion(relacion_id: RelacionId, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
     """Solo el patrón. Surte efecto en la siguiente solicitud de avisos del desarrollador."""
     now = _now()
     relacion = await confianza.revoke_relacion(session, keys, relacion_id, caller.rfc, now, correlation_id.get())
@@ -274,11 +277,11 @@ class PaginaAuditoria(BaseModel):
 async def consultar_auditoria(
     caller: CurrentCaller,
     session: Session,
-    desde: FechaHora | None = None,
-    hasta: FechaHora | None = None,
+    desde: Annotated[FechaHora | None, Query(description="Eventos desde este momento (ISO 8601).")] = None,
+    hasta: Annotated[FechaHora | None, Query(description="Eventos antes de este momento (ISO 8601).")] = None,
     desarrollador: Annotated[RFC | None, Query(description="Solo los eventos de este RFC.")] = None,
     antes_de: Annotated[int | None, Query(ge=1, description="El `siguiente` de la página anterior.")] = None,
-    limite: Annotated[int, Query(ge=1, le=500)] = 100,
+    limite: Annotated[int, Query(ge=1, le=500, description="Eventos por página.")] = 100,
 ) -> PaginaAuditoria:
     """Solo patrones: quién leyó sus avisos, cuándo, de qué NRP, cuántos y con qué relación; y sus relaciones."""
     if await session.get(Patron, caller.rfc) is None:
