@@ -156,8 +156,9 @@ async def fetch_one(conn: AsyncConnection, filtros: Filtros) -> dict | None:
 
 # One aviso as JSON, filled from the COPY text fields with a single bytes-format.
 _TEMPLATE = (b"{" + b",".join(b'"%s":"%%s"' % c.encode() for c in CAMPOS_AVISO) + b"}").replace(b"%%s", b"%s")
-# Characters JSON must escape, except the tab that separates COPY fields.
-_NEEDS_CARE = re.compile(rb'["\\\x00-\x08\x0a-\x1f]')
+# Characters JSON must escape, except the tab that separates COPY fields and the newline that ends a row. A
+# newline inside a field never reaches here raw: COPY text writes it as a backslash sequence, which matches.
+_NEEDS_CARE = re.compile(rb'["\\\x00-\x08\x0b-\x1f]')
 
 
 def _copy_text_field(raw: bytes) -> str:
