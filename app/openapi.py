@@ -1,4 +1,6 @@
-"""openapi.yaml: generated from the app, committed, and checked for drift in `make test`."""
+"""The API contract: FastAPI's document, completed where FastAPI falls short (problem+json errors, examples on
+the media types, optional parameters without null). Served as /openapi.json, committed as openapi.yaml, and
+checked for drift in `make test`."""
 
 from collections.abc import Iterator
 from pathlib import Path
