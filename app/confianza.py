@@ -47,12 +47,16 @@ async def _patron(session: AsyncSession, rfc: str) -> Patron | None:
     return await session.get(Patron, rfc)
 
 
-async def registry_entry(session: AsyncSession, rfc: str) -> tuple[Patron, list[str]] | None:
-    """The employer and its NRPs, sorted; None when the RFC is not in the registry."""
+async def require_patron(session: AsyncSession, rfc: str) -> Patron:
+    """The employer, for the acts only an employer may do: creating relationships, its audit, its NRPs."""
     patron = await _patron(session, rfc)
     if patron is None:
-        return None
-    return patron, list(await session.scalars(select(Nrp.nrp).where(Nrp.rfc_patron == rfc).order_by(Nrp.nrp)))
+        raise Problem("no_es_patron", f"{rfc} no está en el padrón de patrones.")
+    return patron
+
+
+async def nrps_of(session: AsyncSession, rfc: str) -> list[str]:
+    return list(await session.scalars(select(Nrp.nrp).where(Nrp.rfc_patron == rfc).order_by(Nrp.nrp)))
 
 
 async def create_relacion(
@@ -67,9 +71,7 @@ async def create_relacion(
     now: dt.datetime,
     request_id: str | None,
 ) -> RelacionConfianza:
-    patron = await _patron(session, rfc_patron)
-    if patron is None:
-        raise Problem("no_es_patron", f"{rfc_patron} no está en el padrón de patrones.")
+    patron = await require_patron(session, rfc_patron)
     desarrollador = await session.scalar(
         select(Credencial).where(Credencial.rfc == rfc_desarrollador, Credencial.estado == "activa")
     )
@@ -84,7 +86,7 @@ async def create_relacion(
             f"{rfc_desarrollador} no tiene una certificación aprobada y vigente.",
         )
     if nrps is not None:
-        own = set(await session.scalars(select(Nrp.nrp).where(Nrp.rfc_patron == rfc_patron)))
+        own = set(await nrps_of(session, rfc_patron))
         foreign = sorted(set(nrps) - own)
         if foreign:
             raise Problem("nrp_ajeno", f"Estos NRP no son de {rfc_patron}: {', '.join(foreign)}.", nrps=foreign)

@@ -14,7 +14,7 @@ from app import auditoria, confianza
 from app.db import Session
 from app.deps import KeysDep
 from app.identifiers import NRP, RFC, FechaHoraISO
-from app.models import Patron, RelacionConfianza
+from app.models import RelacionConfianza
 from app.problems import Problem, problem_responses
 from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
@@ -284,8 +284,7 @@ async def consultar_auditoria(
     limite: Annotated[int, Query(ge=1, le=500, description="Eventos por página.")] = 100,
 ) -> PaginaAuditoria:
     """Solo patrones: quién leyó sus avisos, cuándo, de qué NRP, cuántos y con qué relación; y sus relaciones."""
-    if await session.get(Patron, caller.rfc) is None:
-        raise Problem("no_es_patron", f"{caller.rfc} no está en el padrón de patrones.")
+    await confianza.require_patron(session, caller.rfc)
     if desde and hasta and desde >= hasta:
         raise Problem("rango_invalido", "desde debe ser anterior a hasta.")
     rows, more = await auditoria.events_of_employer(

@@ -5,7 +5,7 @@ from pydantic import BaseModel, ConfigDict
 
 from app import confianza
 from app.db import Session
-from app.problems import Problem, problem_responses
+from app.problems import problem_responses
 from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
 router = APIRouter(tags=["Patrones"])
@@ -39,8 +39,6 @@ class RegistroPatronal(BaseModel):
 async def consultar_patron(caller: CurrentCaller, session: Session) -> RegistroPatronal:
     """Para un patrón: los registros patronales (NRP) que Infonavit tiene a su nombre, los que puede nombrar en
     una relación de confianza."""
-    entry = await confianza.registry_entry(session, caller.rfc)
-    if entry is None:
-        raise Problem("no_es_patron", f"{caller.rfc} no está en el padrón de patrones.")
-    patron, nrps = entry
+    patron = await confianza.require_patron(session, caller.rfc)
+    nrps = await confianza.nrps_of(session, caller.rfc)
     return RegistroPatronal(rfc=patron.rfc, razon_social=patron.razon_social, nrps=nrps)
