@@ -133,9 +133,12 @@ def _embedded_url(data_dir: Path) -> str:
 @pytest.mark.slow
 def test_make_run_flow_on_embedded_postgres_keeps_data_and_stops_cleanly(tmp_path):
     """What `make run` does, twice: a fresh data folder, demo data on the first start only,
-    SIGTERM stops uvicorn and then PostgreSQL, and the second start finds every row."""
+    SIGTERM stops uvicorn and then PostgreSQL, and the second start finds every row. The data folder and TMPDIR
+    are too deep for PostgreSQL's socket to live in either (a checkout and a TMPDIR under long paths)."""
     port = _free_port()
-    env = {**os.environ, "SIA_DATA_DIR": str(tmp_path), "SIA_PORT": str(port)}
+    tmp_path = tmp_path / ("una-carpeta-con-un-nombre-largo-" * 4)
+    (temporary := tmp_path / "tmp").mkdir(parents=True)
+    env = {**os.environ, "SIA_DATA_DIR": str(tmp_path), "SIA_PORT": str(port), "TMPDIR": str(temporary)}
     env.pop("DATABASE_URL", None)
     base = f"http://127.0.0.1:{port}"
     counts, outputs = [], []
