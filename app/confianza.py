@@ -47,6 +47,10 @@ async def _patron(session: AsyncSession, rfc: str) -> Patron | None:
     return await session.get(Patron, rfc)
 
 
+async def is_patron(session: AsyncSession, rfc: str) -> bool:
+    return await _patron(session, rfc) is not None
+
+
 async def require_patron(session: AsyncSession, rfc: str) -> Patron:
     """The employer, for the acts only an employer may do: creating relationships, its audit, its NRPs."""
     patron = await _patron(session, rfc)
