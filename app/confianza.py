@@ -63,6 +63,10 @@ async def nrps_of(session: AsyncSession, rfc: str) -> list[str]:
     return list(await session.scalars(select(Nrp.nrp).where(Nrp.rfc_patron == rfc).order_by(Nrp.nrp)))
 
 
+def _whole_second_utc(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(microsecond=0)
+
+
 async def create_relacion(
     session: AsyncSession,
     keys: Keys,
@@ -75,6 +79,9 @@ async def create_relacion(
     now: dt.datetime,
     request_id: str | None,
 ) -> RelacionConfianza:
+    # Both ends as a person reads them, and as the relación, its GET and its acuse all show them: whole seconds in
+    # UTC (an omitted start is "now", with microseconds; a sent end may carry a fraction or an offset).
+    inicio, fin = _whole_second_utc(inicio), _whole_second_utc(fin)
     patron = await require_patron(session, rfc_patron)
     desarrollador = await session.scalar(
         select(Credencial).where(Credencial.rfc == rfc_desarrollador, Credencial.estado == "activa")
