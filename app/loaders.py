@@ -70,7 +70,8 @@ class LoadRejected(Exception):
     """The file has bad rows and --skip-invalid was not given: nothing may be written."""
 
     def __init__(self, report: LoadReport) -> None:
-        super().__init__(f"{len(report.lineas_rechazadas)} filas inválidas en {report.archivo}")
+        n = len(report.lineas_rechazadas)
+        super().__init__(f"{n} {'fila inválida' if n == 1 else 'filas inválidas'} en {report.archivo}")
         self.report = report
 
 

@@ -127,6 +127,9 @@ PROBLEMAS: dict[str, Problema] = {
     ),
     "limite_fuera_de_rango": Problema(422, "Límite fuera de rango", "`limite` excede el máximo de la ruta."),
     "despues_de_desconocido": Problema(422, "Folio desconocido", "`despues_de` no es un aviso de ese patrón."),
+    "rfc_patron_requerido": Problema(
+        422, "Falta rfc_patron", "Quien no es patrón debe indicar `rfc_patron`; un patrón puede omitirlo (los suyos)."
+    ),
     "escenario_sin_inicio": Problema(422, "Escenario sin inicio", "Ese escenario no se inicia: solo se descarga."),
     "limite_de_tasa": Problema(
         429, "Demasiadas solicitudes", "Se superó el límite de solicitudes; reintente después de `Retry-After`."

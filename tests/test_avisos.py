@@ -149,6 +149,23 @@ async def test_third_party_learns_nothing(client, app_settings, db):
     assert with_avisos.json()["title"] == unknown.json()["title"]
 
 
+async def test_a_developer_must_name_the_employer(client, app_settings, db):
+    """Only an employer may omit rfc_patron (its own avisos): a developer who omits it is told so, not refused as
+    if its own RFC were the employer it asked for."""
+    await certify(db, DEV)
+    await relate(client, app_settings)
+    for certified in (True, False):
+        if not certified:
+            async with db.begin() as conn:
+                await conn.execute(CERTIFICACION.delete().where(CERTIFICACION.c.rfc == DEV))
+        response = await client.get("/v1/avisos", headers=bearer(app_settings, DEV))
+        problem = response.json()
+        assert response.status_code == 422 and problem["code"] == "rfc_patron_requerido", problem
+        assert "rfc_patron" in problem["detail"] and DEV not in problem["detail"]
+    named = await client.get("/v1/avisos", params={"rfc_patron": A.rfc}, headers=bearer(app_settings, DEV))
+    assert named.status_code == 403 and named.json()["code"] == "sin_certificacion"
+
+
 async def test_missing_token_is_401(client):
     response = await client.get("/v1/avisos")
     assert response.status_code == 401 and response.json()["code"] == "no_autenticado"

@@ -7,6 +7,7 @@ import io
 import json
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -232,3 +233,16 @@ def test_sandbox_and_production_never_mix(service):
     assert client.pedir("GET", f"/v1/avisos/{sandbox_folio}").status_code in (403, 404)
     counts = _sql(url, "SELECT count(*) FROM aviso WHERE rfc_patron = :r", r=sandbox_rfc)
     assert counts[0][0] == 0, "no sandbox row in the production table"
+
+
+@pytest.mark.slow
+def test_reference_client_takes_the_next_code_when_another_process_used_this_one(service):
+    """The guide's curl, or the previous run, may have used this step's TOTP code with the same secret: the
+    client's first token request is then 401, and it tries once more with the next code instead of failing."""
+    while time.time() % 30 > 20:  # both requests in one step, so the second one really meets a used code
+        time.sleep(1)
+    first, second = client_for(service, DEVELOPERS[7]), client_for(service, DEVELOPERS[7])
+    step = int(time.time() // 30)
+    assert first.token()
+    assert second.token() and int(time.time() // 30) > step, "it waited for the next code"
+    assert second.pedir("GET", "/v1/relaciones-confianza").status_code == 200

@@ -76,6 +76,22 @@ def test_skip_invalid_loads_the_rest_and_writes_rejects(loaded_registry, tmp_pat
     assert "0 avisos nuevos, 49 ya existían" in again.stdout
 
 
+def test_one_row_is_reported_in_the_singular(loaded_registry, tmp_path):
+    url, patrones = loaded_registry
+    [record] = f.avisos(1, patrones, seed=4)
+    bad = {**record, "folio": record["folio"][:-1] + ("1" if record["folio"][-1] != "1" else "2"), "nss": "123"}
+    path = f.write_ndjson(tmp_path / "uno.ndjson", [record, bad])
+    refused = sia("load", "avisos", str(path), env={"DATABASE_URL": url})
+    assert refused.returncode == 1 and "1 fila inválida de 2." in refused.stderr, refused.stderr
+    first = sia("load", "avisos", str(path), "--skip-invalid", env={"DATABASE_URL": url})
+    assert first.returncode == 0, first.stderr
+    assert "1 fila rechazada escrita en" in first.stderr, first.stderr
+    assert "2 filas leídas" in first.stdout and ": 1 aviso nuevo, 0 ya existían, 1 rechazada" in first.stdout
+    path = f.write_ndjson(tmp_path / "uno.ndjson", [record])
+    again = sia("load", "avisos", str(path), env={"DATABASE_URL": url})
+    assert "1 fila leída" in again.stdout and ": 0 avisos nuevos, 1 ya existía, 0 rechazadas" in again.stdout
+
+
 def test_missing_file_and_wrong_header(loaded_registry, tmp_path):
     url, _ = loaded_registry
     assert sia("load", "avisos", str(tmp_path / "nope.csv"), env={"DATABASE_URL": url}).returncode == 2

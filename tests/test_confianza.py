@@ -183,6 +183,23 @@ async def test_without_a_start_the_relationship_holds_from_now(client, parties, 
     assert abs(start - NOW) < dt.timedelta(seconds=5)
 
 
+async def test_both_ends_of_the_window_are_whole_seconds_in_utc(client, parties, clock):
+    """An omitted start is "now", which carries microseconds; a sent end may carry a fraction and an offset. A
+    person reads both ends, in the relación and in its acuse, with the same precision: whole seconds, UTC."""
+    patron, _ = parties
+    clock.move_to(NOW + dt.timedelta(microseconds=100_000))  # "now" has a fraction, well under 1 s
+    body = {"rfc_desarrollador": DEV, "vigencia_fin": "2027-11-24T06:00:00.987654-06:00"}
+    created = await client.post("/v1/relaciones-confianza", json=body, headers=patron)
+    assert created.status_code == 201, created.text
+    relation = created.json()
+    read = (await client.get(f"/v1/relaciones-confianza/{relation['id']}", headers=patron)).json()
+    acuse = (await client.get(f"/v1/acuses/{relation['folio_acuse']}", headers=patron)).json()
+    for end, expected in (("vigencia_inicio", NOW), ("vigencia_fin", NOW + dt.timedelta(days=365))):
+        assert relation[end] == read[end] == expected.isoformat().replace("+00:00", "Z"), (end, relation, read)
+        assert acuse["datos"][end] == expected.isoformat(), acuse["datos"]
+        assert f"{end}={expected.isoformat()}" in acuse["cadena_original"]
+
+
 async def test_overlapping_duplicate_is_409_and_disjoint_ones_are_fine(client, parties, employers):
     patron, _ = parties
     a = employers[0]

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import avisos, certificaciones
 from app.auditoria import record_event
 from app.catalogs import CATALOGOS, catalog_entries
-from app.confianza import Denegacion, authorize
+from app.confianza import Denegacion, authorize, is_patron
 from app.db import Database, Session
 from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
 from app.identifiers import NRP, NSS, RFC, Fecha, Folio
@@ -196,6 +196,13 @@ class Produccion:
         return c
 
     async def permitir(self, session: AsyncSession, caller: Caller, c: Consulta, now: dt.datetime) -> Permiso | Problem:
+        if c.rfc_patron is None and not await is_patron(session, caller.rfc):
+            # Otherwise the caller's own RFC would be taken as the employer and refused as if it had asked for it.
+            raise Problem(
+                "rfc_patron_requerido",
+                "Indique de qué patrón quiere los avisos con rfc_patron: solo un patrón puede omitirlo "
+                "para leer los suyos.",
+            )
         patron = c.rfc_patron or caller.rfc
         auth = await authorize(session, caller.rfc, patron, c.nrp, now)
         if isinstance(auth, Denegacion):
@@ -447,7 +454,9 @@ mantiene abierta hasta que se publiquen avisos del patrón o se acabe el tiempo 
     **LIST_DOC,
     responses={
         **NDJSON_PAGE,
-        **problem_responses(*LIST_PROBLEMS, "sin_certificacion", "sin_autorizacion", "limite_fuera_de_rango"),
+        **problem_responses(
+            *LIST_PROBLEMS, "sin_certificacion", "sin_autorizacion", "limite_fuera_de_rango", "rfc_patron_requerido"
+        ),
     },
 )
 async def listar_avisos(c: ConsultaDep, ctx: ContextoDep) -> Response:

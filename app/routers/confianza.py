@@ -85,8 +85,8 @@ class Relacion(BaseModel):
     rfc_patron: str
     rfc_desarrollador: str
     nrps: list[str] | None = Field(description="null: todos los NRP del patrón.")
-    vigencia_inicio: dt.datetime
-    vigencia_fin: dt.datetime
+    vigencia_inicio: dt.datetime = Field(description="En UTC y en segundos enteros, como `vigencia_fin`.")
+    vigencia_fin: dt.datetime = Field(description="En UTC y en segundos enteros (la fracción enviada se descarta).")
     estado: EstadoRelacion = Field(description="Derivado del reloj: programada, vigente, vencida o revocada.")
     creada_en: dt.datetime
     revocada_en: dt.datetime | None

@@ -41,7 +41,20 @@ class ClienteSIA:
             return self._token
         paso = int(time.time() // 30)
         if paso == self._ultimo_paso:  # a TOTP code is accepted once: wait for the next step
-            time.sleep(30 - time.time() % 30 + 0.1)
+            _esperar_paso_siguiente()
+        respuesta = self._pedir_token()
+        if respuesta.status_code == 401:
+            # Another process with the same secret (the guide's curl, the previous run) may have used this step's
+            # code: once, with the next one. A wrong password fails again, so it costs one more attempt, not a loop.
+            _esperar_paso_siguiente()
+            respuesta = self._pedir_token()
+        if respuesta.status_code != 200:
+            raise RuntimeError(f"token: {respuesta.status_code} {respuesta.text}")
+        cuerpo = respuesta.json()
+        self._token, self._vence = cuerpo["access_token"], time.time() + cuerpo["expires_in"]
+        return self._token
+
+    def _pedir_token(self) -> httpx2.Response:
         respuesta = self.http.post(
             "/v1/token",
             data={
@@ -52,11 +65,7 @@ class ClienteSIA:
             },
         )
         self._ultimo_paso = int(time.time() // 30)
-        if respuesta.status_code != 200:
-            raise RuntimeError(f"token: {respuesta.status_code} {respuesta.text}")
-        cuerpo = respuesta.json()
-        self._token, self._vence = cuerpo["access_token"], time.time() + cuerpo["expires_in"]
-        return self._token
+        return respuesta
 
     def pedir(self, metodo: str, ruta: str, **kwargs) -> httpx2.Response:
         """One request, as a patient client makes it: waits Retry-After on 429, renews an expired token once."""
@@ -141,6 +150,17 @@ class ClienteSIA:
         return respuesta.json()
 
 
+def _esperar_paso_siguiente() -> None:
+    time.sleep(30 - time.time() % 30 + 0.1)
+
+
+def _leer_secreto(ruta: Path) -> str:
+    """A password or TOTP secret from its file, with a warning when others can read it (it should be 0600)."""
+    if os.name == "posix" and ruta.stat().st_mode & 0o077:
+        print(f"advertencia: otros usuarios pueden leer {ruta}; protéjalo con: chmod 600 {ruta}", file=sys.stderr)
+    return ruta.read_text().strip()
+
+
 def _ultimo_folio_completo(archivo: Path) -> str | None:
     if not archivo.exists():
         return None
@@ -164,7 +184,7 @@ def main() -> None:
     parser.add_argument("--patron")
     parser.add_argument("--archivo", type=Path)
     args = parser.parse_args()
-    contrasena, secreto = args.contrasena_archivo.read_text().strip(), args.secreto_totp_archivo.read_text().strip()
+    contrasena, secreto = _leer_secreto(args.contrasena_archivo), _leer_secreto(args.secreto_totp_archivo)
     cliente = ClienteSIA(args.url, args.rfc, contrasena, secreto)
     if args.accion == "certificar":
         print(json.dumps(cliente.certificar(), ensure_ascii=False, indent=2))
