@@ -16,6 +16,7 @@ from app.openapi import install_openapi
 from app.problems import install_problem_handlers
 from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad, patrones
 from app.security.keys import KeyRing, rotate
+from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "keys": load_keys(settings),
                 "notifier": notifier,
                 "rate_limiter": RateLimiter(enabled=settings.rate_limit_enabled),
+                "password_gate": VerificationGate(settings.password_verifications_max),
             }
         finally:
             await notifier.stop()

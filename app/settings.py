@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = Field(default=True, description="Off only for benchmarks.")
     rate_limit_avisos: str = "600/minute"
     rate_limit_token: str = "30/minute"
+    # Per source address, whatever the client_id: random client_ids must not buy unlimited Argon2 work.
+    rate_limit_token_ip: str = "60/minute"
+    # Wrong passwords (and unknown RFCs) per source address; a right password does not spend it.
+    rate_limit_token_fallos: str = "10/minute"
+    password_verifications_max: int = Field(
+        default=8, ge=1, description="Argon2 verifications at once per process; beyond it POST /v1/token answers 503."
+    )
     rate_limit_efirma: str = "20/minute"
     # Each attempt writes up to 8,000 sandbox avisos: opening them in a loop must not fill the database.
     rate_limit_certificaciones: str = "20/hour"
