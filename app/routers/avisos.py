@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import avisos, certificaciones
 from app.auditoria import record_event
 from app.catalogs import CATALOGOS, catalog_entries
-from app.confianza import Denegacion, authorize
+from app.confianza import Denegacion, authorize, is_certified
 from app.db import Database, Session
 from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
 from app.identifiers import NRP, NSS, RFC, Fecha, Folio
@@ -149,6 +149,9 @@ class Permiso:
     filtros: avisos.Filtros
     relaciones: list[uuid.UUID]
     certificacion_id: uuid.UUID | None = None
+    # The NRPs a despues_de folio may belong to (None = any of the employer): what the caller may read, not
+    # only what this request filters, so that a cursor of another readable NRP still works.
+    nrps_cursor: list[str] | None = None
 
 
 class Alcance(Protocol):
@@ -201,7 +204,7 @@ class Produccion:
         if isinstance(auth, Denegacion):
             raise _denied(auth, patron)
         filtros = avisos.Filtros(patron, auth.nrps, c.clase, c.tipo_aviso, c.nss, c.emitidos_desde, c.emitidos_hasta)
-        return Permiso(filtros, auth.relaciones)
+        return Permiso(filtros, auth.relaciones, nrps_cursor=auth.legibles)
 
     async def registrar(
         self, database: Database, caller: Caller, permiso: Permiso, c: Consulta, stream: avisos.Stream
@@ -212,6 +215,9 @@ class Produccion:
     async def permitir_folio(
         self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
     ) -> avisos.Filtros:
+        if not await is_certified(session, caller.rfc, now):
+            # Before looking the folio up: an uncertified caller gets the same answer whether or not it exists.
+            raise _denied(Denegacion("sin_certificacion"), "")
         located = await avisos.locate(await session.connection(), folio)
         if located is None:
             raise _aviso_no_encontrado(folio)
@@ -370,7 +376,7 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto) -> Response:
     if c.despues_de is not None:
         try:
             cursor = await avisos.find_cursor(
-                await session.connection(), filtros.rfc_patron, c.despues_de, filtros.scope
+                await session.connection(), filtros.rfc_patron, c.despues_de, filtros.scope, nrps=permiso.nrps_cursor
             )
         except avisos.CursorDesconocido:
             raise Problem(
