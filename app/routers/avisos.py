@@ -29,7 +29,7 @@ from app.identifiers import NRP, NSS, RFC, Fecha, Folio
 from app.models.catalogo import CLASES
 from app.notify import Notifier
 from app.problems import Problem, problem_response, problem_responses
-from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller
+from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller, require_still_active
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
@@ -389,19 +389,72 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         stream = avisos.Stream(recibida_en=received)
+        current, page = permiso, query
         try:
-            if c.espera and not await avisos.has_rows(database.engine, query):
+            if c.espera and not await avisos.has_rows(database.engine, page):
                 deadline = time.monotonic() + c.espera
                 while (remaining := deadline - time.monotonic()) > 0:
                     await ctx.notifier.wait(filtros.rfc_patron, min(remaining, RECHECK_SECONDS))
-                    if await avisos.has_rows(database.engine, query):
+                    if await avisos.has_rows(database.engine, page):
                         break
-            async for chunk in avisos.stream_page(database.engine, query, c.limite, stream, ndjson=ndjson):
+                # Authorized when it arrived, but a relationship may have been revoked while it waited.
+                try:
+                    current = await _authorize_again(alcance, ctx, c)
+                except Problem:
+                    current = None
+                    raise
+                page = avisos.page_query(current.filtros, cursor, c.limite + 1)
+            async for chunk in avisos.stream_page(database.engine, page, c.limite, stream, ndjson=ndjson):
                 yield chunk
         finally:
-            await alcance.registrar(database, caller, permiso, c, stream)
+            if current is not None:
+                await alcance.registrar(database, caller, current, c, stream)
 
-    return StreamingResponse(body(), media_type=NDJSON if ndjson else "application/json", headers=quota.headers)
+    return StatusWithFirstChunk(
+        body(), request, media_type=NDJSON if ndjson else "application/json", headers=quota.headers
+    )
+
+
+async def _authorize_again(alcance: Alcance, ctx: Contexto, c: Consulta) -> Permiso:
+    """The credential and the authorization as the database has them now, in a session of its own (the
+    request's was committed before the wait)."""
+    async with ctx.database.sessionmaker() as session:
+        await require_still_active(session, ctx.caller)
+        permiso = await alcance.permitir(session, ctx.caller, c, dt.datetime.now(dt.UTC))
+        await session.commit()
+    if isinstance(permiso, Problem):
+        raise permiso
+    return permiso
+
+
+class StatusWithFirstChunk(StreamingResponse):
+    """Sends the status line with the first chunk, not before: what the body does first (a long poll's wait and
+    the authorization after it) may still answer with a problem instead of a 200."""
+
+    def __init__(self, content: AsyncIterator[bytes], request: Request, **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self.request = request
+
+    async def stream_response(self, send) -> None:
+        chunks = aiter(self.body_iterator)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = None
+        except Problem as problem:
+            refusal = problem_response(self.request, problem)
+            await send({"type": "http.response.start", "status": refusal.status_code, "headers": refusal.raw_headers})
+            await send({"type": "http.response.body", "body": refusal.body, "more_body": False})
+            return
+
+        async def again() -> AsyncIterator[bytes]:
+            if first is not None:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+
+        self.body_iterator = again()
+        await super().stream_response(send)
 
 
 async def _uno(alcance: Alcance, folio: str, ctx: Contexto) -> Aviso:
