@@ -485,3 +485,21 @@ async def test_a_long_poll_is_authorized_again_after_its_wait(client, app_settin
     response = await waiting
     assert response.status_code == 403, response.text[:300]
     assert response.json()["code"] == "sin_autorizacion"
+    async with db.connect() as conn:
+        actions = list(await conn.scalars(text("SELECT accion FROM evento_auditoria WHERE actor = :r"), {"r": DEV}))
+    assert actions == ["avisos.consulta_rechazada"], "the refusal after the wait is audited, not a read"
+
+
+async def test_refused_reads_are_audited_and_the_employer_sees_them(client, app_settings, db):
+    await certify(db, OTHER)
+    [folio, *_] = await folios_in_order(db, A.rfc)
+    no_relationship = await client.get("/v1/avisos", params={"rfc_patron": A.rfc}, headers=bearer(app_settings, OTHER))
+    uncertified = await client.get(f"/v1/avisos/{folio}", headers=bearer(app_settings, DEV))
+    assert (no_relationship.status_code, uncertified.status_code) == (403, 403)
+    view = (await client.get("/v1/auditoria", headers=bearer(app_settings, A.rfc))).json()["eventos"]
+    refused = {e["actor"]: e for e in view if e["accion"] == "avisos.consulta_rechazada"}
+    assert refused[OTHER]["detalle"]["motivo"] == "sin_relacion" and refused[OTHER]["cantidad"] == 0
+    assert refused[OTHER]["request_id"] == no_relationship.headers["x-request-id"]
+    assert refused[DEV]["detalle"] == {"motivo": "sin_certificacion", "folio": folio}
+    other_view = (await client.get("/v1/auditoria", headers=bearer(app_settings, B.rfc))).json()["eventos"]
+    assert not [e for e in other_view if e["accion"] == "avisos.consulta_rechazada"], "only the employer concerned"

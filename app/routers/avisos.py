@@ -202,7 +202,8 @@ class Produccion:
         patron = c.rfc_patron or caller.rfc
         auth = await authorize(session, caller.rfc, patron, c.nrp, now)
         if isinstance(auth, Denegacion):
-            raise _denied(auth, patron)
+            await _record_refusal(session, caller, patron, c.nrp, auth, {"consulta": c.as_dict()})
+            return _denied(auth, patron)  # returned, so that the refusal's audit row is committed
         filtros = avisos.Filtros(patron, auth.nrps, c.clase, c.tipo_aviso, c.nss, c.emitidos_desde, c.emitidos_hasta)
         return Permiso(filtros, auth.relaciones, nrps_cursor=auth.legibles)
 
@@ -215,14 +216,19 @@ class Produccion:
     async def permitir_folio(
         self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
     ) -> avisos.Filtros:
-        if not await is_certified(session, caller.rfc, now):
-            # Before looking the folio up: an uncertified caller gets the same answer whether or not it exists.
-            raise _denied(Denegacion("sin_certificacion"), "")
+        certified = await is_certified(session, caller.rfc, now)
         located = await avisos.locate(await session.connection(), folio)
+        if not certified:
+            # Whether or not the folio exists: an uncertified caller cannot tell existing folios from missing ones.
+            denial = Denegacion("sin_certificacion")
+            if located is not None:
+                await _audit_refusal(database, caller, located[0], [located[1]], denial, {"folio": folio})
+            raise _denied(denial, "")
         if located is None:
             raise _aviso_no_encontrado(folio)
         auth = await authorize(session, caller.rfc, located[0], [located[1]], now)
         if isinstance(auth, Denegacion):
+            await _audit_refusal(database, caller, located[0], [located[1]], auth, {"folio": folio})
             # Not certified is about the caller; anything else looks like an aviso that does not exist.
             raise _denied(auth, located[0]) if auth.motivo == "sin_certificacion" else _aviso_no_encontrado(folio)
         filtros = avisos.Filtros(located[0], [located[1]], folio=folio)
@@ -323,6 +329,38 @@ async def _audit(database: Database, caller: Caller, permiso: Permiso, cantidad:
                 },
                 now=dt.datetime.now(dt.UTC),
             )
+            await session.commit()
+
+
+REFUSED = "avisos.consulta_rechazada"
+
+
+async def _record_refusal(
+    session: AsyncSession, caller: Caller, rfc_patron: str, nrps: list[str] | None, denial: Denegacion, detalle: dict
+) -> None:
+    """A refused read, for the employer's audit view: who tried to read its avisos and why it was refused."""
+    await record_event(
+        session,
+        accion=REFUSED,
+        actor=caller.rfc,
+        rfc_patron=rfc_patron,
+        nrps=nrps,
+        cantidad=0,
+        request_id=correlation_id.get(),
+        detalle={"motivo": denial.motivo, **detalle},
+        now=dt.datetime.now(dt.UTC),
+    )
+
+
+async def _audit_refusal(
+    database: Database, caller: Caller, rfc_patron: str, nrps: list[str] | None, denial: Denegacion, detalle: dict
+) -> None:
+    # In a session of its own: the request's is rolled back with the problem raised after this.
+    with anyio.CancelScope(shield=True):
+        async with database.sessionmaker() as session:
+            # Like a read's row, it need not cost a WAL flush (nor let the caller time one).
+            await session.execute(text("SET LOCAL synchronous_commit = off"))
+            await _record_refusal(session, caller, rfc_patron, nrps, denial, detalle)
             await session.commit()
 
 
