@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     certificacion_vigencia_dias: int = Field(default=365, ge=1, description="Life of an approved certification.")
     intento_vigencia_dias: int = Field(default=7, ge=1, description="Life of a certification attempt.")
     sandbox_limite_max: int = Field(default=500, ge=10, description="Largest sandbox page: paging is required.")
+    purge_interval_minutes: int = Field(
+        default=60, ge=1, description="How often `sia serve` purges expired challenges, old lockouts, ended sandboxes."
+    )
 
     # e-mail: SMTP when a host is set, otherwise .eml files in the data folder's outbox/
     smtp_host: str | None = None
