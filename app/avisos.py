@@ -117,10 +117,12 @@ def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
     )
 
 
-async def find_cursor(conn: AsyncConnection, rfc_patron: str, folio: str, scope: Scope = PRODUCTION) -> Cursor:
-    """The position of a folio the client holds; only within the same employer (and sandbox), so a folio of
-    another employer is as unknown as one that does not exist."""
-    f = Filtros(rfc_patron, folio=folio, scope=scope)
+async def find_cursor(
+    conn: AsyncConnection, rfc_patron: str, folio: str, scope: Scope = PRODUCTION, *, nrps: list[str] | None = None
+) -> Cursor:
+    """The position of a folio the client holds; only within what it may read (the employer, the sandbox, the
+    NRPs its relationship covers), so a folio it may not read is as unknown as one that does not exist."""
+    f = Filtros(rfc_patron, nrps=nrps, folio=folio, scope=scope)
     where = _where(f, None).replace(f" AND publicacion_xid < {HORIZON}", "")
     row = (await conn.execute(text(f"SELECT publicacion_xid::text, id FROM {scope.table} WHERE {where}"))).first()
     if row is None:

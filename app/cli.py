@@ -100,7 +100,10 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
         if demo:
             _load_demo_if_empty(url, settings)
             _ensure_demo_efirma(settings)
-        app = create_app(settings.model_copy(update={"database_url": url}))
+        app = create_app(
+            settings.model_copy(update={"database_url": url}),
+            purge_every=dt.timedelta(minutes=settings.purge_interval_minutes),
+        )
         base = f"http://{settings.host}:{settings.port}"
         out.print(f"SIA escuchando en {base}  ·  documentación: {base}/docs  ·  Ctrl-C para detener")
         if demo:
@@ -255,6 +258,24 @@ def load_patrones(file: Path, skip_invalid: SkipInvalid = False, rejects: Reject
 def load_avisos(file: Path, skip_invalid: SkipInvalid = False, rejects: Rejects = None) -> None:
     """Avisos: CSV (encabezado = campos del aviso salvo clase y publicado_en) o NDJSON con las mismas claves."""
     _run_load("avisos", file, skip_invalid, rejects)
+
+
+# ------------------------------------------------------------------ purge
+
+
+@cli.command()
+def purgar() -> None:
+    """Borra retos vencidos, bloqueos ya cumplidos y los avisos de sandbox de intentos terminados
+    (`sia serve` lo hace cada SIA_PURGE_INTERVAL_MINUTES)."""
+    from app.purge import purge
+
+    settings = _settings()
+    with database_url(settings) as url:
+        purged = _in_transaction(url, lambda conn: purge(conn, settings, dt.datetime.now(dt.UTC)))
+    out.print(
+        f"Purgados: {purged.retos} retos, {purged.bloqueos} bloqueos, {purged.sandbox_avisos} avisos de sandbox, "
+        f"{purged.sandbox_solicitudes} solicitudes de sandbox"
+    )
 
 
 # ------------------------------------------------------------------ demo

@@ -192,6 +192,9 @@ async def revoke_relacion(
     if relacion.revocada_en is not None:
         return relacion
     await session.refresh(relacion, with_for_update=True)
+    if relacion.revocada_en is not None:
+        # A concurrent revocation held the row lock and committed first: its revocation is this one's answer.
+        return relacion
     patron = await _patron(session, relacion.rfc_patron)
     acuse = await acuses.issue_acuse(
         session,
@@ -291,6 +294,8 @@ class Autorizacion:
 
     nrps: list[str] | None
     relaciones: list[uuid.UUID]
+    # Every NRP the caller may read of that employer (None = all), whatever it asked for: the bounds of a cursor.
+    legibles: list[str] | None = None
 
 
 async def authorize(
@@ -310,7 +315,9 @@ async def authorize(
         return Denegacion("sin_relacion")
     if row.todas:
         return Autorizacion(nrps=nrps, relaciones=relaciones)
-    covered = set(row.nrps or [])
+    covered = sorted(set(row.nrps or []))
     if nrps is None:
-        return Autorizacion(nrps=sorted(covered), relaciones=relaciones)
-    return Autorizacion(nrps=nrps, relaciones=relaciones) if set(nrps) <= covered else Denegacion("sin_relacion")
+        return Autorizacion(nrps=covered, relaciones=relaciones, legibles=covered)
+    if not set(nrps) <= set(covered):
+        return Denegacion("sin_relacion")
+    return Autorizacion(nrps=nrps, relaciones=relaciones, legibles=covered)

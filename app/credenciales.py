@@ -10,7 +10,8 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import case, delete, select, update
+import anyio
+from sqlalchemy import case, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from app.mail import MailError, send_mail
 from app.models import BloqueoToken, Credencial, Reto
 from app.problems import Problem
 from app.security import efirma, passwords, tokens, totp
+from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -237,7 +239,7 @@ async def _locked_for(session: AsyncSession, rfc: str, now: dt.datetime) -> int 
 async def _record_failure(session: AsyncSession, rfc: str, settings: Settings, now: dt.datetime) -> None:
     window = dt.timedelta(minutes=settings.lockout_minutes)
     in_window = BloqueoToken.primer_fallo > now - window
-    # Failures count within a window; enough of them lock the RFC (known or not) for a while.
+    # TOTP failures after a right password count within a window; enough of them lock the RFC for a while.
     counted = await session.execute(
         insert(BloqueoToken)
         .values(rfc=rfc, fallos=1, primer_fallo=now)
@@ -259,21 +261,58 @@ async def _record_failure(session: AsyncSession, rfc: str, settings: Settings, n
 
 
 async def exchange_token(
-    session: AsyncSession, keys: Keys, settings: Settings, *, rfc: str, password: str, otp: str, now: dt.datetime
+    session: AsyncSession,
+    keys: Keys,
+    settings: Settings,
+    limiter: RateLimiter,
+    gate: passwords.VerificationGate,
+    *,
+    rfc: str,
+    password: str,
+    otp: str,
+    source: str,
+    now: dt.datetime,
 ) -> tuple[str, int]:
-    """(access token, seconds to expiry); raises TokenError. An unknown RFC costs one Argon2 verify too."""
+    """(access token, seconds to expiry); raises TokenError. An unknown RFC costs one Argon2 verify too.
+
+    Two budgets, so that a stranger can neither burn the CPU nor lock an owner out: wrong passwords (and unknown
+    RFCs) spend the budget of their source address; only attempts whose password was right, TOTP guesses, count
+    toward the RFC's lockout, and those are checked one at a time per RFC."""
+    try:
+        # Checked, not spent: a right password must not cost the budget of a busy office behind one address.
+        limiter.check(settings.rate_limit_token_fallos, f"token-fallos:{source}")
+    except Problem as e:
+        raise _throttled(e) from None
+    credential = await session.scalar(select(Credencial).where(Credencial.rfc == rfc, Credencial.estado == "activa"))
+    try:
+        with gate.slot(), anyio.CancelScope(shield=True):
+            # Shielded: a client that hangs up must not free the slot while its thread still hashes.
+            password_ok = await passwords.verify_password(password, credential.hash_contrasena if credential else None)
+    except passwords.Ocupado:
+        raise TokenError(
+            "temporarily_unavailable",
+            "Hay demasiadas verificaciones de contraseña en curso; reintente en 1 s.",
+            status=503,
+            retry_after=1,
+        ) from None
+    if credential is None or not password_ok:
+        try:
+            limiter.hit(settings.rate_limit_token_fallos, f"token-fallos:{source}")
+        except Problem:
+            pass  # this one is answered as wrong; the next one from the source gets the 429
+        # No lockout row: the RFC may have no credential, and its owner is not the one guessing.
+        raise _bad_credentials()
+    # The password was right: one attempt per RFC at a time, until this transaction commits, so that a crowd
+    # of concurrent TOTP guesses cannot all be checked against the same failure count.
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"token:{rfc}"})
     retry = await _locked_for(session, rfc, now)
     if retry is not None:
         raise TokenError(
             "invalid_client", f"Demasiados intentos fallidos; reintente en {retry} s.", status=429, retry_after=retry
         )
-    credential = await session.scalar(select(Credencial).where(Credencial.rfc == rfc, Credencial.estado == "activa"))
-    password_ok = await passwords.verify_password(password, credential.hash_contrasena if credential else None)
-    step = None
-    if credential is not None and password_ok:
-        secret = totp.decrypt(credential.totp_cifrado, settings.totp_encryption_key.get_secret_value())
-        step = totp.matched_step(secret, otp, now)
-    if credential is not None and step is not None:
+    secret = totp.decrypt(credential.totp_cifrado, settings.totp_encryption_key.get_secret_value())
+    step = totp.matched_step(secret, otp, now)
+    if step is not None:
         # Accept each step at most once, even across replicas: only a later step moves the mark.
         accepted = await session.execute(
             update(Credencial)
@@ -299,3 +338,13 @@ async def exchange_token(
         log.warning("totp replay refused for a credential")
     await _record_failure(session, rfc, settings, now)
     raise _bad_credentials()
+
+
+def _throttled(problem: Problem) -> TokenError:
+    retry = int(problem.headers["Retry-After"])
+    return TokenError(
+        "invalid_client",
+        f"Demasiados intentos fallidos desde su dirección; reintente en {retry} s.",
+        status=429,
+        retry_after=retry,
+    )

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from app.db import Database
 from app.notify import Notifier
 from app.security.keys import KeyRing
+from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
@@ -38,8 +39,13 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
     return request.state.rate_limiter
 
 
+async def get_password_gate(request: Request) -> VerificationGate:
+    return request.state.password_gate
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 KeysDep = Annotated[Keys, Depends(get_keys)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+PasswordGateDep = Annotated[VerificationGate, Depends(get_password_gate)]

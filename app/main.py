@@ -1,5 +1,6 @@
 """The FastAPI application, built by create_app(settings): no engine or app at import time."""
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,8 +15,10 @@ from app.docs import install_docs
 from app.notify import Notifier
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
+from app.purge import purge_periodically
 from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad, patrones
 from app.security.keys import KeyRing, rotate
+from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
@@ -52,7 +55,9 @@ def load_keys(settings: Settings) -> Keys:
     return Keys(tokens=rings["tokens"], sellos=rings["sellos"])
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -> FastAPI:
+    """purge_every: run app.purge on that schedule while serving (`sia serve`; tests purge explicitly)."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict]:
         if not settings.database_url:
@@ -60,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
         database = Database.connect(settings.database_url)
         notifier = Notifier()
         await notifier.start(asyncpg_dsn(settings.database_url))
+        purging = asyncio.create_task(purge_periodically(database, settings, purge_every)) if purge_every else None
         try:
             yield {
                 "database": database,
@@ -67,8 +73,11 @@ def create_app(settings: Settings) -> FastAPI:
                 "keys": load_keys(settings),
                 "notifier": notifier,
                 "rate_limiter": RateLimiter(enabled=settings.rate_limit_enabled),
+                "password_gate": VerificationGate(settings.password_verifications_max),
             }
         finally:
+            if purging is not None:
+                purging.cancel()
             await notifier.stop()
             await database.dispose()
 

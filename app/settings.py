@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = Field(default=True, description="Off only for benchmarks.")
     rate_limit_avisos: str = "600/minute"
     rate_limit_token: str = "30/minute"
+    # Per source address, whatever the client_id: random client_ids must not buy unlimited Argon2 work.
+    rate_limit_token_ip: str = "60/minute"
+    # Wrong passwords (and unknown RFCs) per source address; a right password does not spend it.
+    rate_limit_token_fallos: str = "10/minute"
+    password_verifications_max: int = Field(
+        default=8, ge=1, description="Argon2 verifications at once per process; beyond it POST /v1/token answers 503."
+    )
     rate_limit_efirma: str = "20/minute"
     # Each attempt writes up to 8,000 sandbox avisos: opening them in a loop must not fill the database.
     rate_limit_certificaciones: str = "20/hour"
@@ -70,6 +77,9 @@ class Settings(BaseSettings):
     certificacion_vigencia_dias: int = Field(default=365, ge=1, description="Life of an approved certification.")
     intento_vigencia_dias: int = Field(default=7, ge=1, description="Life of a certification attempt.")
     sandbox_limite_max: int = Field(default=500, ge=10, description="Largest sandbox page: paging is required.")
+    purge_interval_minutes: int = Field(
+        default=60, ge=1, description="How often `sia serve` purges expired challenges, old lockouts, ended sandboxes."
+    )
 
     # e-mail: SMTP when a host is set, otherwise .eml files in the data folder's outbox/
     smtp_host: str | None = None

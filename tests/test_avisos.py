@@ -443,3 +443,80 @@ async def test_disconnect_midway_is_audited_with_what_was_sent(app_settings, db,
     finally:
         server.should_exit = True
         await serving
+
+
+# ------------------------------------------------------------------ small oracles and races (issue 12)
+
+
+async def test_an_uncertified_caller_cannot_tell_existing_folios_from_missing_ones(client, app_settings, db):
+    [existing, *_] = await folios_in_order(db, A.rfc)
+    who = bearer(app_settings, OTHER)
+    found = await client.get(f"/v1/avisos/{existing}", headers=who)
+    missing = await client.get("/v1/avisos/20269999999999", headers=who)
+    assert (found.status_code, found.json()["code"]) == (missing.status_code, missing.json()["code"])
+    assert found.json()["detail"].replace(existing, "") == missing.json()["detail"].replace("20269999999999", "")
+
+
+async def test_a_cursor_outside_the_covered_nrps_is_as_unknown_as_a_missing_one(client, app_settings, db):
+    await certify(db, DEV)
+    await relate(client, app_settings, nrps=[A.nrps[0]])
+    who = bearer(app_settings, DEV)
+    [not_covered, *_] = await folios_in_order(db, A.rfc, f"nrp <> '{A.nrps[0]}'")
+    [covered, *_] = await folios_in_order(db, A.rfc, f"nrp = '{A.nrps[0]}'")
+    assert (await client.get("/v1/avisos", params={"rfc_patron": A.rfc, "despues_de": covered}, headers=who)).is_success
+    outside = await client.get("/v1/avisos", params={"rfc_patron": A.rfc, "despues_de": not_covered}, headers=who)
+    missing = await client.get("/v1/avisos", params={"rfc_patron": A.rfc, "despues_de": "20269999999999"}, headers=who)
+    assert outside.status_code == missing.status_code == 422
+    assert outside.json()["code"] == missing.json()["code"] == "despues_de_desconocido"
+
+
+async def test_concurrent_revocations_make_one_revocation_and_one_acuse(client, app_settings, db):
+    await certify(db, DEV)
+    relation = await relate(client, app_settings)
+    employer = bearer(app_settings, A.rfc)
+    url = f"/v1/relaciones-confianza/{relation['id']}"
+    # Six pooled connections first: opening them would otherwise space the requests out more than the race.
+    await asyncio.gather(*(client.get(url, headers=employer) for _ in range(6)))
+    answers = await asyncio.gather(*(client.delete(url, headers=employer) for _ in range(6)))
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    assert len({a.json()["folio_acuse_revocacion"] for a in answers}) == 1
+    assert len({a.json()["revocada_en"] for a in answers}) == 1
+    async with db.connect() as conn:
+        acuses = await conn.scalar(text("SELECT count(*) FROM acuse WHERE tipo = 'relacion.revocacion'"))
+        events = await conn.scalar(text("SELECT count(*) FROM evento_auditoria WHERE accion = 'relacion.revocada'"))
+    assert acuses == events == 1
+
+
+async def test_a_long_poll_is_authorized_again_after_its_wait(client, app_settings, db, db_url):
+    """Authorized when it arrived, revoked while it waited: the avisos published after the revocation stay
+    with the employer."""
+    await certify(db, DEV)
+    relation = await relate(client, app_settings)
+    last = (await folios_in_order(db, A.rfc))[-1]
+    params = {"rfc_patron": A.rfc, "despues_de": last, "espera": 20}
+    waiting = asyncio.create_task(client.get("/v1/avisos", params=params, headers=bearer(app_settings, DEV)))
+    await asyncio.sleep(0.5)
+    revoked = await client.delete(f"/v1/relaciones-confianza/{relation['id']}", headers=bearer(app_settings, A.rfc))
+    assert revoked.status_code == 200 and not waiting.done()
+    await _publish(db_url, A, 3, seed=78)
+    response = await waiting
+    assert response.status_code == 403, response.text[:300]
+    assert response.json()["code"] == "sin_autorizacion"
+    async with db.connect() as conn:
+        actions = list(await conn.scalars(text("SELECT accion FROM evento_auditoria WHERE actor = :r"), {"r": DEV}))
+    assert actions == ["avisos.consulta_rechazada"], "the refusal after the wait is audited, not a read"
+
+
+async def test_refused_reads_are_audited_and_the_employer_sees_them(client, app_settings, db):
+    await certify(db, OTHER)
+    [folio, *_] = await folios_in_order(db, A.rfc)
+    no_relationship = await client.get("/v1/avisos", params={"rfc_patron": A.rfc}, headers=bearer(app_settings, OTHER))
+    uncertified = await client.get(f"/v1/avisos/{folio}", headers=bearer(app_settings, DEV))
+    assert (no_relationship.status_code, uncertified.status_code) == (403, 403)
+    view = (await client.get("/v1/auditoria", headers=bearer(app_settings, A.rfc))).json()["eventos"]
+    refused = {e["actor"]: e for e in view if e["accion"] == "avisos.consulta_rechazada"}
+    assert refused[OTHER]["detalle"]["motivo"] == "sin_relacion" and refused[OTHER]["cantidad"] == 0
+    assert refused[OTHER]["request_id"] == no_relationship.headers["x-request-id"]
+    assert refused[DEV]["detalle"] == {"motivo": "sin_certificacion", "folio": folio}
+    other_view = (await client.get("/v1/auditoria", headers=bearer(app_settings, B.rfc))).json()["eventos"]
+    assert not [e for e in other_view if e["accion"] == "avisos.consulta_rechazada"], "only the employer concerned"

@@ -63,7 +63,8 @@ class Credencial(Base):
 
 
 class BloqueoToken(Base):
-    """Failed token attempts per RFC, known or not, so that an unknown RFC behaves like a known one."""
+    """Failed TOTP codes per RFC, counted only after a right password: a row exists only for a real credential,
+    and a stranger who does not know the password cannot lock its owner out."""
 
     __tablename__ = "bloqueo_token"
 

@@ -22,14 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import avisos, certificaciones
 from app.auditoria import record_event
 from app.catalogs import CATALOGOS, catalog_entries
-from app.confianza import Denegacion, authorize, is_patron
+from app.confianza import Denegacion, authorize, is_certified, is_patron
 from app.db import Database, Session
 from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
 from app.identifiers import NRP, NSS, RFC, Fecha, Folio
 from app.models.catalogo import CLASES
 from app.notify import Notifier
 from app.problems import Problem, problem_response, problem_responses
-from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller
+from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller, require_still_active
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
@@ -149,6 +149,9 @@ class Permiso:
     filtros: avisos.Filtros
     relaciones: list[uuid.UUID]
     certificacion_id: uuid.UUID | None = None
+    # The NRPs a despues_de folio may belong to (None = any of the employer): what the caller may read, not
+    # only what this request filters, so that a cursor of another readable NRP still works.
+    nrps_cursor: list[str] | None = None
 
 
 class Alcance(Protocol):
@@ -206,9 +209,10 @@ class Produccion:
         patron = c.rfc_patron or caller.rfc
         auth = await authorize(session, caller.rfc, patron, c.nrp, now)
         if isinstance(auth, Denegacion):
-            raise _denied(auth, patron)
+            await _record_refusal(session, caller, patron, c.nrp, auth, {"consulta": c.as_dict()})
+            return _denied(auth, patron)  # returned, so that the refusal's audit row is committed
         filtros = avisos.Filtros(patron, auth.nrps, c.clase, c.tipo_aviso, c.nss, c.emitidos_desde, c.emitidos_hasta)
-        return Permiso(filtros, auth.relaciones)
+        return Permiso(filtros, auth.relaciones, nrps_cursor=auth.legibles)
 
     async def registrar(
         self, database: Database, caller: Caller, permiso: Permiso, c: Consulta, stream: avisos.Stream
@@ -219,11 +223,19 @@ class Produccion:
     async def permitir_folio(
         self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
     ) -> avisos.Filtros:
+        certified = await is_certified(session, caller.rfc, now)
         located = await avisos.locate(await session.connection(), folio)
+        if not certified:
+            # Whether or not the folio exists: an uncertified caller cannot tell existing folios from missing ones.
+            denial = Denegacion("sin_certificacion")
+            if located is not None:
+                await _audit_refusal(database, caller, located[0], [located[1]], denial, {"folio": folio})
+            raise _denied(denial, "")
         if located is None:
             raise _aviso_no_encontrado(folio)
         auth = await authorize(session, caller.rfc, located[0], [located[1]], now)
         if isinstance(auth, Denegacion):
+            await _audit_refusal(database, caller, located[0], [located[1]], auth, {"folio": folio})
             # Not certified is about the caller; anything else looks like an aviso that does not exist.
             raise _denied(auth, located[0]) if auth.motivo == "sin_certificacion" else _aviso_no_encontrado(folio)
         filtros = avisos.Filtros(located[0], [located[1]], folio=folio)
@@ -327,6 +339,38 @@ async def _audit(database: Database, caller: Caller, permiso: Permiso, cantidad:
             await session.commit()
 
 
+REFUSED = "avisos.consulta_rechazada"
+
+
+async def _record_refusal(
+    session: AsyncSession, caller: Caller, rfc_patron: str, nrps: list[str] | None, denial: Denegacion, detalle: dict
+) -> None:
+    """A refused read, for the employer's audit view: who tried to read its avisos and why it was refused."""
+    await record_event(
+        session,
+        accion=REFUSED,
+        actor=caller.rfc,
+        rfc_patron=rfc_patron,
+        nrps=nrps,
+        cantidad=0,
+        request_id=correlation_id.get(),
+        detalle={"motivo": denial.motivo, **detalle},
+        now=dt.datetime.now(dt.UTC),
+    )
+
+
+async def _audit_refusal(
+    database: Database, caller: Caller, rfc_patron: str, nrps: list[str] | None, denial: Denegacion, detalle: dict
+) -> None:
+    # In a session of its own: the request's is rolled back with the problem raised after this.
+    with anyio.CancelScope(shield=True):
+        async with database.sessionmaker() as session:
+            # Like a read's row, it need not cost a WAL flush (nor let the caller time one).
+            await session.execute(text("SET LOCAL synchronous_commit = off"))
+            await _record_refusal(session, caller, rfc_patron, nrps, denial, detalle)
+            await session.commit()
+
+
 # ------------------------------------------------------------------ the route code, shared
 
 
@@ -377,7 +421,7 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto) -> Response:
     if c.despues_de is not None:
         try:
             cursor = await avisos.find_cursor(
-                await session.connection(), filtros.rfc_patron, c.despues_de, filtros.scope
+                await session.connection(), filtros.rfc_patron, c.despues_de, filtros.scope, nrps=permiso.nrps_cursor
             )
         except avisos.CursorDesconocido:
             raise Problem(
@@ -390,19 +434,72 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         stream = avisos.Stream(recibida_en=received)
+        current, page = permiso, query
         try:
-            if c.espera and not await avisos.has_rows(database.engine, query):
+            if c.espera and not await avisos.has_rows(database.engine, page):
                 deadline = time.monotonic() + c.espera
                 while (remaining := deadline - time.monotonic()) > 0:
                     await ctx.notifier.wait(filtros.rfc_patron, min(remaining, RECHECK_SECONDS))
-                    if await avisos.has_rows(database.engine, query):
+                    if await avisos.has_rows(database.engine, page):
                         break
-            async for chunk in avisos.stream_page(database.engine, query, c.limite, stream, ndjson=ndjson):
+                # Authorized when it arrived, but a relationship may have been revoked while it waited.
+                try:
+                    current = await _authorize_again(alcance, ctx, c)
+                except Problem:
+                    current = None
+                    raise
+                page = avisos.page_query(current.filtros, cursor, c.limite + 1)
+            async for chunk in avisos.stream_page(database.engine, page, c.limite, stream, ndjson=ndjson):
                 yield chunk
         finally:
-            await alcance.registrar(database, caller, permiso, c, stream)
+            if current is not None:
+                await alcance.registrar(database, caller, current, c, stream)
 
-    return StreamingResponse(body(), media_type=NDJSON if ndjson else "application/json", headers=quota.headers)
+    return StatusWithFirstChunk(
+        body(), request, media_type=NDJSON if ndjson else "application/json", headers=quota.headers
+    )
+
+
+async def _authorize_again(alcance: Alcance, ctx: Contexto, c: Consulta) -> Permiso:
+    """The credential and the authorization as the database has them now, in a session of its own (the
+    request's was committed before the wait)."""
+    async with ctx.database.sessionmaker() as session:
+        await require_still_active(session, ctx.caller)
+        permiso = await alcance.permitir(session, ctx.caller, c, dt.datetime.now(dt.UTC))
+        await session.commit()
+    if isinstance(permiso, Problem):
+        raise permiso
+    return permiso
+
+
+class StatusWithFirstChunk(StreamingResponse):
+    """Sends the status line with the first chunk, not before: what the body does first (a long poll's wait and
+    the authorization after it) may still answer with a problem instead of a 200."""
+
+    def __init__(self, content: AsyncIterator[bytes], request: Request, **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self.request = request
+
+    async def stream_response(self, send) -> None:
+        chunks = aiter(self.body_iterator)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = None
+        except Problem as problem:
+            refusal = problem_response(self.request, problem)
+            await send({"type": "http.response.start", "status": refusal.status_code, "headers": refusal.raw_headers})
+            await send({"type": "http.response.body", "body": refusal.body, "more_body": False})
+            return
+
+        async def again() -> AsyncIterator[bytes]:
+            if first is not None:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+
+        self.body_iterator = again()
+        await super().stream_response(send)
 
 
 async def _uno(alcance: Alcance, folio: str, ctx: Contexto) -> Aviso:

@@ -221,7 +221,10 @@ async def revocar_relacion(relacion_id: RelacionId, caller: CurrentCaller, sessi
 class Evento(BaseModel):
     id: int
     ocurrido_en: dt.datetime
-    accion: str = Field(description="avisos.consulta, relacion.creada, relacion.revocada")
+    accion: str = Field(
+        description="avisos.consulta, avisos.consulta_rechazada (quién intentó leer y por qué se le negó: "
+        "`detalle.motivo`), relacion.creada, relacion.revocada"
+    )
     actor: str | None = Field(description="RFC de quien actuó.")
     nrps: list[str] | None
     cantidad: int | None = Field(description="Avisos entregados, en consultas.")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app import credenciales
 from app.db import Session
-from app.deps import KeysDep, RateLimiterDep, SettingsDep
+from app.deps import KeysDep, PasswordGateDep, RateLimiterDep, SettingsDep
 from app.identifiers import RFC
 from app.problems import Problem, problem_responses
 from app.security import tokens
@@ -295,6 +295,7 @@ class ErrorOAuth(BaseModel):
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 INCOMPLETO = "Faltan client_id, client_secret u otp."
 BLOQUEADO = "Demasiados intentos fallidos; reintente en 840 s."
+OCUPADO = "Hay demasiadas verificaciones de contraseña en curso; reintente en 1 s."
 
 
 def _oauth_doc(description: str, error: str, error_description: str) -> dict[str, Any]:
@@ -326,7 +327,18 @@ def _oauth_error(error: credenciales.TokenError) -> JSONResponse:
             "invalid_client",
             credenciales.WRONG_CREDENTIALS,
         ),
-        429: _oauth_doc("Demasiados intentos fallidos: el RFC queda bloqueado un rato.", "invalid_client", BLOQUEADO),
+        429: _oauth_doc(
+            "Demasiados intentos fallidos: desde su dirección (contraseñas equivocadas) o con el RFC (códigos OTP "
+            "equivocados con la contraseña correcta, que lo bloquean un rato).",
+            "invalid_client",
+            BLOQUEADO,
+        ),
+        503: _oauth_doc(
+            "`temporarily_unavailable`: hay demasiadas verificaciones de contraseña en curso; "
+            "reintente según `Retry-After`.",
+            "temporarily_unavailable",
+            OCUPADO,
+        ),
     },
 )
 async def emitir_token(
@@ -334,6 +346,7 @@ async def emitir_token(
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
+    gate: PasswordGateDep,
     request: Request,
     form: Annotated[SolicitudToken, Form()],
 ) -> Any:
@@ -346,14 +359,25 @@ async def emitir_token(
     if not client_id or not client_secret or not otp or len(client_id) > 13 or len(client_secret) > 200:
         return _oauth_error(credenciales.TokenError("invalid_request", INCOMPLETO))
     try:
-        # In front of Argon2: every verify costs 19 MiB and ~25 ms of a core.
+        # In front of Argon2: every verify costs 19 MiB and ~25 ms of a core. Per address first, or random
+        # client_ids would each get a fresh budget.
+        limiter.hit(settings.rate_limit_token_ip, f"token-ip:{_client(request)}")
         limiter.hit(settings.rate_limit_token, f"token:{client_id}:{_client(request)}")
     except Problem as e:
         retry = int(e.headers["Retry-After"])
         return _oauth_error(credenciales.TokenError("invalid_client", e.detail, status=429, retry_after=retry))
     try:
         token, expires_in = await credenciales.exchange_token(
-            session, keys, settings, rfc=client_id, password=client_secret, otp=otp, now=_now()
+            session,
+            keys,
+            settings,
+            limiter,
+            gate,
+            rfc=client_id,
+            password=client_secret,
+            otp=otp,
+            source=_client(request),
+            now=_now(),
         )
     except credenciales.TokenError as e:
         # Returned, not raised: the failure counter must be committed with the answer.

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import Session
 from app.deps import KeysDep, SettingsDep
@@ -80,3 +81,17 @@ async def current_caller(
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+async def require_still_active(session: AsyncSession, caller: Caller) -> None:
+    """For a request that waited (a long poll) after current_caller let it in: its credential may have been
+    renewed or cancelled meanwhile."""
+    active = await session.scalar(
+        select(exists().where(Credencial.id == caller.credencial_id, Credencial.estado == "activa"))
+    )
+    if not active:
+        raise _unauthorized(
+            "credencial_no_vigente",
+            "La contraseña con la que se emitió este token fue renovada o cancelada.",
+            "invalid_token",
+        )

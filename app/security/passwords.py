@@ -2,6 +2,8 @@
 
 import asyncio
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -24,3 +26,27 @@ async def hash_password(password: str) -> str:
 async def verify_password(password: str, hashed: str | None) -> bool:
     ok = await asyncio.to_thread(_hasher.verify, password, hashed or _DUMMY_HASH)
     return ok and hashed is not None
+
+
+class Ocupado(Exception):
+    """Every verification slot of this process is taken."""
+
+
+class VerificationGate:
+    """At most `limit` Argon2 verifications at once in this process (each holds 19 MiB and a core for ~25 ms).
+    Beyond that a request is refused at once instead of queueing: a flood then costs the attacker, not the
+    memory of the service or the latency of every other login."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if self.active >= self.limit:
+            raise Ocupado
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1

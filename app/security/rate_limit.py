@@ -41,3 +41,19 @@ class RateLimiter:
                 headers={**headers, "Retry-After": str(max(reset, 1))},
             )
         return Cuota(headers)
+
+    def check(self, rule: str, key: str) -> None:
+        """Raises the same 429 problem as hit() when `key` has no room left under `rule`, without counting:
+        for budgets that only some outcomes spend (pair it with hit() once the outcome is known)."""
+        if not self.enabled:
+            return
+        item: RateLimitItem = parse(rule)
+        if self._limiter.test(item, key):
+            return
+        stats = self._limiter.get_window_stats(item, key)
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        raise Problem(
+            "limite_de_tasa",
+            f"Límite de {rule} superado; reintente en {reset} s.",
+            headers={"Retry-After": str(reset)},
+        )
