@@ -1,6 +1,7 @@
 """The FastAPI application, built by create_app(settings): no engine or app at import time."""
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -78,6 +79,8 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
         finally:
             if purging is not None:
                 purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
             await notifier.stop()
             await database.dispose()
 

@@ -470,6 +470,18 @@ async def test_a_cursor_outside_the_covered_nrps_is_as_unknown_as_a_missing_one(
     assert outside.json()["code"] == missing.json()["code"] == "despues_de_desconocido"
 
 
+async def test_a_cursor_of_another_readable_nrp_still_works_with_an_nrp_filter(client, app_settings, db):
+    """The bound is what the caller may read, not what one request filters: a client that downloaded every NRP
+    may continue one of them from its last folio."""
+    await certify(db, DEV)
+    await relate(client, app_settings, nrps=[A.nrps[0], A.nrps[1]])
+    who = bearer(app_settings, DEV)
+    [other_readable, *_] = await folios_in_order(db, A.rfc, f"nrp = '{A.nrps[1]}'")
+    params = {"rfc_patron": A.rfc, "nrp": A.nrps[0], "despues_de": other_readable}
+    body = await page(client, who, **params)
+    assert {a["nrp"] for a in body["avisos"]} <= {A.nrps[0]}
+
+
 async def test_concurrent_revocations_make_one_revocation_and_one_acuse(client, app_settings, db):
     await certify(db, DEV)
     relation = await relate(client, app_settings)
