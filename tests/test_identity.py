@@ -348,6 +348,17 @@ async def test_token_with_a_json_body_is_an_oauth_error(client):
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize("field", ["client_id", "client_secret", "otp", "grant_type"])
+async def test_control_characters_in_the_token_form_are_invalid_request(client, field):
+    # client_id=A%00B once reached PostgreSQL, which refuses NUL in text: a 500 for anyone, unauthenticated.
+    form = {"grant_type": "client_credentials", "client_id": "EKU9003173C9", "client_secret": "x", "otp": "123456"}
+    for bad in ("A\x00B", "A\x1fB", "A\x7fB"):
+        response = await client.post("/v1/token", data={**form, field: bad})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+        assert response.headers["cache-control"] == "no-store"
+
+
 # ------------------------------------------------------------------ token attacks
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from app import credenciales
 from app.db import Session
 from app.deps import KeysDep, RateLimiterDep, SettingsDep
-from app.identifiers import RFC
+from app.identifiers import RFC, has_control_characters
 from app.problems import Problem, problem_responses
 from app.security import tokens
 
@@ -294,6 +294,7 @@ class ErrorOAuth(BaseModel):
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 INCOMPLETO = "Faltan client_id, client_secret u otp."
+CONTROL = "Los campos no pueden llevar caracteres de control."
 BLOQUEADO = "Demasiados intentos fallidos; reintente en 840 s."
 
 
@@ -339,12 +340,16 @@ async def emitir_token(
 ) -> Any:
     """Formulario `application/x-www-form-urlencoded`. Los errores siguen RFC 6749 §5.2 (no problem+json),
     porque es lo que esperan las bibliotecas de OAuth. Un código TOTP sirve una sola vez."""
+    if form.grant_type is not None and has_control_characters(form.grant_type):
+        return _oauth_error(credenciales.TokenError("invalid_request", CONTROL))
     if form.grant_type != "client_credentials":
         code = "invalid_request" if form.grant_type is None else "unsupported_grant_type"
         return _oauth_error(credenciales.TokenError(code, "grant_type debe ser client_credentials."))
     client_id, client_secret, otp = form.client_id, form.client_secret, form.otp
     if not client_id or not client_secret or not otp or len(client_id) > 13 or len(client_secret) > 200:
         return _oauth_error(credenciales.TokenError("invalid_request", INCOMPLETO))
+    if any(has_control_characters(value) for value in (client_id, client_secret, otp)):
+        return _oauth_error(credenciales.TokenError("invalid_request", CONTROL))
     try:
         # In front of Argon2: every verify costs 19 MiB and ~25 ms of a core.
         limiter.hit(settings.rate_limit_token, f"token:{client_id}:{_client(request)}")
