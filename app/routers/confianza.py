@@ -115,6 +115,7 @@ class PaginaRelaciones(BaseModel):
     response_description="La relación, con su estado y el folio de su acuse.",
     responses=problem_responses(
         "cuerpo_ilegible",
+        "solicitud_demasiado_grande",
         *CALLER_PROBLEMS,
         "no_es_patron",
         "relacion_duplicada",

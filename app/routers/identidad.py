@@ -68,7 +68,9 @@ class RetoEmitido(BaseModel):
     summary="Pedir un reto para firmar con la e.firma",
     operation_id="crearReto",
     response_description="El reto, de un solo uso y vigencia de minutos.",
-    responses=problem_responses("cuerpo_ilegible", "solicitud_invalida", "limite_de_tasa"),
+    responses=problem_responses(
+        "cuerpo_ilegible", "solicitud_demasiado_grande", "solicitud_invalida", "limite_de_tasa"
+    ),
 )
 async def crear_reto(
     body: SolicitudReto, session: Session, settings: SettingsDep, limiter: RateLimiterDep, request: Request
@@ -85,6 +87,7 @@ async def crear_reto(
 # What proving an e.firma can answer (credenciales._prove), before each route's own codes.
 EFIRMA_PROBLEMS = (
     "cuerpo_ilegible",
+    "solicitud_demasiado_grande",
     "reto_desconocido",
     "reto_usado",
     "reto_vencido",
@@ -295,6 +298,7 @@ class ErrorOAuth(BaseModel):
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 INCOMPLETO = "Faltan client_id, client_secret u otp."
 CONTROL = "Los campos no pueden llevar caracteres de control."
+DEMASIADO_GRANDE = "El cuerpo de la solicitud excede 65536 bytes."
 BLOQUEADO = "Demasiados intentos fallidos; reintente en 840 s."
 
 
@@ -326,6 +330,9 @@ def _oauth_error(error: credenciales.TokenError) -> JSONResponse:
             "`invalid_client`: RFC, contraseña o código OTP incorrectos.",
             "invalid_client",
             credenciales.WRONG_CREDENTIALS,
+        ),
+        413: _oauth_doc(
+            "`invalid_request`: el cuerpo excede el límite de la API.", "invalid_request", DEMASIADO_GRANDE
         ),
         429: _oauth_doc("Demasiados intentos fallidos: el RFC queda bloqueado un rato.", "invalid_client", BLOQUEADO),
     },
