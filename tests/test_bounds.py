@@ -157,8 +157,23 @@ def test_a_head_sent_too_slowly_is_cut(live):
     assert _raw(live, b"", timeout=30).startswith(b"HTTP/1.1 408 ")
 
 
+def _hundred_mb(chunked: bool):
+    opening, chunk, closing = b'{"rfc": "', b"A" * 2**20, b'"}'
+    if not chunked:
+        return opening + chunk * 100 + closing
+
+    def stream():  # no Content-Length: the limit must count what arrives
+        yield opening
+        for _ in range(100):
+            yield chunk
+        yield closing
+
+    return stream()
+
+
 @pytest.mark.slow
-def test_a_100_mb_body_is_refused_unread_and_the_server_memory_stays_flat(live):
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_100_mb_body_is_refused_unread_and_the_server_memory_stays_flat(live, chunked):
     server = psutil.Process(_server_pid(live))
     before = server.memory_info().rss
     peak, done = before, threading.Event()
@@ -171,7 +186,7 @@ def test_a_100_mb_body_is_refused_unread_and_the_server_memory_stays_flat(live):
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    payload = b'{"rfc": "' + b"A" * (100 * 1024 * 1024) + b'"}'
+    payload = _hundred_mb(chunked)
     try:
         response = httpx2.post(
             f"{live}/v1/relaciones-confianza", content=payload, headers={"Content-Type": "application/json"}, timeout=60
@@ -183,6 +198,6 @@ def test_a_100_mb_body_is_refused_unread_and_the_server_memory_stays_flat(live):
     done.set()
     sampler.join()
     grown = peak - before
-    print(f"RSS before {before / 2**20:.1f} MiB, peak growth {grown / 2**20:.1f} MiB, status {status}")
+    print(f"chunked={chunked}: RSS before {before / 2**20:.1f} MiB, peak growth {grown / 2**20:.1f} MiB, {status}")
     assert status in (413, None)
     assert grown < 20 * 2**20, f"the server grew {grown / 2**20:.0f} MiB"
