@@ -92,6 +92,7 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
     import uvicorn
 
+    from app.http_protocol import bounded_http_protocol
     from app.main import create_app
 
     with database_url(settings) as url:
@@ -121,6 +122,10 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
             log_config=None,
             proxy_headers=False,
             access_log=settings.access_log,
+            # No `Server: uvicorn` banner: it tells an attacker which CVEs to try.
+            server_header=False,
+            http=bounded_http_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
+            timeout_keep_alive=settings.keep_alive_seconds,
         )
 
 

@@ -10,15 +10,18 @@ import datetime as dt
 import re
 from operator import mul
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
 __all__ = [
+    "BIGINT_MAXIMO",
     "CURP",
     "NRP",
     "NSS",
     "RFC",
     "Fecha",
+    "FechaHora",
     "FechaHoraISO",
     "Folio",
     "IdentifierError",
@@ -30,6 +33,7 @@ __all__ = [
     "check_numero_credito",
     "check_rfc",
     "curp_check_digit",
+    "has_control_characters",
     "nss_check_digit",
     "rfc_check_digit",
     "rfc_warning",
@@ -396,6 +400,19 @@ Folio = Annotated[str, AfterValidator(check_folio), _schema("^[0-9A-Z]{14}$", 14
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
+# The dates and instants any request may name. Wide enough for every aviso, relación and audit query; narrow enough
+# that an offset of -12:00 or +14:00, or the conversion to UTC, never leaves Python's datetime (years 1 to 9999),
+# which was a 500 for `9999-12-31T23:59:59` in Mexico City's time.
+FECHA_MINIMA = dt.date(1900, 1, 1)
+FECHA_MAXIMA = dt.date(2199, 12, 31)
+_INSTANTE_MINIMO = dt.datetime.combine(FECHA_MINIMA, dt.time(), dt.UTC)
+_INSTANTE_TOPE = dt.datetime.combine(FECHA_MAXIMA + dt.timedelta(days=1), dt.time(), dt.UTC)
+_FUERA_DE_RANGO = f"debe estar entre {FECHA_MINIMA.isoformat()} y {FECHA_MAXIMA.isoformat()}"
+# A time without zone is Mexico City's: the employer's and Infonavit's clock.
+MEXICO = ZoneInfo("America/Mexico_City")
+# PostgreSQL's bigint: a larger integer cannot be compared with an id column and was a 500.
+BIGINT_MAXIMO = 2**63 - 1
+
 
 def _iso_text(pattern: re.Pattern[str], example: str):
     def check(value: object) -> object:
@@ -408,5 +425,34 @@ def _iso_text(pattern: re.Pattern[str], example: str):
     return BeforeValidator(check)
 
 
-Fecha = Annotated[dt.date, _iso_text(_ISO_DATE, "2026-11-24")]
+def _date_in_range(value: dt.date) -> dt.date:
+    if not FECHA_MINIMA <= value <= FECHA_MAXIMA:
+        raise IdentifierError(_FUERA_DE_RANGO)
+    return value
+
+
+def _instant_in_utc(value: dt.datetime) -> dt.datetime:
+    """The instant in UTC, converted here so that no later step (SQL, arithmetic) meets an overflow."""
+    try:
+        utc = (value.replace(tzinfo=MEXICO) if value.tzinfo is None else value).astimezone(dt.UTC)
+    except OverflowError:  # past datetime.max or before datetime.min once in UTC
+        raise IdentifierError(_FUERA_DE_RANGO) from None
+    if not _INSTANTE_MINIMO <= utc < _INSTANTE_TOPE:
+        raise IdentifierError(_FUERA_DE_RANGO)
+    return utc
+
+
+Fecha = Annotated[dt.date, _iso_text(_ISO_DATE, "2026-11-24"), AfterValidator(_date_in_range)]
 FechaHoraISO = Annotated[dt.datetime, _iso_text(_ISO_DATETIME, "2026-11-24T09:30:00-06:00")]
+# What a request's date and time is: ISO 8601 text, Mexico City's time when it names no zone, inside the range,
+# already in UTC.
+FechaHora = Annotated[FechaHoraISO, AfterValidator(_instant_in_utc)]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control_characters(value: str) -> bool:
+    """Free text from a request (a form field, a password) that PostgreSQL or a log line must not receive: NUL is
+    refused by PostgreSQL's text type (a 500 once), the rest forges lines and terminals."""
+    return _CONTROL.search(value) is not None

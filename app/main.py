@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from app.db import Database, asyncpg_dsn
 from app.deps import Keys
 from app.docs import install_docs
+from app.middleware import BodyLimit, SecurityHeaders
 from app.notify import Notifier
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
@@ -29,6 +30,10 @@ en JSON y de forma masiva, los avisos de retención, modificación y suspensión
 Infonavit emite sobre los créditos de vivienda de sus trabajadores.
 
 Los errores siguen RFC 9457 (`application/problem+json`) con un `code` estable y `title`/`detail` en español.
+
+Límites de toda solicitud: el cuerpo, hasta 64 KiB (`413 solicitud_demasiado_grande`; una prueba de e.firma
+ocupa unos 30 KB); la línea y los encabezados, hasta 16 KiB (`431`), enviados en 10 s (si no, `408` y se cierra
+la conexión). Fechas y horas, de 1900-01-01 a 2199-12-31; una hora sin zona es la del centro de México.
 """
 
 
@@ -96,6 +101,10 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
     install_openapi(app)
     install_docs(app)
     install_problem_handlers(app)
+    # The last added is the outermost: the request id is set before the 413 is written, and the 413 gets the
+    # security headers too. 500s are answered outside all of them (problems._unexpected sets their headers).
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, oauth_paths=["/v1/token"])
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     app.include_router(health.router)
     app.include_router(catalogos.router)

@@ -284,8 +284,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             Problem(
                 "error_interno",
                 "Ocurrió un error inesperado. Reintente; si persiste, reporte el request_id a soporte.",
-                # A 500 is answered outside the request-id middleware, so the header is set here.
-                headers={"X-Request-ID": request_id} if request_id else None,
+                # A 500 is answered outside every middleware (request id, security headers), so they are set here.
+                headers={
+                    **({"X-Request-ID": request_id} if request_id else {}),
+                    "X-Content-Type-Options": "nosniff",
+                    "Cache-Control": "no-store",
+                },
             ),
         )
 

@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     totp_max_failures: int = Field(default=5, ge=1, description="Failed token attempts before the RFC is locked.")
     lockout_minutes: int = Field(default=15, ge=1)
 
+    # request bounds (DESIGN §5): a body above the limit gets 413 before it is read; the e.firma routes need the
+    # largest bodies, a certificate (up to 20,000 base64 characters) and a signature, well under 64 KiB
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body, in bytes.")
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest request line plus headers, in bytes (431 beyond)."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request's line and headers (then closed)."
+    )
+    keep_alive_seconds: int = Field(default=5, ge=1, description="Idle time of a kept-alive connection.")
+
     # avisos and rate limits (per caller, per replica)
     avisos_limite_max: int = Field(default=10_000, ge=1, description="Largest page of GET /v1/avisos.")
     rate_limit_enabled: bool = Field(default=True, description="Off only for benchmarks.")

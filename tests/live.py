@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,13 +31,18 @@ def live_server(database_url: str, data_dir: Path, *serve_args: str, **env: str)
         "SIA_ACCESS_LOG": "false",
         **env,
     }
+    # A file, not a pipe nobody drains: a test that provokes many logged errors would fill the pipe's 64 KiB
+    # and freeze the server in its next write to stderr.
+    errors = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
-        [SIA, "serve", *serve_args], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [SIA, "serve", *serve_args], env=environment, stdout=subprocess.DEVNULL, stderr=errors, text=True
     )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
-            assert process.poll() is None, process.stderr.read()
+            if process.poll() is not None:
+                errors.seek(0)
+                raise AssertionError(errors.read())
             try:
                 if httpx2.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
@@ -46,3 +52,4 @@ def live_server(database_url: str, data_dir: Path, *serve_args: str, **env: str)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+        errors.close()

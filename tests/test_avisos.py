@@ -306,6 +306,18 @@ async def test_one_aviso_by_folio(client, app_settings, db):
         assert missing.status_code == 404 and missing.json()["code"] == "aviso_no_encontrado"
 
 
+async def test_avisos_are_never_stored_by_a_cache(client, app_settings, db):
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    as_json = await client.get("/v1/avisos", params={"limite": 5}, headers=who)
+    as_ndjson = await client.get("/v1/avisos", params={"limite": 5}, headers={**who, "Accept": "application/x-ndjson"})
+    one = await client.get(f"/v1/avisos/{as_json.json()['avisos'][0]['folio']}", headers=who)
+    for response in (as_json, as_ndjson, one):
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
 # ------------------------------------------------------------------ long polling
 
 

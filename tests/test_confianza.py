@@ -411,3 +411,59 @@ async def test_audit_view_shows_relationship_events_to_the_employer_only(client,
     assert filtered["eventos"] == [], "the actor of relationship events is the employer"
     window = await client.get("/v1/auditoria?desde=2026-11-25T00:00:00&hasta=2026-11-24T00:00:00", headers=patron)
     assert window.status_code == 422 and window.json()["code"] == "rango_invalido"
+
+
+# ------------------------------------------------------------------ extreme input is a 422, never a 500
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "desde=9999-12-31T23:59:59",  # Mexico City's offset pushes it past datetime.max
+        "hasta=9999-12-31T23:59:59-12:00",
+        "desde=0001-01-01T00:00:00%2B14:00",  # before datetime.min once in UTC
+        "hasta=0001-01-01T00:00:00",
+        "desde=1899-12-31T23:59:59Z",
+        f"antes_de={2**63}",  # above PostgreSQL's bigint
+        f"antes_de={10**30}",
+        "desarrollador=XIQB891116Q%00E",
+    ],
+)
+async def test_audit_view_refuses_out_of_range_input(client, parties, query):
+    patron, _ = parties
+    response = await client.get(f"/v1/auditoria?{query}", headers=patron)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "solicitud_invalida"
+
+
+async def test_audit_view_accepts_the_ends_of_the_range(client, parties):
+    patron, _ = parties
+    ends = "desde=1900-01-01T00:00:00-12:00&hasta=2199-12-31T23:59:59%2B14:00"
+    assert (await client.get(f"/v1/auditoria?{ends}&antes_de={2**63 - 1}", headers=patron)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"vigencia_fin": "9999-12-31T23:59:59"},
+        {"vigencia_fin": "9999-12-31T00:00:00Z"},
+        {"vigencia_fin": "2200-01-01T00:00:00Z"},
+        {"vigencia_inicio": "0001-01-01T00:00:00+14:00"},
+        {"rfc_desarrollador": "XIQB891116Q\x00E"},
+        {"nrps": ["Y6067072\x0004"]},
+    ],
+)
+async def test_relationship_refuses_out_of_range_input(client, parties, field):
+    patron, _ = parties
+    response = await client.post("/v1/relaciones-confianza", json={**_body(), **field}, headers=patron)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "solicitud_invalida"
+    assert response.json()["errores"][0]["campo"].startswith(f"body.{next(iter(field))}")
+
+
+async def test_relationship_until_the_end_of_the_range_is_accepted_and_stored_in_utc(client, parties):
+    patron, _ = parties
+    body = {**_body(), "vigencia_fin": "2199-12-31T23:59:59+14:00"}
+    created = await client.post("/v1/relaciones-confianza", json=body, headers=patron)
+    assert created.status_code == 201, created.text
+    assert created.json()["vigencia_fin"] == "2199-12-31T09:59:59Z"

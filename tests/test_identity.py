@@ -348,6 +348,35 @@ async def test_token_with_a_json_body_is_an_oauth_error(client):
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize("field", ["client_id", "client_secret", "otp", "grant_type"])
+async def test_control_characters_in_the_token_form_are_invalid_request(client, field):
+    # client_id=A%00B once reached PostgreSQL, which refuses NUL in text: a 500 for anyone, unauthenticated.
+    form = {"grant_type": "client_credentials", "client_id": "EKU9003173C9", "client_secret": "x", "otp": "123456"}
+    for bad in ("A\x00B", "A\x1fB", "A\x7fB"):
+        response = await client.post("/v1/token", data={**form, field: bad})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def test_totp_secrets_tokens_and_acuses_are_never_stored_by_a_cache(client, eku, app_settings):
+    # A shared or browser cache keeping a TOTP secret or a token hands the credential to the next user.
+    issued = await client.post("/v1/contrasenas", json={**await prove(client, eku), "correo": "nomina@example.com"})
+    renewed = await client.post("/v1/contrasenas/renovacion", json=await prove(client, eku))
+    assert issued.status_code == renewed.status_code == 201, renewed.text
+    code = totp.current_code(renewed.json()["otp"]["secreto"])
+    token = await token_response(client, eku.rfc, password_from_outbox(app_settings), code)
+    assert token.status_code == 200, token.text
+    folio = issued.json()["folio_acuse"]
+    who = _auth(token.json()["access_token"])
+    acuse = await client.get(f"/v1/acuses/{folio}", headers=who)
+    acuse_pdf = await client.get(f"/v1/acuses/{folio}", headers={**who, "Accept": "application/pdf"})
+    for response in (issued, renewed, token, acuse, acuse_pdf):
+        assert response.status_code in (200, 201), response.text
+        assert response.headers["cache-control"] == "no-store", response.request.url
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
 # ------------------------------------------------------------------ token attacks
 
 

@@ -123,7 +123,13 @@ async def verificar_acuse(
     folio: FolioAcuse,
     session: Session,
     sello: Annotated[
-        str, Query(min_length=16, max_length=200, description="Los últimos caracteres del sello (el QR los trae).")
+        str,
+        Query(
+            min_length=16,
+            max_length=200,
+            pattern=r"^[A-Za-z0-9_.-]+$",  # a JWS is base64url and dots: nothing else can match a seal
+            description="Los últimos caracteres del sello (el QR los trae).",
+        ),
     ],
 ) -> Verificacion:
     """Para quien tenga el acuse impreso: no requiere token y no revela las partes."""

@@ -240,7 +240,12 @@ async def iniciar(
     operation_id="enviarEvidencia",
     response_description="El veredicto, con un motivo accionable.",
     responses=problem_responses(
-        "cuerpo_ilegible", *CALLER_PROBLEMS, "certificacion_no_encontrada", "intento_cerrado", "solicitud_invalida"
+        "cuerpo_ilegible",
+        "solicitud_demasiado_grande",
+        *CALLER_PROBLEMS,
+        "certificacion_no_encontrada",
+        "intento_cerrado",
+        "solicitud_invalida",
     ),
 )
 async def evidencia(

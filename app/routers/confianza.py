@@ -4,29 +4,20 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app import auditoria, confianza
 from app.db import Session
 from app.deps import KeysDep
-from app.identifiers import NRP, RFC, FechaHoraISO
+from app.identifiers import BIGINT_MAXIMO, NRP, RFC, FechaHora
 from app.models import RelacionConfianza
 from app.problems import Problem, problem_responses
 from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
 router = APIRouter()
-MEXICO = ZoneInfo("America/Mexico_City")
-
-
-def _mexico_if_naive(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=MEXICO) if value.tzinfo is None else value
-
-
-FechaHora = Annotated[FechaHoraISO, AfterValidator(_mexico_if_naive)]
 EstadoRelacion = StrEnum("EstadoRelacion", {e: e for e in confianza.ESTADOS})
 Rol = StrEnum("Rol", {"patron": "patron", "desarrollador": "desarrollador"})
 RelacionId = Annotated[uuid.UUID, Path(description="El `id` de la relación.")]
@@ -124,6 +115,7 @@ class PaginaRelaciones(BaseModel):
     response_description="La relación, con su estado y el folio de su acuse.",
     responses=problem_responses(
         "cuerpo_ilegible",
+        "solicitud_demasiado_grande",
         *CALLER_PROBLEMS,
         "no_es_patron",
         "relacion_duplicada",
@@ -283,7 +275,9 @@ async def consultar_auditoria(
     desde: Annotated[FechaHora | None, Query(description="Eventos desde este momento (ISO 8601).")] = None,
     hasta: Annotated[FechaHora | None, Query(description="Eventos antes de este momento (ISO 8601).")] = None,
     desarrollador: Annotated[RFC | None, Query(description="Solo los eventos de este RFC.")] = None,
-    antes_de: Annotated[int | None, Query(ge=1, description="El `siguiente` de la página anterior.")] = None,
+    antes_de: Annotated[
+        int | None, Query(ge=1, le=BIGINT_MAXIMO, description="El `siguiente` de la página anterior.")
+    ] = None,
     limite: Annotated[int, Query(ge=1, le=500, description="Eventos por página.")] = 100,
 ) -> PaginaAuditoria:
     """Solo patrones: quién leyó sus avisos, cuándo, de qué NRP, cuántos y con qué relación; y sus relaciones."""

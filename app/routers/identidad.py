@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from app import credenciales
 from app.db import Session
 from app.deps import KeysDep, PasswordGateDep, RateLimiterDep, SettingsDep
-from app.identifiers import RFC
+from app.identifiers import RFC, has_control_characters
 from app.problems import Problem, problem_responses
 from app.security import tokens
 
@@ -68,7 +68,9 @@ class RetoEmitido(BaseModel):
     summary="Pedir un reto para firmar con la e.firma",
     operation_id="crearReto",
     response_description="El reto, de un solo uso y vigencia de minutos.",
-    responses=problem_responses("cuerpo_ilegible", "solicitud_invalida", "limite_de_tasa"),
+    responses=problem_responses(
+        "cuerpo_ilegible", "solicitud_demasiado_grande", "solicitud_invalida", "limite_de_tasa"
+    ),
 )
 async def crear_reto(
     body: SolicitudReto, session: Session, settings: SettingsDep, limiter: RateLimiterDep, request: Request
@@ -85,6 +87,7 @@ async def crear_reto(
 # What proving an e.firma can answer (credenciales._prove), before each route's own codes.
 EFIRMA_PROBLEMS = (
     "cuerpo_ilegible",
+    "solicitud_demasiado_grande",
     "reto_desconocido",
     "reto_usado",
     "reto_vencido",
@@ -294,6 +297,8 @@ class ErrorOAuth(BaseModel):
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 INCOMPLETO = "Faltan client_id, client_secret u otp."
+CONTROL = "Los campos no pueden llevar caracteres de control."
+DEMASIADO_GRANDE = "El cuerpo de la solicitud excede 65536 bytes."
 BLOQUEADO = "Demasiados intentos fallidos; reintente en 840 s."
 OCUPADO = "Hay demasiadas verificaciones de contraseña en curso; reintente en 1 s."
 
@@ -327,6 +332,9 @@ def _oauth_error(error: credenciales.TokenError) -> JSONResponse:
             "invalid_client",
             credenciales.WRONG_CREDENTIALS,
         ),
+        413: _oauth_doc(
+            "`invalid_request`: el cuerpo excede el límite de la API.", "invalid_request", DEMASIADO_GRANDE
+        ),
         429: _oauth_doc(
             "Demasiados intentos fallidos: desde su dirección (contraseñas equivocadas) o con el RFC (códigos OTP "
             "equivocados con la contraseña correcta, que lo bloquean un rato).",
@@ -352,12 +360,16 @@ async def emitir_token(
 ) -> Any:
     """Formulario `application/x-www-form-urlencoded`. Los errores siguen RFC 6749 §5.2 (no problem+json),
     porque es lo que esperan las bibliotecas de OAuth. Un código TOTP sirve una sola vez."""
+    if form.grant_type is not None and has_control_characters(form.grant_type):
+        return _oauth_error(credenciales.TokenError("invalid_request", CONTROL))
     if form.grant_type != "client_credentials":
         code = "invalid_request" if form.grant_type is None else "unsupported_grant_type"
         return _oauth_error(credenciales.TokenError(code, "grant_type debe ser client_credentials."))
     client_id, client_secret, otp = form.client_id, form.client_secret, form.otp
     if not client_id or not client_secret or not otp or len(client_id) > 13 or len(client_secret) > 200:
         return _oauth_error(credenciales.TokenError("invalid_request", INCOMPLETO))
+    if any(has_control_characters(value) for value in (client_id, client_secret, otp)):
+        return _oauth_error(credenciales.TokenError("invalid_request", CONTROL))
     try:
         # In front of Argon2: every verify costs 19 MiB and ~25 ms of a core. Per address first, or random
         # client_ids would each get a fresh budget.
