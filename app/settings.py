@@ -75,7 +75,15 @@ class Settings(BaseSettings):
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str = "SIA Infonavit <no-responder@sia.infonavit.org.mx>"
-    smtp_starttls: bool = False
+    # The message carries a password: STARTTLS with the certificate verified is the default, and turning it off
+    # takes a second, explicit setting (a relay on the same host), which production refuses to assume.
+    smtp_starttls: bool = Field(default=True, description="STARTTLS with certificate and host name verified.")
+    smtp_allow_plaintext: bool = Field(
+        default=False, description="Send without TLS when smtp_starttls is off (only a relay on the same host)."
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA certificates (PEM) for the SMTP server; default: the system's."
+    )
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
 
@@ -93,6 +101,14 @@ class Settings(BaseSettings):
             problems.append("SIA_EFIRMA_TRUST_DIR es obligatorio (certificados de las AC del SAT)")
         if self.public_url is None:
             problems.append("SIA_PUBLIC_URL es obligatorio (la URL que imprimen los QR de los acuses)")
+        if not self.smtp_host:
+            # Without it passwords would pile up as files in the outbox, a development convenience.
+            problems.append("SIA_SMTP_HOST es obligatorio (las contraseñas se envían por correo)")
+        if not self.smtp_starttls and not self.smtp_allow_plaintext:
+            problems.append(
+                "SIA_SMTP_STARTTLS=false enviaría las contraseñas sin cifrar: "
+                "confírmelo con SIA_SMTP_ALLOW_PLAINTEXT=true (solo un relay en el mismo equipo)"
+            )
         if problems:
             raise ValueError("SIA_ENV=production: " + "; ".join(problems))
         return self
