@@ -58,6 +58,11 @@ async def create_reto(session: AsyncSession, rfc: str, settings: Settings, now: 
     return reto
 
 
+async def rfc_of_reto(session: AsyncSession, reto_id: uuid.UUID) -> str | None:
+    """The RFC a challenge was asked for, so a proof counts against that RFC's e.firma quota."""
+    return await session.scalar(select(Reto.rfc).where(Reto.id == reto_id))
+
+
 def _b64(value: str, code: str, what: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)

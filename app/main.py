@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.db import Database, asyncpg_dsn
 from app.deps import Keys
@@ -85,6 +86,11 @@ def create_app(settings: Settings) -> FastAPI:
     install_docs(app)
     install_problem_handlers(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    if settings.trusted_proxies:
+        # The one place X-Forwarded-For is read (`sia serve` runs uvicorn with proxy_headers=False): from a
+        # trusted proxy only, the rightmost address that is not a trusted proxy becomes request.client, so
+        # rate limits and uvicorn's access log see the client. Added last, it runs first.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(health.router)
     app.include_router(catalogos.router)
     app.include_router(identidad.router)

@@ -1,10 +1,11 @@
 """Settings from the environment (prefix SIA_, except the conventional DATABASE_URL)."""
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development-only secret: production refuses to start with it (see _refuse_defaults_in_production).
 DEV_TOTP_ENCRYPTION_KEY = "c2lhLWRlc2Fycm9sbG8tc29sby1uby1wcm9kdWNjaW8="
@@ -27,6 +28,11 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="IPs or networks (CIDR) of the reverse proxies, comma-separated: only a request from one of "
+        "them has its X-Forwarded-For believed. Empty: the peer's address is the client's.",
+    )
     access_log: bool = Field(default=True, description="uvicorn's per-request log lines.")
     log_json: bool | None = Field(default=None, description="JSON logs; default: on in production only.")
     catalogs_dir: Path | None = Field(
@@ -86,6 +92,23 @@ class Settings(BaseSettings):
     )
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        # uvicorn would take a mistyped entry as a literal that never matches, or "*" as trust in everyone
+        # (any client could then pick its own IP and escape every per-IP limit): refuse both here.
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"SIA_TRUSTED_PROXIES: {item!r} no es una IP ni una red (CIDR)") from None
+        return value
 
     @model_validator(mode="after")
     def _refuse_defaults_in_production(self) -> "Settings":
