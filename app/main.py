@@ -12,6 +12,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.db import Database, asyncpg_dsn
 from app.deps import Keys
 from app.docs import install_docs
+from app.logging import looks_like_request_id
 from app.notify import Notifier
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
@@ -85,7 +86,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_openapi(app)
     install_docs(app)
     install_problem_handlers(app)
-    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    # A client's X-Request-ID reaches responses and the audit log only when it looks like an id.
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID", validator=looks_like_request_id)
     if settings.trusted_proxies:
         # The one place X-Forwarded-For is read (`sia serve` runs uvicorn with proxy_headers=False): from a
         # trusted proxy only, the rightmost address that is not a trusted proxy becomes request.client, so
