@@ -14,6 +14,7 @@ from app.deps import Keys
 from app.docs import install_docs
 from app.logging import looks_like_request_id
 from app.notify import Notifier
+from app.ocsp import OcspChecker
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
 from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad, patrones
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "keys": load_keys(settings),
                 "notifier": notifier,
                 "rate_limiter": RateLimiter(enabled=settings.rate_limit_enabled),
+                "ocsp": OcspChecker.from_settings(settings),
             }
         finally:
             await notifier.stop()

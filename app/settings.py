@@ -46,6 +46,18 @@ class Settings(BaseSettings):
         description="Folder of trusted SAT CA certificates (DER or PEM). Development default: the demo CA.",
     )
     reto_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    # Revocation: *.crl files in efirma_trust_dir always count; OCSP when a URL is set.
+    efirma_ocsp_url: str | None = Field(
+        default=None, description="The SAT's OCSP responder for e.firmas; unset: only the CRLs in the trust folder."
+    )
+    efirma_ocsp_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    efirma_ocsp_cache_seconds: int = Field(
+        default=300, ge=0, le=86_400, description="How long an OCSP answer is reused (never past its nextUpdate)."
+    )
+    efirma_ocsp_fail_open: bool = Field(
+        default=False,
+        description="When the OCSP responder cannot answer: refuse the e.firma (default) or accept it and log it.",
+    )
 
     # credentials and tokens
     totp_encryption_key: SecretStr = Field(
@@ -108,6 +120,14 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise ValueError(f"SIA_TRUSTED_PROXIES: {item!r} no es una IP ni una red (CIDR)") from None
+        return value
+
+    @field_validator("efirma_ocsp_url")
+    @classmethod
+    def _ocsp_over_http(cls, value: str | None) -> str | None:
+        # urllib would also open file: and ftp: URLs; an OCSP responder speaks HTTP (RFC 6960 appendix A).
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("SIA_EFIRMA_OCSP_URL debe ser una URL http:// o https://")
         return value
 
     @model_validator(mode="after")

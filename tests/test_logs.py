@@ -113,9 +113,7 @@ def test_personal_data_in_query_strings_is_masked():
 def test_uvicorns_access_line_is_masked(logs, capsys):
     logs(json_logs=True)
     # uvicorn's own call (protocols/http/h11_impl.py), with the raw query string.
-    logging.getLogger("uvicorn.access").info(
-        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:50000", "GET", QUERY, "1.1", 200
-    )
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:50000", "GET", QUERY, "1.1", 200)
     [line] = capsys.readouterr().err.splitlines()
     event = json.loads(line)["event"]
     assert "12345678901" not in event and "GODE561231" not in event and "limite=10" in event

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import credenciales
 from app.db import Session
-from app.deps import KeysDep, RateLimiterDep, SettingsDep
+from app.deps import KeysDep, OcspDep, RateLimiterDep, SettingsDep
 from app.identifiers import RFC
 from app.problems import Problem, problem_responses
 from app.security import tokens
@@ -108,6 +108,8 @@ EFIRMA_PROBLEMS = (
     "cadena_no_confiable",
     "rfc_no_coincide",
     "firma_invalida",
+    "certificado_revocado",
+    "revocacion_no_verificable",
     "limite_de_tasa",
 )
 
@@ -201,11 +203,14 @@ async def emitir_contrasena(
     keys: KeysDep,
     limiter: RateLimiterDep,
     request: Request,
+    ocsp: OcspDep,
 ) -> ContrasenaEmitida:
     """Valida la e.firma (cadena del SAT, vigencia, que sea FIEL y no CSD, el RFC del reto y la firma),
     envía la contraseña al correo y devuelve el secreto TOTP. Si el RFC ya tiene contraseña: 409."""
     await _limit_proof(limiter, settings, request, session, body.reto_id)
-    result = await credenciales.issue_password(session, keys, settings, body.prueba(), str(body.correo), _now())
+    result = await credenciales.issue_password(
+        session, keys, settings, body.prueba(), str(body.correo), _now(), revocation=ocsp
+    )
     return _emitida(result)
 
 
@@ -225,11 +230,14 @@ async def renovar_contrasena(
     keys: KeysDep,
     limiter: RateLimiterDep,
     request: Request,
+    ocsp: OcspDep,
 ) -> ContrasenaEmitida:
     """Con una firma nueva de la e.firma. La contraseña anterior y todos sus tokens dejan de valer al instante."""
     await _limit_proof(limiter, settings, request, session, body.reto_id)
     correo = str(body.correo) if body.correo else None
-    return _emitida(await credenciales.renew_password(session, keys, settings, body.prueba(), correo, _now()))
+    return _emitida(
+        await credenciales.renew_password(session, keys, settings, body.prueba(), correo, _now(), revocation=ocsp)
+    )
 
 
 @router.post(
@@ -247,10 +255,11 @@ async def cancelar_contrasena(
     keys: KeysDep,
     limiter: RateLimiterDep,
     request: Request,
+    ocsp: OcspDep,
 ) -> ContrasenaCancelada:
     """Con una firma nueva de la e.firma."""
     await _limit_proof(limiter, settings, request, session, body.reto_id)
-    rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), _now())
+    rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), _now(), revocation=ocsp)
     return ContrasenaCancelada(rfc=rfc, estado="cancelada", folio_acuse=folio)
 
 
