@@ -16,6 +16,7 @@ import pytest
 import structlog
 from fastapi import Request
 
+from app.db import Database
 from app.logging import configure_logging, looks_like_request_id, redact_query
 
 SECRET = "Contrasena-Que-Nunca-Debe-Verse-9f3b"
@@ -88,6 +89,23 @@ async def test_a_500_logs_its_traceback_without_locals(app, client, logs, capsys
         assert failures[0]["request_id"] and failures[0]["path"] == "/prueba/explota"
     else:
         assert err.count("Traceback (most recent call last)") == 2
+
+
+async def test_a_database_error_does_not_carry_the_statements_values(database_url):
+    # The 500 that a NUL byte in client_id caused logged "[parameters: ('A\x00B',)]": the values of the query
+    # (an RFC here, an NSS or a TOTP code elsewhere) went into the traceback's message.
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    database = Database.connect(database_url, pool_size=1)
+    try:
+        async with database.engine.connect() as conn:
+            with pytest.raises(DBAPIError) as error:
+                await conn.execute(text("SELECT CAST(:rfc AS text)"), {"rfc": "GODE561231GR8\x00"})
+    finally:
+        await database.dispose()
+    assert "GODE561231GR8" not in str(error.value)
+    assert "hidden due to hide_parameters" in str(error.value)
 
 
 QUERY = (
