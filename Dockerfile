@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Production image: only runtime dependencies (no embedded PostgreSQL, no test tools), non-root.
-# Production refuses to start without DATABASE_URL, SIA_TOTP_ENCRYPTION_KEY, SIA_EFIRMA_TRUST_DIR and SIA_PUBLIC_URL.
+# Production refuses to start without DATABASE_URL, SIA_TOTP_ENCRYPTION_KEY, SIA_EFIRMA_TRUST_DIR, SIA_PUBLIC_URL
+# and SIA_SMTP_HOST.
 # Migrations are their own step:  docker run --rm -e DATABASE_URL=... sia sia db upgrade
 # Signing keys live in the data volume (/var/lib/sia/keys) or come from SIA_TOKEN_KEY_PEM / SIA_SEAL_KEY_PEM;
 # production refuses to start without them:  docker run --rm -v sia-data:/var/lib/sia sia sia keys rotate

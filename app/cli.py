@@ -48,7 +48,7 @@ def _settings() -> Settings:
 
 def _in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     async def run() -> T:
-        engine = create_async_engine(async_url(url), poolclass=NullPool)
+        engine = create_async_engine(async_url(url), poolclass=NullPool, hide_parameters=True)  # rows hold NSS, CURP
         try:
             async with engine.begin() as conn:
                 return await work(conn)

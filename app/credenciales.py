@@ -60,6 +60,11 @@ async def create_reto(session: AsyncSession, rfc: str, settings: Settings, now: 
     return reto
 
 
+async def rfc_of_reto(session: AsyncSession, reto_id: uuid.UUID) -> str | None:
+    """The RFC a challenge was asked for, so a proof counts against that RFC's e.firma quota."""
+    return await session.scalar(select(Reto.rfc).where(Reto.id == reto_id))
+
+
 def _b64(value: str, code: str, what: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
@@ -67,7 +72,13 @@ def _b64(value: str, code: str, what: str) -> bytes:
         raise Problem(code, f"{what} debe venir en base64.") from None
 
 
-async def _prove(session: AsyncSession, prueba: PruebaEfirma, settings: Settings, now: dt.datetime):
+async def _prove(
+    session: AsyncSession,
+    prueba: PruebaEfirma,
+    settings: Settings,
+    now: dt.datetime,
+    revocation: efirma.RevocationCheck | None,
+):
     """Consumes the challenge and returns the proven e.firma identity, or raises the precise problem."""
     reto = await session.scalar(select(Reto).where(Reto.id == prueba.reto_id).with_for_update())
     if reto is None:
@@ -79,13 +90,23 @@ async def _prove(session: AsyncSession, prueba: PruebaEfirma, settings: Settings
     certificado = _b64(prueba.certificado, "certificado_ilegible", "certificado")
     firma = _b64(prueba.firma, "firma_invalida", "firma")
     anchors = efirma.load_trust_anchors(settings.trust_dir)
+    crls = efirma.load_crls(settings.trust_dir)
     try:
-        # Chain building and RSA verification are CPU work: off the event loop.
+        # Chain building, RSA verification and the OCSP request are CPU or network work: off the event loop.
         identity = await asyncio.to_thread(
-            efirma.validate_efirma, certificado, firma, reto.reto, rfc_esperado=reto.rfc, anchors=anchors, now=now
+            efirma.validate_efirma,
+            certificado,
+            firma,
+            reto.reto,
+            rfc_esperado=reto.rfc,
+            anchors=anchors,
+            now=now,
+            crls=crls,
+            revocation=revocation,
         )
     except efirma.EfirmaError as e:
-        raise Problem(e.code, e.detail) from None
+        retry = {"Retry-After": "60"} if e.code == "revocacion_no_verificable" else None
+        raise Problem(e.code, e.detail, headers=retry) from None
     reto.usado_en = now
     return identity
 
@@ -159,9 +180,18 @@ async def _new_credential(
 
 
 async def issue_password(
-    session: AsyncSession, keys: Keys, settings: Settings, prueba: PruebaEfirma, correo: str, now: dt.datetime
+    session: AsyncSession,
+    keys: Keys,
+    settings: Settings,
+    prueba: PruebaEfirma,
+    correo: str,
+    now: dt.datetime,
+    *,
+    revocation: efirma.RevocationCheck | None,
 ) -> CredencialEmitida:
-    identity = await _prove(session, prueba, settings, now)
+    """revocation: the OCSP checker of the app's state (None when SIA_EFIRMA_OCSP_URL is unset); required, so
+    no caller forgets it."""
+    identity = await _prove(session, prueba, settings, now, revocation)
     if await _active_credential(session, identity.rfc) is not None:
         raise Problem(
             "contrasena_activa",
@@ -183,17 +213,30 @@ async def _end_active(session: AsyncSession, rfc: str, estado: str, now: dt.date
 
 
 async def renew_password(
-    session: AsyncSession, keys: Keys, settings: Settings, prueba: PruebaEfirma, correo: str | None, now: dt.datetime
+    session: AsyncSession,
+    keys: Keys,
+    settings: Settings,
+    prueba: PruebaEfirma,
+    correo: str | None,
+    now: dt.datetime,
+    *,
+    revocation: efirma.RevocationCheck | None,
 ) -> CredencialEmitida:
-    identity = await _prove(session, prueba, settings, now)
+    identity = await _prove(session, prueba, settings, now, revocation)
     old = await _end_active(session, identity.rfc, "renovada", now)
     return await _new_credential(session, keys, settings, identity, correo or old.correo, "contrasena.renovacion", now)
 
 
 async def cancel_password(
-    session: AsyncSession, keys: Keys, settings: Settings, prueba: PruebaEfirma, now: dt.datetime
+    session: AsyncSession,
+    keys: Keys,
+    settings: Settings,
+    prueba: PruebaEfirma,
+    now: dt.datetime,
+    *,
+    revocation: efirma.RevocationCheck | None,
 ) -> str:
-    identity = await _prove(session, prueba, settings, now)
+    identity = await _prove(session, prueba, settings, now, revocation)
     old = await _end_active(session, identity.rfc, "cancelada", now)
     acuse = await acuses.issue_acuse(
         session,

@@ -31,7 +31,9 @@ class Database:
     def connect(cls, url: str, *, pool_size: int = 10) -> "Database":
         # No pre-ping: it costs a round trip on every checkout of the hot path; a connection found dead is
         # invalidated on use and the pool reconnects.
-        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
+        # hide_parameters: a database error's text (and so every traceback of it) would otherwise carry the
+        # statement's values: RFCs, NSS, TOTP codes.
+        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size, hide_parameters=True)
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
 
     async def dispose(self) -> None:

@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 
 from app.db import Database
 from app.notify import Notifier
+from app.ocsp import OcspChecker
 from app.security.keys import KeyRing
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
@@ -43,9 +44,14 @@ async def get_password_gate(request: Request) -> VerificationGate:
     return request.state.password_gate
 
 
+async def get_ocsp(request: Request) -> OcspChecker | None:
+    return request.state.ocsp
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 KeysDep = Annotated[Keys, Depends(get_keys)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 PasswordGateDep = Annotated[VerificationGate, Depends(get_password_gate)]
+OcspDep = Annotated[OcspChecker | None, Depends(get_ocsp)]

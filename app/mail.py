@@ -5,6 +5,7 @@ import datetime as dt
 import logging
 import os
 import smtplib
+import ssl
 import uuid
 from email.message import EmailMessage
 
@@ -29,11 +30,21 @@ def _message(settings: Settings, to: str, subject: str, body: str) -> EmailMessa
     return message
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Certificate and host name verified: smtplib's own default for starttls() verifies neither, so a
+    man in the middle could read the password in the message."""
+    cafile = str(settings.smtp_ca_file) if settings.smtp_ca_file else None
+    return ssl.create_default_context(cafile=cafile)
+
+
 def _send_smtp(settings: Settings, message: EmailMessage) -> None:
     assert settings.smtp_host is not None
+    if not settings.smtp_starttls and not settings.smtp_allow_plaintext:
+        raise MailError("SMTP sin TLS no está permitido: active SIA_SMTP_STARTTLS o SIA_SMTP_ALLOW_PLAINTEXT")
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=15) as smtp:
         if settings.smtp_starttls:
-            smtp.starttls()
+            # Raises SMTPNotSupportedError when the server offers no STARTTLS: never a silent fallback to plaintext.
+            smtp.starttls(context=tls_context(settings))
         if settings.smtp_user and settings.smtp_password:
             smtp.login(settings.smtp_user, settings.smtp_password.get_secret_value())
         smtp.send_message(message)
@@ -55,7 +66,7 @@ async def send_mail(settings: Settings, to: str, subject: str, body: str) -> str
     if settings.smtp_host:
         try:
             await asyncio.to_thread(_send_smtp, settings, message)
-        except (OSError, smtplib.SMTPException) as e:
+        except (OSError, smtplib.SMTPException) as e:  # ssl.SSLError (an unverified certificate) is an OSError
             raise MailError(str(e)) from e
         log.info("correo enviado por SMTP a %s", settings.smtp_host)
         return "smtp"

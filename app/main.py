@@ -9,12 +9,15 @@ from contextlib import asynccontextmanager
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.db import Database, asyncpg_dsn
 from app.deps import Keys
 from app.docs import install_docs
+from app.logging import looks_like_request_id
 from app.middleware import BodyLimit, SecurityHeaders
 from app.notify import Notifier
+from app.ocsp import OcspChecker
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
 from app.purge import purge_periodically
@@ -80,6 +83,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
                 "notifier": notifier,
                 "rate_limiter": RateLimiter(enabled=settings.rate_limit_enabled),
                 "password_gate": VerificationGate(settings.password_verifications_max),
+                "ocsp": OcspChecker.from_settings(settings),
             }
         finally:
             if purging is not None:
@@ -105,7 +109,13 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
     # security headers too. 500s are answered outside all of them (problems._unexpected sets their headers).
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, oauth_paths=["/v1/token"])
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    # A client's X-Request-ID reaches responses and the audit log only when it looks like an id.
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID", validator=looks_like_request_id)
+    if settings.trusted_proxies:
+        # The one place X-Forwarded-For is read (`sia serve` runs uvicorn with proxy_headers=False): from a
+        # trusted proxy only, the rightmost address that is not a trusted proxy becomes request.client, so
+        # rate limits and uvicorn's access log see the client. Added last, it runs first.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(health.router)
     app.include_router(catalogos.router)
     app.include_router(identidad.router)

@@ -108,6 +108,9 @@ PROBLEMAS: dict[str, Problema] = {
         422, "e.firma no aceptada", "La e.firma no fue emitida por una autoridad certificadora del SAT."
     ),
     "rfc_no_coincide": Problema(422, "e.firma no aceptada", "El certificado es de otro RFC que el del reto."),
+    "certificado_revocado": Problema(
+        422, "e.firma no aceptada", "La e.firma fue revocada (lista de revocación del SAT o su servicio OCSP)."
+    ),
     "firma_invalida": Problema(
         422, "e.firma no aceptada", "La firma no es base64 o no corresponde al reto con la llave del certificado."
     ),
@@ -136,6 +139,9 @@ PROBLEMAS: dict[str, Problema] = {
     ),
     "error_interno": Problema(500, "Error interno", "Error inesperado; reporte el `request_id` a soporte."),
     "correo_no_enviado": Problema(503, "Correo no enviado", "El correo con la contraseña no se pudo enviar."),
+    "revocacion_no_verificable": Problema(
+        503, "Revocación no verificable", "El servicio OCSP del SAT no respondió o no reconoce el certificado."
+    ),
     "base_de_datos_no_disponible": Problema(503, "Servicio no disponible", "La base de datos no responde."),
     "migraciones_pendientes": Problema(
         503, "Servicio no disponible", "La base de datos no tiene las migraciones al día."

@@ -1,10 +1,11 @@
 """Settings from the environment (prefix SIA_, except the conventional DATABASE_URL)."""
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development-only secret: production refuses to start with it (see _refuse_defaults_in_production).
 DEV_TOTP_ENCRYPTION_KEY = "c2lhLWRlc2Fycm9sbG8tc29sby1uby1wcm9kdWNjaW8="
@@ -27,6 +28,11 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="IPs or networks (CIDR) of the reverse proxies, comma-separated: only a request from one of "
+        "them has its X-Forwarded-For believed. Empty: the peer's address is the client's.",
+    )
     access_log: bool = Field(default=True, description="uvicorn's per-request log lines.")
     log_json: bool | None = Field(default=None, description="JSON logs; default: on in production only.")
     catalogs_dir: Path | None = Field(
@@ -40,6 +46,18 @@ class Settings(BaseSettings):
         description="Folder of trusted SAT CA certificates (DER or PEM). Development default: the demo CA.",
     )
     reto_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    # Revocation: *.crl files in efirma_trust_dir always count; OCSP when a URL is set.
+    efirma_ocsp_url: str | None = Field(
+        default=None, description="The SAT's OCSP responder for e.firmas; unset: only the CRLs in the trust folder."
+    )
+    efirma_ocsp_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    efirma_ocsp_cache_seconds: int = Field(
+        default=300, ge=0, le=86_400, description="How long an OCSP answer is reused (never past its nextUpdate)."
+    )
+    efirma_ocsp_fail_open: bool = Field(
+        default=False,
+        description="When the OCSP responder cannot answer: refuse the e.firma (default) or accept it and log it.",
+    )
 
     # credentials and tokens
     totp_encryption_key: SecretStr = Field(
@@ -96,9 +114,42 @@ class Settings(BaseSettings):
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str = "SIA Infonavit <no-responder@sia.infonavit.org.mx>"
-    smtp_starttls: bool = False
+    # The message carries a password: STARTTLS with the certificate verified is the default, and turning it off
+    # takes a second, explicit setting (a relay on the same host), which production refuses to assume.
+    smtp_starttls: bool = Field(default=True, description="STARTTLS with certificate and host name verified.")
+    smtp_allow_plaintext: bool = Field(
+        default=False, description="Send without TLS when smtp_starttls is off (only a relay on the same host)."
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA certificates (PEM) for the SMTP server; default: the system's."
+    )
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        # uvicorn would take a mistyped entry as a literal that never matches, or "*" as trust in everyone
+        # (any client could then pick its own IP and escape every per-IP limit): refuse both here.
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"SIA_TRUSTED_PROXIES: {item!r} no es una IP ni una red (CIDR)") from None
+        return value
+
+    @field_validator("efirma_ocsp_url")
+    @classmethod
+    def _ocsp_over_http(cls, value: str | None) -> str | None:
+        # urllib would also open file: and ftp: URLs; an OCSP responder speaks HTTP (RFC 6960 appendix A).
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("SIA_EFIRMA_OCSP_URL debe ser una URL http:// o https://")
+        return value
 
     @model_validator(mode="after")
     def _refuse_defaults_in_production(self) -> "Settings":
@@ -114,6 +165,14 @@ class Settings(BaseSettings):
             problems.append("SIA_EFIRMA_TRUST_DIR es obligatorio (certificados de las AC del SAT)")
         if self.public_url is None:
             problems.append("SIA_PUBLIC_URL es obligatorio (la URL que imprimen los QR de los acuses)")
+        if not self.smtp_host:
+            # Without it passwords would pile up as files in the outbox, a development convenience.
+            problems.append("SIA_SMTP_HOST es obligatorio (las contraseñas se envían por correo)")
+        if not self.smtp_starttls and not self.smtp_allow_plaintext:
+            problems.append(
+                "SIA_SMTP_STARTTLS=false enviaría las contraseñas sin cifrar: "
+                "confírmelo con SIA_SMTP_ALLOW_PLAINTEXT=true (solo un relay en el mismo equipo)"
+            )
         if problems:
             raise ValueError("SIA_ENV=production: " + "; ".join(problems))
         return self

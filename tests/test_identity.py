@@ -9,7 +9,6 @@ from pathlib import Path
 import jwt
 import pytest
 import time_machine
-from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from app.problems import PROBLEM_MEDIA_TYPE
@@ -23,6 +22,7 @@ from tests.identity_helpers import (
     prove,
     token_response,
 )
+from tests.smtp_helpers import smtp_server as tls_smtp_server
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)  # EKU9003173C9's FIEL is valid until 2027-05-17
 
@@ -62,29 +62,11 @@ def _auth(token: str) -> dict[str, str]:
 # ------------------------------------------------------------------ the whole flow
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, _server, _session, envelope):
-        self.messages.append(envelope.original_content)
-        return "250 OK"
-
-
 @pytest.fixture
-def smtp_server():
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield controller, inbox
-    finally:
-        controller.stop()
+def smtp_server(tmp_path):
+    # STARTTLS with a certificate the service is told to trust: the password travels as in production.
+    with tls_smtp_server(tmp_path) as (controller, inbox, certificate):
+        yield controller, inbox, certificate
 
 
 @pytest.fixture
@@ -92,13 +74,13 @@ def app_settings(settings, request, tmp_path):
     """Each test gets its own data folder: its own signing keys and outbox."""
     update = {"data_dir": tmp_path}
     if "smtp_server" in request.fixturenames:
-        controller, _ = request.getfixturevalue("smtp_server")
-        update |= {"smtp_host": "127.0.0.1", "smtp_port": controller.port}
+        controller, _, certificate = request.getfixturevalue("smtp_server")
+        update |= {"smtp_host": "127.0.0.1", "smtp_port": controller.port, "smtp_ca_file": certificate}
     return settings.model_copy(update=update)
 
 
 async def test_full_flow_with_sat_efirma_and_real_smtp(client, eku, smtp_server):
-    _, inbox = smtp_server
+    _, inbox, _ = smtp_server
     proof = await prove(client, eku)
     issued = await client.post("/v1/contrasenas", json={**proof, "correo": "nomina@escuela.mx"})
     assert issued.status_code == 201, issued.text

@@ -8,13 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import credenciales
 from app.db import Session
-from app.deps import KeysDep, PasswordGateDep, RateLimiterDep, SettingsDep
+from app.deps import KeysDep, OcspDep, PasswordGateDep, RateLimiterDep, SettingsDep
 from app.identifiers import RFC, has_control_characters
 from app.problems import Problem, problem_responses
 from app.security import tokens
+from app.security.rate_limit import RateLimiter, efirma_key
+from app.settings import Settings
 
 router = APIRouter()
 EJEMPLO_RFC = "TRN920807B50"
@@ -31,7 +34,16 @@ def _now() -> dt.datetime:
 
 
 def _client(request: Request) -> str:
+    # Behind a trusted proxy (SIA_TRUSTED_PROXIES), ProxyHeadersMiddleware has already put the client here.
     return request.client.host if request.client else "desconocido"
+
+
+async def _limit_proof(
+    limiter: RateLimiter, settings: Settings, request: Request, session: AsyncSession, reto_id: uuid.UUID
+) -> None:
+    """A proof counts against the quota of the RFC its challenge was asked for (unknown challenges share one)."""
+    rfc = await credenciales.rfc_of_reto(session, reto_id)
+    limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), rfc))
 
 
 # ------------------------------------------------------------------ retos
@@ -77,7 +89,7 @@ async def crear_reto(
 ) -> RetoEmitido:
     """Primer paso para obtener, renovar o cancelar una contraseña: firme el reto con la llave privada de la
     e.firma del RFC (RSA PKCS#1 v1.5 con SHA-256 sobre los bytes decodificados), p. ej. con `sia efirma firmar`."""
-    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
+    limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), body.rfc))
     reto = await credenciales.create_reto(session, body.rfc, settings, _now())
     return RetoEmitido(reto_id=reto.id, reto=base64.b64encode(reto.reto).decode(), expira_en=reto.expira_en)
 
@@ -99,6 +111,8 @@ EFIRMA_PROBLEMS = (
     "cadena_no_confiable",
     "rfc_no_coincide",
     "firma_invalida",
+    "certificado_revocado",
+    "revocacion_no_verificable",
     "limite_de_tasa",
 )
 
@@ -192,11 +206,14 @@ async def emitir_contrasena(
     keys: KeysDep,
     limiter: RateLimiterDep,
     request: Request,
+    ocsp: OcspDep,
 ) -> ContrasenaEmitida:
     """Valida la e.firma (cadena del SAT, vigencia, que sea FIEL y no CSD, el RFC del reto y la firma),
     envía la contraseña al correo y devuelve el secreto TOTP. Si el RFC ya tiene contraseña: 409."""
-    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
-    result = await credenciales.issue_password(session, keys, settings, body.prueba(), str(body.correo), _now())
+    await _limit_proof(limiter, settings, request, session, body.reto_id)
+    result = await credenciales.issue_password(
+        session, keys, settings, body.prueba(), str(body.correo), _now(), revocation=ocsp
+    )
     return _emitida(result)
 
 
@@ -216,11 +233,14 @@ async def renovar_contrasena(
     keys: KeysDep,
     limiter: RateLimiterDep,
     request: Request,
+    ocsp: OcspDep,
 ) -> ContrasenaEmitida:
     """Con una firma nueva de la e.firma. La contraseña anterior y todos sus tokens dejan de valer al instante."""
-    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
+    await _limit_proof(limiter, settings, request, session, body.reto_id)
     correo = str(body.correo) if body.correo else None
-    return _emitida(await credenciales.renew_password(session, keys, settings, body.prueba(), correo, _now()))
+    return _emitida(
+        await credenciales.renew_password(session, keys, settings, body.prueba(), correo, _now(), revocation=ocsp)
+    )
 
 
 @router.post(
@@ -238,10 +258,11 @@ async def cancelar_contrasena(
     keys: KeysDep,
     limiter: RateLimiterDep,
     request: Request,
+    ocsp: OcspDep,
 ) -> ContrasenaCancelada:
     """Con una firma nueva de la e.firma."""
-    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
-    rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), _now())
+    await _limit_proof(limiter, settings, request, session, body.reto_id)
+    rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), _now(), revocation=ocsp)
     return ContrasenaCancelada(rfc=rfc, estado="cancelada", folio_acuse=folio)
 
 

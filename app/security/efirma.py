@@ -6,13 +6,15 @@ Every failure is an EfirmaError with a stable code and a Spanish detail a person
 import base64
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
@@ -166,19 +168,43 @@ def read_identity(cert: x509.Certificate) -> EfirmaIdentity:
 # ------------------------------------------------------------------ trust anchors
 
 
+CRL_SUFFIX = ".crl"
+
+
 def load_trust_anchors(folder: Path | None) -> list[x509.Certificate]:
-    """Every CA certificate (DER or PEM, any file name) in the folder; unreadable files are logged and skipped."""
+    """Every CA certificate (DER or PEM, any file name but *.crl) in the folder; unreadable files are logged
+    and skipped."""
     if folder is None or not folder.is_dir():
         return []
     anchors = []
     for path in sorted(folder.iterdir()):
-        if not path.is_file():
+        if not path.is_file() or path.suffix.lower() == CRL_SUFFIX:
             continue
         try:
             anchors.append(parse_certificate(path.read_bytes()))
         except EfirmaError:
             log.warning("ignoring %s: not a certificate", path)
     return anchors
+
+
+def load_crls(folder: Path | None) -> list[x509.CertificateRevocationList]:
+    """The certificate revocation lists (*.crl, DER or PEM) in the trust folder, as the SAT publishes them.
+    Read on every proof, like the anchors, so a CRL dropped in the folder counts at once, without a restart."""
+    if folder is None or not folder.is_dir():
+        return []
+    crls = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix.lower() != CRL_SUFFIX:
+            continue
+        data = path.read_bytes()
+        try:
+            if data.lstrip().startswith(b"-----BEGIN"):
+                crls.append(x509.load_pem_x509_crl(data))
+            else:
+                crls.append(x509.load_der_x509_crl(data))
+        except ValueError:
+            log.warning("ignoring %s: not a certificate revocation list", path)
+    return crls
 
 
 def _key_usage_signs(_policy: object, _cert: x509.Certificate, usage: x509.KeyUsage | None) -> None:
@@ -193,8 +219,15 @@ _LEAF_POLICY = ExtensionPolicy.permit_all().require_present(x509.KeyUsage, Criti
 
 
 def _chain_is_trusted(cert: x509.Certificate, anchors: list[x509.Certificate], now: dt.datetime) -> bool:
+    return _trusted_chain(cert, anchors, now) is not None
+
+
+def _trusted_chain(
+    cert: x509.Certificate, anchors: list[x509.Certificate], now: dt.datetime
+) -> list[x509.Certificate] | None:
+    """The chain from the leaf to a trust anchor (leaf first), or None when there is none."""
     if not anchors:
-        return False
+        return None
     verifier = (
         PolicyBuilder()
         .store(Store(anchors))
@@ -203,11 +236,154 @@ def _chain_is_trusted(cert: x509.Certificate, anchors: list[x509.Certificate], n
         .build_client_verifier()
     )
     try:
-        verifier.verify(cert, [])
+        verified = verifier.verify(cert, [])
     except (VerificationError, ValueError):
         # An expired chain with an unparsable subject raises ValueError instead of VerificationError.
-        return False
-    return True
+        return None
+    return list(verified.chain)
+
+
+# ------------------------------------------------------------------ revocation
+
+
+def revoked_error(identity: "EfirmaIdentity", when: dt.datetime | None) -> "EfirmaError":
+    fecha = f" el {when:%Y-%m-%d}" if when else ""
+    return EfirmaError(
+        "certificado_revocado",
+        f"La e.firma de {identity.rfc} (certificado {identity.numero_certificado}) fue revocada{fecha}. "
+        "Tramite una nueva en el SAT.",
+    )
+
+
+def revoked_in_crls(
+    cert: x509.Certificate, issuer: x509.Certificate, crls: list[x509.CertificateRevocationList], now: dt.datetime
+) -> x509.RevokedCertificate | None:
+    """The CRL entry of cert from a CRL its issuer signed, or None. A CRL from anyone else is ignored: only
+    the issuing CA can revoke its certificates."""
+    for crl in crls:
+        if crl.issuer != issuer.subject:
+            continue
+        if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+            log.warning("ignoring a CRL of %s: its signature is not the CA's", crl.issuer.rfc4514_string())
+            continue
+        if crl.next_update_utc is not None and crl.next_update_utc < now:
+            # A stale list still proves what it lists; what it misses is the operator's to refresh.
+            log.warning("the CRL of %s expired on %s", crl.issuer.rfc4514_string(), crl.next_update_utc)
+        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if entry is not None:
+            return entry
+    return None
+
+
+class OcspError(Exception):
+    """The OCSP answer could not be used (malformed, unsigned by the CA, stale, about another certificate)."""
+
+
+@dataclass(frozen=True)
+class OcspAnswer:
+    status: str  # "good", "revoked" or "unknown"
+    revoked_at: dt.datetime | None
+    this_update: dt.datetime
+    next_update: dt.datetime | None
+
+
+def ocsp_request(cert: x509.Certificate, issuer: x509.Certificate) -> bytes:
+    """The DER OCSP request for cert (RFC 6960; SHA-1 CertID, what responders expect)."""
+    builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())  # noqa: S303 - CertID only
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+OCSP_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def _verify_signature(public_key: object, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm) -> None:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        public_key.verify(signature, data, ec.ECDSA(algorithm))
+    else:
+        raise InvalidSignature("unsupported responder key")
+
+
+def _ocsp_signer(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: dt.datetime) -> object:
+    """The responder's public key: the CA's own, or a certificate the CA issued for OCSP signing (RFC 6960
+    §4.2.2.2). Anything else could be anyone's answer."""
+    by_key = response.responder_key_hash
+    if response.responder_name == issuer.subject or by_key == _key_hash_with(issuer, hashes.SHA1()):  # noqa: S303
+        return issuer.public_key()
+    for delegate in response.certificates:
+        if delegate.issuer != issuer.subject:
+            continue
+        try:
+            _verify_signature(
+                issuer.public_key(),
+                delegate.signature,
+                delegate.tbs_certificate_bytes,
+                delegate.signature_hash_algorithm,  # type: ignore[arg-type]
+            )
+            usages = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except (InvalidSignature, x509.ExtensionNotFound, TypeError):
+            continue
+        if ExtendedKeyUsageOID.OCSP_SIGNING in usages and delegate.not_valid_before_utc <= now <= (
+            delegate.not_valid_after_utc
+        ):
+            return delegate.public_key()
+    raise OcspError("the OCSP answer is not signed by the CA nor by a responder the CA authorized")
+
+
+def read_ocsp_response(data: bytes, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> OcspAnswer:
+    """Checks that the answer is about cert, signed by its CA (or the CA's delegate) and current."""
+    try:
+        response = ocsp.load_der_ocsp_response(data)
+    except ValueError:
+        raise OcspError("the OCSP answer is not DER") from None
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise OcspError(f"the OCSP responder answered {response.response_status.name}")
+    try:
+        _verify_signature(
+            _ocsp_signer(response, issuer, now),
+            response.signature,
+            response.tbs_response_bytes,
+            response.signature_hash_algorithm,  # type: ignore[arg-type]
+        )
+    except (InvalidSignature, TypeError):
+        raise OcspError("the OCSP answer's signature is not valid") from None
+    for single in response.responses:
+        if single.serial_number != cert.serial_number or single.issuer_key_hash != _key_hash_with(
+            issuer, single.hash_algorithm
+        ):
+            continue
+        if single.this_update_utc > now + OCSP_CLOCK_SKEW:
+            raise OcspError("the OCSP answer is dated in the future")
+        if single.next_update_utc is not None and single.next_update_utc < now - OCSP_CLOCK_SKEW:
+            raise OcspError("the OCSP answer is stale")
+        status = {
+            ocsp.OCSPCertStatus.GOOD: "good",
+            ocsp.OCSPCertStatus.REVOKED: "revoked",
+            ocsp.OCSPCertStatus.UNKNOWN: "unknown",
+        }[single.certificate_status]
+        revoked_at = single.revocation_time_utc if status == "revoked" else None
+        return OcspAnswer(status, revoked_at, single.this_update_utc, single.next_update_utc)
+    raise OcspError("the OCSP answer is about another certificate")
+
+
+def _key_hash_with(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    """RFC 6960 CertID.issuerKeyHash: the hash of the issuer's subjectPublicKey BIT STRING."""
+    digest = hashes.Hash(algorithm)
+    digest.update(_public_key_bits(cert))
+    return digest.finalize()
+
+
+def _public_key_bits(cert: x509.Certificate) -> bytes:
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    _, start, end = _tlv(spki, 0)
+    _algorithm, bits = _children(spki, start, end)[:2]
+    return spki[bits[1] + 1 : bits[2]]  # the BIT STRING's content after its unused-bits byte
+
+
+# Called after the signature is verified, with (certificate, issuer): raises EfirmaError when the certificate is
+# revoked or its status cannot be learned. The OCSP client (app/ocsp.py) is one; tests inject others.
+RevocationCheck = Callable[[x509.Certificate, x509.Certificate, "EfirmaIdentity"], None]
 
 
 # ------------------------------------------------------------------ validation
@@ -221,9 +397,12 @@ def validate_efirma(
     rfc_esperado: str,
     anchors: list[x509.Certificate],
     now: dt.datetime,
+    crls: list[x509.CertificateRevocationList] | None = None,
+    revocation: RevocationCheck | None = None,
 ) -> EfirmaIdentity:
     """The whole proof of possession, in the order a person fixes things: the right file, still valid,
-    issued by the SAT, of the right RFC, and the signature over the challenge. CPU-bound: run it off the loop."""
+    issued by the SAT, of the right RFC, the signature over the challenge, and not revoked (the CRLs, then
+    `revocation`, e.g. OCSP: network work only for whoever holds the key). Blocking: run it off the loop."""
     cert = parse_certificate(certificado)
     identity = read_identity(cert)
     if not identity.es_fiel:
@@ -242,7 +421,8 @@ def validate_efirma(
             "certificado_aun_no_vigente",
             f"La e.firma de {identity.rfc} es válida a partir del {identity.valido_desde:%Y-%m-%d %H:%M} UTC.",
         )
-    if not _chain_is_trusted(cert, anchors, now):
+    chain = _trusted_chain(cert, anchors, now)
+    if chain is None:
         raise EfirmaError(
             "cadena_no_confiable",
             f"La e.firma de {identity.rfc} no fue emitida por una autoridad certificadora del SAT en la que "
@@ -264,6 +444,13 @@ def validate_efirma(
             "La firma no corresponde al reto con la llave de este certificado. Firme los bytes del reto "
             "(decodificados de base64) con RSA PKCS#1 v1.5 y SHA-256, p. ej. con `sia efirma firmar`.",
         ) from None
+    # A leaf that is itself an anchor has no issuer to revoke it.
+    issuer = chain[1] if len(chain) > 1 else chain[0]
+    entry = revoked_in_crls(cert, issuer, crls or [], now)
+    if entry is not None:
+        raise revoked_error(identity, entry.revocation_date_utc)
+    if revocation is not None:
+        revocation(cert, issuer, identity)
     return identity
 
 

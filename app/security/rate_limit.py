@@ -12,6 +12,12 @@ from limits.strategies import MovingWindowRateLimiter
 from app.problems import Problem
 
 
+def efirma_key(client_ip: str, rfc: str | None) -> str:
+    """The e.firma routes count per IP and RFC: many people behind one NAT or proxy share an IP, and one of
+    them exhausting it must not stop the others proving their own e.firma."""
+    return f"efirma:{client_ip}:{rfc or '-'}"
+
+
 @dataclass(frozen=True)
 class Cuota:
     headers: dict[str, str]
