@@ -73,7 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
             await database.dispose()
 
     app = FastAPI(
-        title="SIA — Servicio de Intercomunicación de Avisos",
+        # ASCII: code generators name the client package after the title (the full name opens the description).
+        title="SIA Infonavit",
         version="1.0.0",
         description=DESCRIPTION.strip(),
         lifespan=lifespan,
@@ -81,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    install_openapi(app)
+    install_openapi(app, settings)
     install_docs(app)
     install_problem_handlers(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
