@@ -183,13 +183,17 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# The settings the document states, at their defaults whatever the environment says: the committed file must
+# not depend on who runs `sia openapi`.
+STATED_DEFAULTS = {
+    name: Settings.model_fields[name].default for name in ("public_url", "host", "port", "avisos_limite_max")
+}
+
+
 def openapi_document() -> dict[str, Any]:
     from app.main import create_app
 
-    # The settings the document states, at their defaults whatever the environment says: the committed file
-    # must not depend on who runs `sia openapi`.
-    stated = {name: Settings.model_fields[name].default for name in ("public_url", "host", "port", "avisos_limite_max")}
-    return create_app(Settings(database_url="postgresql://unused/unused", **stated)).openapi()
+    return create_app(Settings(database_url="postgresql://unused/unused", **STATED_DEFAULTS)).openapi()
 
 
 def openapi_yaml() -> str:

@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from app.main import create_app
-from app.openapi import OPENAPI_PATH
+from app.openapi import OPENAPI_PATH, STATED_DEFAULTS
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.settings import Settings
 
@@ -119,6 +119,12 @@ async def test_docs_pages_need_no_internet(client, page):
     for asset in ("/static/swagger-ui-bundle.js", "/static/swagger-ui.css", "/redoc.js"):
         assert (await client.get(asset)).status_code == 200
     assert "cdn.redoc.ly" not in (await client.get("/redoc.js")).text, "ReDoc's footer logo comes from here too"
+
+
+@pytest.fixture
+def app_settings(settings):
+    """The settings the document states at their defaults, as in openapi.yaml, whatever the environment."""
+    return settings.model_copy(update=STATED_DEFAULTS)
 
 
 async def test_the_docs_show_the_committed_contract(client):
