@@ -230,8 +230,8 @@ class Sandbox:
     nombre = "sandbox"
 
     def acotar(self, c: Consulta, settings: Settings) -> Consulta:
-        # Production's maximum refuses, as there (the document states it for both); below it the sandbox caps
-        # instead: a client asking for more gets 500 and hay_mas, so it must page.
+        # Above production's maximum it refuses, as production does (the document states one maximum for
+        # both); below it, it caps: a client asking for more gets 500 and hay_mas, so it must page.
         c = Produccion().acotar(c, settings)
         return dataclasses.replace(c, limite=min(c.limite, settings.sandbox_limite_max))
 
@@ -416,7 +416,8 @@ LIST_DOC = {
     "response_model": PaginaAvisos,
     "response_description": (
         "Avisos en orden de publicación. `application/json`: `{avisos, hay_mas}`. "
-        "`Accept: application/x-ndjson`: un aviso por línea (la última página trae menos de `limite`)."
+        "`Accept: application/x-ndjson`, o la misma ruta terminada en `.ndjson`: un aviso por línea "
+        "(la última página trae menos de `limite`)."
     ),
 }
 # One aviso per line: the same object as in application/json, without the page around it. The schema and the
