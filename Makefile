@@ -32,6 +32,11 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
 
+# The OpenAPI linters come from the npm registry (tools/openapi-lint pins them).
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	cd tools/openapi-lint && npm ci --no-audit --no-fund && npm run lint
+
 openapi: $(VENV)/.installed
 	$(BIN)/sia openapi --write
 

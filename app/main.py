@@ -94,7 +94,8 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
             await database.dispose()
 
     app = FastAPI(
-        title="SIA — Servicio de Intercomunicación de Avisos",
+        # ASCII: code generators name the client package after the title (the full name opens the description).
+        title="SIA Infonavit",
         version="1.0.0",
         description=DESCRIPTION.strip(),
         lifespan=lifespan,
@@ -102,7 +103,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
         docs_url=None,
         redoc_url=None,
     )
-    install_openapi(app)
+    install_openapi(app, settings)
     install_docs(app)
     install_problem_handlers(app)
     # The last added is the outermost: the request id is set before the 413 is written, and the 413 gets the

@@ -1,6 +1,7 @@
 """The API contract: FastAPI's document, completed where FastAPI falls short (problem+json errors, examples on
-the media types, optional parameters without null). Served as /openapi.json, committed as openapi.yaml, and
-checked for drift in `make test`."""
+the media types, optional parameters without null) and where Spectral, Redocly and code generators need more
+(servers, tags, public operations, rate-limit headers). Served as /openapi.json, committed as openapi.yaml,
+and checked for drift in `make test`."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,73 @@ def _problem_media_type_only(spec: dict[str, Any]) -> None:
 
 def _operations(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [operation for path in spec.get("paths", {}).values() for operation in path.values()]
+
+
+# Top-level tags, in the order the docs show them. Names are ASCII on purpose: openapi-python-client makes a
+# Python module of each and splits words at any accent; the descriptions carry the Spanish.
+TAGS = [
+    ("Monitoreo", "Sondas de vida y de disponibilidad para el orquestador; no requieren token."),
+    ("Tablas de referencia", "Los catálogos de Infonavit: tipos de aviso, de descuento y de crédito, y estatus."),
+    ("e.firma", "Retos que se firman con la e.firma del SAT para obtener, renovar o cancelar la contraseña."),
+    ("Credenciales", "Contraseña (por correo) y secreto TOTP, emitidos, renovados o cancelados con la e.firma."),
+    ("Tokens", "Tokens de acceso de pocos minutos (RFC 6749) y las llaves públicas que los verifican."),
+    ("Acuses", "Acuses sellados por el servicio, en JSON o PDF, y su verificación pública."),
+    ("Patrones", "Los registros patronales (NRP) de un patrón."),
+    ("Relaciones de confianza", "Un patrón autoriza a un desarrollador a leer sus avisos, y lo revoca."),
+    ("Registro de lecturas", "Auditoría: quién leyó los avisos de un patrón, cuándo y cuántos."),
+    ("Avisos", "Descarga completa e incremental de los avisos de un patrón, en JSON o NDJSON."),
+    ("Certificar software", "Intentos de certificación: escenarios que el servicio comprueba con su propio registro."),
+    ("Sandbox", "La API de avisos sobre los datos sintéticos del intento de certificación en curso."),
+]
+
+# Headers of `limits` that a client paces itself with (RFC 9331 draft and RFC 9110 §10.2.3).
+RATE_LIMIT_HEADERS = {
+    "RateLimit": {
+        "description": "Cuota restante (`r`) y segundos hasta que se renueva (`t`) de la política nombrada.",
+        "schema": {"type": "string", "example": '"600/minute";r=599;t=60'},
+    },
+    "RateLimit-Policy": {
+        "description": "La política: solicitudes (`q`) por ventana de `w` segundos.",
+        "schema": {"type": "string", "example": '"600/minute";q=600;w=60'},
+    },
+}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Segundos que debe esperar antes de reintentar.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def _servers_and_tags(spec: dict[str, Any], settings: Settings) -> None:
+    """`servers` is where Swagger UI's "Try it out" and generated clients send requests: this deployment's."""
+    spec["servers"] = [{"url": settings.resolved_public_url, "description": "Este servicio."}]
+    spec["tags"] = [{"name": name, "description": description} for name, description in TAGS]
+
+
+def _public_operations_say_so(spec: dict[str, Any]) -> None:
+    """FastAPI writes `security` only where the bearer dependency is; elsewhere no token is needed, and the
+    document says so instead of leaving linters and readers to guess."""
+    for operation in _operations(spec):
+        operation.setdefault("security", [])
+
+
+def _rate_limit_headers(spec: dict[str, Any]) -> None:
+    """Every 429 carries Retry-After; the limiter's also carry RateLimit and RateLimit-Policy (the
+    certification scenario's and the token endpoint's lockout do not, so they are optional there)."""
+    for operation in _operations(spec):
+        response = operation.get("responses", {}).get("429")
+        if response is not None:
+            response["headers"] = {**response.get("headers", {}), **RETRY_AFTER, **RATE_LIMIT_HEADERS}
+
+
+def _limite_maximum(spec: dict[str, Any], settings: Settings) -> None:
+    """The largest page is a setting, so the document states the one in force (the sandbox caps lower)."""
+    for path in ("/v1/avisos", "/v1/avisos.ndjson", "/sandbox/v1/avisos", "/sandbox/v1/avisos.ndjson"):
+        for parameter in spec.get("paths", {}).get(path, {}).get("get", {}).get("parameters", []):
+            if parameter["name"] == "limite":
+                parameter["schema"]["maximum"] = settings.avisos_limite_max
 
 
 def _examples_on_media_types(spec: dict[str, Any]) -> None:
@@ -94,8 +162,9 @@ def _restore_null_examples(spec: dict[str, Any]) -> None:
             schema["examples"] = examples[schema["title"]]
 
 
-def install_openapi(app: FastAPI) -> None:
-    """/openapi.json (what /docs and /redoc show) and openapi.yaml are the same document."""
+def install_openapi(app: FastAPI, settings: Settings) -> None:
+    """/openapi.json (what /docs and /redoc show) and openapi.yaml are the same document, but for the two
+    settings it states (`servers`, the maximum `limite`): openapi.yaml is written with their defaults."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -105,15 +174,26 @@ def install_openapi(app: FastAPI) -> None:
             _optional_parameters_not_null(spec)
             _restore_null_examples(spec)
             _examples_on_media_types(spec)
+            _servers_and_tags(spec, settings)
+            _public_operations_say_so(spec)
+            _rate_limit_headers(spec)
+            _limite_maximum(spec, settings)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# The settings the document states, at their defaults whatever the environment says: the committed file must
+# not depend on who runs `sia openapi`.
+STATED_DEFAULTS = {
+    name: Settings.model_fields[name].default for name in ("public_url", "host", "port", "avisos_limite_max")
+}
+
+
 def openapi_document() -> dict[str, Any]:
     from app.main import create_app
 
-    return create_app(Settings(database_url="postgresql://unused/unused")).openapi()
+    return create_app(Settings(database_url="postgresql://unused/unused", **STATED_DEFAULTS)).openapi()
 
 
 def openapi_yaml() -> str:

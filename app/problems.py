@@ -20,8 +20,9 @@ class CampoInvalido(BaseModel):
     motivo: str
 
 
+# Its docstring is the schema's description in the contract, so it speaks to the payroll developer, in Spanish.
 class ProblemDetail(BaseModel):
-    """An RFC 9457 problem, with a stable `code` that clients can branch on."""
+    """Un problema RFC 9457, con un `code` estable sobre el que el cliente puede decidir."""
 
     type: str = Field(examples=["urn:sia:problema:solicitud_invalida"])
     title: str = Field(examples=["La solicitud no es válida"])

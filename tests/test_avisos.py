@@ -278,6 +278,20 @@ async def test_ndjson_and_json_give_the_same_avisos(client, app_settings, db):
     }
 
 
+async def test_the_ndjson_operation_needs_no_accept_header(client, app_settings, db):
+    """Generated clients cannot choose Accept: /v1/avisos.ndjson is the same page as NDJSON, same filters."""
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    params = {"limite": 20, "clase": "retencion"}
+    by_accept = await client.get("/v1/avisos", params=params, headers={**who, "Accept": "application/x-ndjson"})
+    by_path = await client.get("/v1/avisos.ndjson", params=params, headers=who)
+    assert by_path.status_code == 200 and by_path.headers["content-type"] == "application/x-ndjson"
+    assert by_path.content == by_accept.content and len(by_path.content.splitlines()) == 20
+    assert by_path.headers["ratelimit"].startswith('"600/minute"')
+    refused = await client.get("/v1/avisos.ndjson", params={"limite": 10_001}, headers=who)
+    assert refused.status_code == 422 and refused.json()["code"] == "limite_fuera_de_rango"
+
+
 async def test_names_with_quotes_and_backslashes_survive(client, app_settings, db):
     await certify(db, A.rfc)
     async with db.begin() as conn:

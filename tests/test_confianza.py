@@ -352,7 +352,7 @@ async def test_new_nrps_are_covered_when_none_were_named(client, parties, employ
 # ------------------------------------------------------------------ acuses as PDF
 
 
-async def test_relationship_acuse_as_pdf(client, parties, employers):
+async def test_relationship_acuse_as_pdf(client, parties, employers, world):
     patron, developer = parties
     relation = (
         await client.post("/v1/relaciones-confianza", json=_body(nrps=list(employers[0].nrps)), headers=patron)
@@ -362,6 +362,11 @@ async def test_relationship_acuse_as_pdf(client, parties, employers):
     )
     assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
     assert response.content.startswith(b"%PDF")
+    # Generated clients cannot choose Accept: the same PDF at {folio}.pdf, for the parties only.
+    by_path = await client.get(f"/v1/acuses/{relation['folio_acuse']}.pdf", headers=developer)
+    assert by_path.headers["content-type"] == "application/pdf" and by_path.content.startswith(b"%PDF")
+    stranger = await client.get(f"/v1/acuses/{relation['folio_acuse']}.pdf", headers=await world(OTHER_DEV))
+    assert stranger.status_code == 404 and stranger.json()["code"] == "acuse_no_encontrado"
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "acuse-relacion.pdf").write_bytes(response.content)
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)

@@ -1,14 +1,16 @@
 """The contract: openapi.yaml is valid, and no route answers malformed input with a 500."""
 
-import json
+import re
 
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from app.openapi import OPENAPI_PATH
+from app.main import create_app
+from app.openapi import OPENAPI_PATH, STATED_DEFAULTS
 from app.problems import PROBLEM_MEDIA_TYPE
+from app.settings import Settings
 
 
 def test_openapi_yaml_is_a_valid_openapi_document():
@@ -50,7 +52,8 @@ def _bodies(spec: dict):
 
 
 def test_every_body_has_an_example_that_matches_its_schema():
-    """Payroll developers learn the API from these examples, so each must be a body the schema accepts."""
+    """Payroll developers learn the API from these examples, so each must be a body the schema accepts. An
+    NDJSON media type's schema and example are those of one line, as linters and generators read them."""
     spec = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
     checked = 0
     for where, media_type, media in _bodies(spec):
@@ -61,8 +64,6 @@ def test_every_body_has_an_example_that_matches_its_schema():
         else:
             assert "example" in media, f"{where} has no example"
             examples = [media["example"]]
-        if media_type == "application/x-ndjson":
-            examples = [json.loads(line) for example in examples for line in example.splitlines()]
         # The schema is resolved inside the whole spec, so its $refs to components work.
         validator = Draft202012Validator({**spec, **media["schema"]})
         for example in examples:
@@ -120,6 +121,12 @@ async def test_docs_pages_need_no_internet(client, page):
     assert "cdn.redoc.ly" not in (await client.get("/redoc.js")).text, "ReDoc's footer logo comes from here too"
 
 
+@pytest.fixture
+def app_settings(settings):
+    """The settings the document states at their defaults, as in openapi.yaml, whatever the environment."""
+    return settings.model_copy(update=STATED_DEFAULTS)
+
+
 async def test_the_docs_show_the_committed_contract(client):
     """/docs and /redoc read /openapi.json: it is the same document as openapi.yaml, problems and examples included."""
     served = (await client.get("/openapi.json")).json()
@@ -130,3 +137,100 @@ async def test_the_docs_show_the_committed_contract(client):
         ]["revocada_en"]
         is None
     )
+
+
+# ------------------------------------------------------------------ what linters and generators need
+
+
+def _committed() -> dict:
+    return yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+
+
+def _served(settings: Settings, **changes) -> dict:
+    return create_app(settings.model_copy(update=changes)).openapi()
+
+
+def test_servers_come_from_the_public_url(settings):
+    """Swagger UI's "Try it out" and generated clients call `servers`: the committed file names the default
+    address of `make run`, the served document the one this deployment is reached at."""
+    assert [s["url"] for s in _committed()["servers"]] == ["http://127.0.0.1:8000"]
+    served = _served(settings, public_url="https://sia.example.mx")
+    assert [s["url"] for s in served["servers"]] == ["https://sia.example.mx"]
+
+
+def test_limite_declares_the_configured_maximum(settings):
+    def maxima(spec: dict) -> dict[str, int]:
+        return {
+            path: next(p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "limite")["schema"][
+                "maximum"
+            ]
+            for path in ("/v1/avisos", "/sandbox/v1/avisos")
+        }
+
+    assert maxima(_committed()) == {"/v1/avisos": 10_000, "/sandbox/v1/avisos": 10_000}
+    assert maxima(_served(settings, avisos_limite_max=2_000)) == {"/v1/avisos": 2_000, "/sandbox/v1/avisos": 2_000}
+
+
+def test_every_tag_is_declared_with_a_description():
+    spec = _committed()
+    declared = {tag["name"]: tag.get("description") for tag in spec["tags"]}
+    used = {tag for operations in spec["paths"].values() for op in operations.values() for tag in op["tags"]}
+    assert used == set(declared) and all(declared.values()), declared
+
+
+PUBLIC = {
+    "livez",
+    "readyz",
+    "consultarCatalogo",
+    "crearReto",
+    "emitirContrasena",
+    "renovarContrasena",
+    "cancelarContrasena",
+    "emitirToken",
+    "jwks",
+    "verificarAcuse",
+}
+
+
+def test_public_operations_say_so_and_the_others_need_the_bearer_token():
+    spec = _committed()
+    public = set()
+    for operations in spec["paths"].values():
+        for op in operations.values():
+            assert "security" in op, op["operationId"]
+            if op["security"] == []:
+                public.add(op["operationId"])
+            else:
+                assert op["security"] == [{"HTTPBearer": []}], op["operationId"]
+    assert public == PUBLIC
+
+
+def test_no_english_developer_notes_in_the_contract():
+    """Docstrings of models become schema descriptions: what a payroll developer reads is Spanish."""
+    english = re.compile(r"\b(the|of|is|are|which|so that|here|when|with|that|every)\b", re.IGNORECASE)
+
+    def descriptions(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("description", "summary", "title") and isinstance(value, str):
+                    yield value
+                else:
+                    yield from descriptions(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from descriptions(value)
+
+    found = [text for text in descriptions(_committed()) if english.search(text)]
+    assert not found, found
+
+
+def test_generated_clients_get_python_names():
+    """openapi-python-client names the package after info.title and a module after each tag, keeping only
+    ASCII letters in words: an accent splits a word and leaves a name pip refuses."""
+    from openapi_python_client.strings import kebab_case, snake_case
+
+    spec = _committed()
+    project = kebab_case(spec["info"]["title"]).lower() + "-client"
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", project), project
+    for tag in spec["tags"]:
+        assert re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", snake_case(tag["name"])), tag["name"]

@@ -1,17 +1,21 @@
-"""Acuses: JSON by default, PDF on `Accept: application/pdf`, and a public verification by folio and seal."""
+"""Acuses: JSON by default, PDF on `Accept: application/pdf` or at {folio}.pdf, and a public verification by folio
+and seal."""
 
 import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
 from app.acuse_pdf import render_acuse_pdf
 from app.db import Session
 from app.deps import SettingsDep
+from app.models import Acuse
 from app.problems import Problem, problem_responses
-from app.security.caller import CALLER_PROBLEMS, CurrentCaller
+from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller
+from app.settings import Settings
 
 router = APIRouter(prefix="/v1/acuses", tags=["Acuses"])
 FolioAcuse = Annotated[
@@ -84,31 +88,58 @@ def _wants_pdf(request: Request) -> bool:
     return "application/pdf" in accept and "application/json" not in accept
 
 
+ACUSE_PROBLEMS = problem_responses(*CALLER_PROBLEMS, "acuse_no_encontrado", "solicitud_invalida")
+PDF = {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}
+
+
+async def _acuse_of_party(session: AsyncSession, folio: str, caller: Caller) -> Acuse:
+    acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
+    if acuse is None:
+        raise Problem("acuse_no_encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
+    return acuse
+
+
+def _pdf(acuse: Acuse, settings: Settings) -> Response:
+    url = acuses.verification_url(settings.resolved_public_url, acuse)
+    return Response(
+        render_acuse_pdf(acuse, url),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{acuse.folio}.pdf"'},
+    )
+
+
+# Before /{folio}, which would take "….pdf" for a folio. Its own operation because generated clients cannot
+# choose Accept and parse only the first media type of a response (JSON here).
+@router.get(
+    "/{folio}.pdf",
+    summary="Descargar un acuse en PDF",
+    operation_id="descargarAcusePdf",
+    response_class=Response,
+    response_description="El acuse en PDF, con el QR de su verificación pública.",
+    responses={200: {"content": PDF}, **ACUSE_PROBLEMS},
+)
+async def descargar_acuse_pdf(
+    folio: FolioAcuse, caller: CurrentCaller, session: Session, settings: SettingsDep
+) -> Response:
+    """Lo mismo que GET /v1/acuses/{folio} con `Accept: application/pdf`, para clientes que no eligen Accept."""
+    return _pdf(await _acuse_of_party(session, folio, caller), settings)
+
+
 @router.get(
     "/{folio}",
     summary="Consultar un acuse (JSON o PDF)",
     operation_id="consultarAcuse",
     response_model=AcuseRecibo,
     response_description="El acuse con su cadena original y su sello; en PDF con `Accept: application/pdf`.",
-    responses={
-        200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
-        **problem_responses(*CALLER_PROBLEMS, "acuse_no_encontrado", "solicitud_invalida"),
-    },
+    responses={200: {"content": PDF}, **ACUSE_PROBLEMS},
 )
 async def consultar_acuse(
     folio: FolioAcuse, caller: CurrentCaller, session: Session, settings: SettingsDep, request: Request
 ) -> Any:
     """Solo para las partes del acuse; para cualquier otro RFC responde 404, igual que si no existiera."""
-    acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
-    if acuse is None:
-        raise Problem("acuse_no_encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
+    acuse = await _acuse_of_party(session, folio, caller)
     if _wants_pdf(request):
-        url = acuses.verification_url(settings.resolved_public_url, acuse)
-        return Response(
-            render_acuse_pdf(acuse, url),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'inline; filename="{acuse.folio}.pdf"'},
-        )
+        return _pdf(acuse, settings)
     return AcuseRecibo.model_validate(acuse, from_attributes=True)
 
 

@@ -3,7 +3,6 @@ data scopes (Alcance). Authorized before the first byte, streamed, audited."""
 
 import dataclasses
 import datetime as dt
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,13 +27,14 @@ from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
 from app.identifiers import NRP, NSS, RFC, Fecha, Folio
 from app.models.catalogo import CLASES
 from app.notify import Notifier
+from app.openapi import RATE_LIMIT_HEADERS
 from app.problems import Problem, problem_response, problem_responses
 from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller, require_still_active
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 
 router = APIRouter(tags=["Avisos"])
-sandbox_router = APIRouter(tags=["Sandbox de certificación"])
+sandbox_router = APIRouter(tags=["Sandbox"])
 NDJSON = "application/x-ndjson"
 Clase = StrEnum("Clase", {c: c for c in CLASES})
 RECHECK_SECONDS = 1.0  # a long poll also re-checks, for rows that became visible without a notification
@@ -249,7 +249,9 @@ class Sandbox:
     nombre = "sandbox"
 
     def acotar(self, c: Consulta, settings: Settings) -> Consulta:
-        # Capped, not refused: a client asking for more gets 500 and hay_mas, so it must page.
+        # Above production's maximum it refuses, as production does (the document states one maximum for
+        # both); below it, it caps: a client asking for more gets 500 and hay_mas, so it must page.
+        c = Produccion().acotar(c, settings)
         return dataclasses.replace(c, limite=min(c.limite, settings.sandbox_limite_max))
 
     async def permitir(self, session: AsyncSession, caller: Caller, c: Consulta, now: dt.datetime) -> Permiso | Problem:
@@ -402,7 +404,8 @@ async def contexto(
 ContextoDep = Annotated[Contexto, Depends(contexto)]
 
 
-async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto) -> Response:
+async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto, ndjson: bool | None = None) -> Response:
+    """ndjson: the representation fixed by the route; None: chosen by the Accept header."""
     request, caller, session, settings, database = ctx.request, ctx.caller, ctx.session, ctx.settings, ctx.database
     quota = ctx.limiter.hit(settings.rate_limit_avisos, f"avisos:{alcance.nombre}:{caller.rfc}")
     c = alcance.acotar(c, settings)
@@ -429,8 +432,9 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto) -> Response:
                 f"{c.despues_de} no es un aviso de {filtros.rfc_patron}.",
             ) from None
     query = avisos.page_query(filtros, cursor, c.limite + 1)
-    accept = request.headers.get("accept", "")
-    ndjson = NDJSON in accept or "application/jsonl" in accept
+    if ndjson is None:
+        accept = request.headers.get("accept", "")
+        ndjson = NDJSON in accept or "application/jsonl" in accept
 
     async def body() -> AsyncIterator[bytes]:
         stream = avisos.Stream(recibida_en=received)
@@ -516,19 +520,23 @@ LIST_DOC = {
     "response_model": PaginaAvisos,
     "response_description": (
         "Avisos en orden de publicación. `application/json`: `{avisos, hay_mas}`. "
-        "`Accept: application/x-ndjson`: un aviso por línea (la última página trae menos de `limite`)."
+        "`Accept: application/x-ndjson`, o la misma ruta terminada en `.ndjson`: un aviso por línea "
+        "(la última página trae menos de `limite`)."
     ),
 }
-NDJSON_PAGE = {
-    200: {
-        "content": {
-            NDJSON: {
-                "schema": {"$ref": "#/components/schemas/Aviso"},
-                # One aviso per line: the same object as in application/json, without the page around it.
-                "example": json.dumps(EJEMPLO_AVISO, ensure_ascii=False) + "\n",
-            }
-        }
+# One aviso per line: the same object as in application/json, without the page around it. The schema and the
+# example are those of one line (OpenAPI 3.1 has no item schema for sequential media types; 3.2 will).
+NDJSON_MEDIA = {
+    NDJSON: {
+        "schema": {"$ref": "#/components/schemas/Aviso"},
+        "example": EJEMPLO_AVISO,
     }
+}
+NDJSON_PAGE = {200: {"headers": RATE_LIMIT_HEADERS, "content": NDJSON_MEDIA}}
+NDJSON_ONLY = {
+    # Its media_type is None: FastAPI then adds no media type of its own beside NDJSON_MEDIA.
+    "response_class": StreamingResponse,
+    "response_description": "Avisos en orden de publicación, uno por línea (la última página trae menos de `limite`).",
 }
 LIST_PROBLEMS = (
     *CALLER_PROBLEMS,
@@ -537,6 +545,12 @@ LIST_PROBLEMS = (
     "tipo_aviso_desconocido",
     "despues_de_desconocido",
     "limite_de_tasa",
+)
+PRODUCTION_LIST_PROBLEMS = problem_responses(
+    *LIST_PROBLEMS, "sin_certificacion", "sin_autorizacion", "limite_fuera_de_rango", "rfc_patron_requerido"
+)
+SANDBOX_LIST_PROBLEMS = problem_responses(
+    *LIST_PROBLEMS, "sin_intento_en_curso", "sin_autorizacion", "limite_fuera_de_rango"
 )
 LIST_DESCRIPTION = """Una descarga completa y una sincronización incremental son la misma solicitud con otro cursor.
 Un aviso publicado mientras usted pagina le llega exactamente una vez. Con `espera`, la solicitud se
@@ -549,15 +563,24 @@ mantiene abierta hasta que se publiquen avisos del patrón o se acabe el tiempo 
     operation_id="listarAvisos",
     description=LIST_DESCRIPTION,
     **LIST_DOC,
-    responses={
-        **NDJSON_PAGE,
-        **problem_responses(
-            *LIST_PROBLEMS, "sin_certificacion", "sin_autorizacion", "limite_fuera_de_rango", "rfc_patron_requerido"
-        ),
-    },
+    responses={**NDJSON_PAGE, **PRODUCTION_LIST_PROBLEMS},
 )
 async def listar_avisos(c: ConsultaDep, ctx: ContextoDep) -> Response:
     return await _listar(Produccion(), c, ctx)
+
+
+# Generated clients cannot choose Accept and read only the first media type of a response, so the NDJSON
+# representation is an operation of its own: a query parameter on /v1/avisos would make their parser fail.
+@router.get(
+    "/v1/avisos.ndjson",
+    summary="Descargar avisos en NDJSON",
+    operation_id="listarAvisosNdjson",
+    description="Lo mismo que GET /v1/avisos con `Accept: application/x-ndjson`, para clientes que no eligen Accept.",
+    **NDJSON_ONLY,
+    responses={**NDJSON_PAGE, **PRODUCTION_LIST_PROBLEMS},
+)
+async def listar_avisos_ndjson(c: ConsultaDep, ctx: ContextoDep) -> Response:
+    return await _listar(Produccion(), c, ctx, ndjson=True)
 
 
 @sandbox_router.get(
@@ -566,10 +589,22 @@ async def listar_avisos(c: ConsultaDep, ctx: ContextoDep) -> Response:
     operation_id="listarAvisosSandbox",
     description="La misma API que /v1/avisos, sobre los datos sintéticos de su intento de certificación abierto.",
     **LIST_DOC,
-    responses={**NDJSON_PAGE, **problem_responses(*LIST_PROBLEMS, "sin_intento_en_curso", "sin_autorizacion")},
+    responses={**NDJSON_PAGE, **SANDBOX_LIST_PROBLEMS},
 )
 async def listar_avisos_sandbox(c: ConsultaDep, ctx: ContextoDep) -> Response:
     return await _listar(Sandbox(), c, ctx)
+
+
+@sandbox_router.get(
+    "/sandbox/v1/avisos.ndjson",
+    summary="Descargar avisos del sandbox en NDJSON",
+    operation_id="listarAvisosSandboxNdjson",
+    description="Lo mismo que GET /sandbox/v1/avisos con `Accept: application/x-ndjson`.",
+    **NDJSON_ONLY,
+    responses={**NDJSON_PAGE, **SANDBOX_LIST_PROBLEMS},
+)
+async def listar_avisos_sandbox_ndjson(c: ConsultaDep, ctx: ContextoDep) -> Response:
+    return await _listar(Sandbox(), c, ctx, ndjson=True)
 
 
 ONE_PROBLEMS = (*CALLER_PROBLEMS, "aviso_no_encontrado", "solicitud_invalida", "limite_de_tasa")

@@ -8,7 +8,7 @@ from app.catalogs import CATALOGOS, catalog_entries
 from app.db import Session
 from app.problems import problem_responses
 
-router = APIRouter(prefix="/v1/catalogos", tags=["Catálogos"])
+router = APIRouter(prefix="/v1/catalogos", tags=["Tablas de referencia"])
 
 NombreCatalogo = StrEnum("NombreCatalogo", {n.replace("-", "_"): n for n in CATALOGOS})
 

@@ -15,7 +15,7 @@ from app.models import Certificacion
 from app.problems import problem_responses
 from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
-router = APIRouter(prefix="/v1/certificaciones", tags=["Certificación"])
+router = APIRouter(prefix="/v1/certificaciones", tags=["Certificar software"])
 NombreEscenario = StrEnum("NombreEscenario", {e: e for e in certificaciones.ESCENARIOS})
 
 

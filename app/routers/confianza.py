@@ -263,7 +263,7 @@ class PaginaAuditoria(BaseModel):
 
 @router.get(
     "/v1/auditoria",
-    tags=["Auditoría"],
+    tags=["Registro de lecturas"],
     summary="Quién consultó los avisos del patrón",
     operation_id="consultarAuditoria",
     response_description="Eventos del patrón, del más reciente al más antiguo.",

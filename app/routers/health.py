@@ -6,7 +6,7 @@ from app.db import Session
 from app.migrations import current_revision, head_revision
 from app.problems import Problem, problem_responses
 
-router = APIRouter(tags=["Operación"])
+router = APIRouter(tags=["Monitoreo"])
 
 
 class Estado(BaseModel):

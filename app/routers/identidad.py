@@ -192,7 +192,7 @@ def _emitida(result: credenciales.CredencialEmitida) -> ContrasenaEmitida:
 
 @router.post(
     "/v1/contrasenas",
-    tags=["Contraseñas"],
+    tags=["Credenciales"],
     status_code=201,
     summary="Obtener una contraseña con la e.firma",
     operation_id="emitirContrasena",
@@ -219,7 +219,7 @@ async def emitir_contrasena(
 
 @router.post(
     "/v1/contrasenas/renovacion",
-    tags=["Contraseñas"],
+    tags=["Credenciales"],
     status_code=201,
     summary="Renovar la contraseña",
     operation_id="renovarContrasena",
@@ -245,7 +245,7 @@ async def renovar_contrasena(
 
 @router.post(
     "/v1/contrasenas/cancelacion",
-    tags=["Contraseñas"],
+    tags=["Credenciales"],
     summary="Cancelar la contraseña",
     operation_id="cancelarContrasena",
     response_description="Contraseña cancelada; sus tokens dejan de valer al instante.",
@@ -289,8 +289,10 @@ class TokenEmitido(BaseModel):
     )
 
 
+# Every field is optional so that a missing one gets RFC 6749's invalid_request, not a 422. (The docstring is
+# the schema's description in the contract: Spanish, for the payroll developer.)
 class SolicitudToken(BaseModel):
-    """Every field is optional here so that a missing one gets RFC 6749's invalid_request, not a 422."""
+    """Formulario de RFC 6749 §4.4 (client credentials) más el código TOTP."""
 
     grant_type: str | None = Field(default=None, description="Siempre `client_credentials`.")
     client_id: str | None = Field(default=None, description="El RFC.")
