@@ -29,18 +29,24 @@ def logs(capsys):
     root = logging.getLogger()
     saved_root = root.handlers[:], root.level
     names = ("uvicorn", "uvicorn.error", "uvicorn.access")
-    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate) for n in names}
+    saved = {
+        n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate, logging.getLogger(n).level) for n in names
+    }
     saved_filters = logging.getLogger("uvicorn.access").filters[:]
 
     def configure(*, json_logs: bool) -> None:
+        # As in `sia serve`, where uvicorn sets no level; an in-process uvicorn of another test may have.
+        for n in names:
+            logging.getLogger(n).setLevel(logging.NOTSET)
         configure_logging(json_logs=json_logs)
 
     yield configure
     root.handlers[:], level = saved_root
     root.setLevel(level)
-    for n, (handlers, propagate) in saved.items():
+    for n, (handlers, propagate, level) in saved.items():
         logging.getLogger(n).handlers[:] = handlers
         logging.getLogger(n).propagate = propagate
+        logging.getLogger(n).setLevel(level)
     logging.getLogger("uvicorn.access").filters[:] = saved_filters
     structlog.reset_defaults()
 

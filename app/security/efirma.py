@@ -246,7 +246,7 @@ def _trusted_chain(
 # ------------------------------------------------------------------ revocation
 
 
-def revoked_error(identity: "EfirmaIdentity", when: dt.datetime | None) -> "EfirmaError":
+def revoked_error(identity: EfirmaIdentity, when: dt.datetime | None) -> EfirmaError:
     fecha = f" el {when:%Y-%m-%d}" if when else ""
     return EfirmaError(
         "certificado_revocado",
@@ -308,6 +308,7 @@ def _verify_signature(public_key: object, signature: bytes, data: bytes, algorit
 def _ocsp_signer(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: dt.datetime) -> object:
     """The responder's public key: the CA's own, or a certificate the CA issued for OCSP signing (RFC 6960
     §4.2.2.2). Anything else could be anyone's answer."""
+    # ResponderID byKey is a SHA-1 of the key (RFC 6960 §4.2.1): an identifier, not a security hash.
     by_key = response.responder_key_hash
     if response.responder_name == issuer.subject or by_key == _key_hash_with(issuer, hashes.SHA1()):  # noqa: S303
         return issuer.public_key()
@@ -381,9 +382,10 @@ def _public_key_bits(cert: x509.Certificate) -> bytes:
     return spki[bits[1] + 1 : bits[2]]  # the BIT STRING's content after its unused-bits byte
 
 
-# Called after the signature is verified, with (certificate, issuer): raises EfirmaError when the certificate is
-# revoked or its status cannot be learned. The OCSP client (app/ocsp.py) is one; tests inject others.
-RevocationCheck = Callable[[x509.Certificate, x509.Certificate, "EfirmaIdentity"], None]
+# Called after the signature is verified, with (certificate, issuer, identity): raises EfirmaError when the
+# certificate is revoked or its status cannot be learned. Injected so this module does no network I/O: the app
+# passes its OCSP client (app/ocsp.py).
+RevocationCheck = Callable[[x509.Certificate, x509.Certificate, EfirmaIdentity], None]
 
 
 # ------------------------------------------------------------------ validation
