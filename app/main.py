@@ -15,6 +15,7 @@ from app.notify import Notifier
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
 from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad, patrones
+from app.routers import portal as portal_routes
 from app.security.keys import KeyRing, rotate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
@@ -94,4 +95,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(avisos.router)
     app.include_router(certificaciones.router)
     app.include_router(avisos.sandbox_router)
+    app.include_router(portal_routes.router)
+    app.mount("/portal/static", portal_routes.PortalStatic(directory=portal_routes.STATIC), name="portal-static")
     return app

@@ -50,6 +50,13 @@ PROBLEMAS: dict[str, Problema] = {
         401, "No autenticado", "La contraseña con la que se emitió el token fue renovada o cancelada."
     ),
     "prohibido": Problema(403, "Acceso denegado", "Sin permiso."),
+    "sesion_requerida": Problema(
+        401, "Sesión requerida", "No hay sesión del portal, venció (15 min sin uso u 8 h) o su contraseña cambió."
+    ),
+    "credenciales_incorrectas": Problema(401, "No autenticado", "RFC, contraseña o código OTP incorrectos."),
+    "origen_no_permitido": Problema(
+        403, "Origen no permitido", "Un cambio desde el portal llegó sin `Origin` o desde otro sitio."
+    ),
     "no_es_patron": Problema(403, "Solo patrones", "Quien llama no está en el padrón de patrones."),
     "solo_el_patron": Problema(403, "Solo el patrón", "Solo el patrón que otorgó la relación puede revocarla."),
     "sin_certificacion": Problema(
@@ -128,6 +135,9 @@ PROBLEMAS: dict[str, Problema] = {
     "limite_fuera_de_rango": Problema(422, "Límite fuera de rango", "`limite` excede el máximo de la ruta."),
     "despues_de_desconocido": Problema(422, "Folio desconocido", "`despues_de` no es un aviso de ese patrón."),
     "escenario_sin_inicio": Problema(422, "Escenario sin inicio", "Ese escenario no se inicia: solo se descarga."),
+    "rfc_bloqueado": Problema(
+        429, "Demasiados intentos", "Demasiados códigos OTP fallidos: el RFC queda bloqueado un rato."
+    ),
     "limite_de_tasa": Problema(
         429, "Demasiadas solicitudes", "Se superó el límite de solicitudes; reintente después de `Retry-After`."
     ),

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     intento_vigencia_dias: int = Field(default=7, ge=1, description="Life of a certification attempt.")
     sandbox_limite_max: int = Field(default=500, ge=10, description="Largest sandbox page: paging is required.")
 
+    # portal (browser sessions): the page never holds a token; these bound the server-side session
+    portal_idle_minutes: int = Field(default=15, ge=1, description="A portal session ends after this long unused.")
+    portal_absolute_hours: int = Field(default=8, ge=1, description="A portal session ends this long after sign-in.")
+
     # e-mail: SMTP when a host is set, otherwise .eml files in the data folder's outbox/
     smtp_host: str | None = None
     smtp_port: int = 25
