@@ -180,6 +180,8 @@ async def test_sign_in_opens_a_server_side_session_behind_an_httponly_strict_coo
     stored = list(await session.scalars(select(SesionPortal.id)))
     assert stored == [hashlib.sha256(value.encode()).digest()], "only the cookie's digest is kept"
     assert (await client.get("/portal/api/sesion")).json()["rfc"] == EMPLOYER
+    client.cookies.clear()
+    assert (await client.get("/portal/api/sesion")).status_code == 204  # nobody signed in: no error, no body
 
 
 @pytest.fixture
@@ -265,7 +267,7 @@ async def test_a_session_ends_after_15_minutes_unused(client, employer, clock):
     clock.shift(14 * 60)
     assert (await client.get("/portal/api/sesion")).status_code == 200
     clock.shift(15 * 60 + 1)
-    assert_problem(await client.get("/portal/api/sesion"), 401, "sesion_requerida")
+    assert_problem(await client.get("/portal/api/relaciones"), 401, "sesion_requerida")
 
 
 async def test_a_session_ends_8_hours_after_sign_in_however_busy(client, employer, clock):
@@ -285,7 +287,7 @@ async def test_renewing_the_password_ends_the_session_at_once(client, employer, 
     await signed_in(client, employer, clock)
     renewed = await client.post("/v1/contrasenas/renovacion", json=await prove(client, eku))
     assert renewed.status_code == 201, renewed.text
-    assert_problem(await client.get("/portal/api/sesion"), 401, "sesion_requerida")
+    assert_problem(await client.get("/portal/api/relaciones"), 401, "sesion_requerida")
     assert_problem(await client.get("/portal/api/patron"), 401, "sesion_requerida")
 
 
@@ -302,13 +304,13 @@ async def test_sign_out_ends_the_session_on_the_server_not_only_in_the_browser(c
     out = await client.delete("/portal/api/sesion", headers=ORIGIN)
     assert out.status_code == 204 and "max-age=0" in out.headers["set-cookie"].lower()
     client.cookies.set("sia_sesion", stolen, path="/portal")
-    assert_problem(await client.get("/portal/api/sesion"), 401, "sesion_requerida")
+    assert_problem(await client.get("/portal/api/relaciones"), 401, "sesion_requerida")
 
 
 @pytest.mark.parametrize("value", ["", "x", "A" * 43, "A" * 5000, "%00%ff", "' OR '1'='1"])
 async def test_forged_cookies_are_refused(client, value):
     client.cookies.set("sia_sesion", value, path="/portal")
-    assert_problem(await client.get("/portal/api/sesion"), 401, "sesion_requerida")
+    assert_problem(await client.get("/portal/api/relaciones"), 401, "sesion_requerida")
 
 
 async def test_the_cookie_is_no_api_credential_and_a_token_is_no_portal_session(client, employer, clock):
@@ -321,7 +323,7 @@ async def test_the_cookie_is_no_api_credential_and_a_token_is_no_portal_session(
     token = (await token_response(client, EMPLOYER, employer.password, totp.current_code(employer.secret))).json()
     client.cookies.clear()
     bearer = {"Authorization": f"Bearer {token['access_token']}"}
-    assert_problem(await client.get("/portal/api/sesion", headers=bearer), 401, "sesion_requerida")
+    assert_problem(await client.get("/portal/api/relaciones", headers=bearer), 401, "sesion_requerida")
 
 
 # ------------------------------------------------------------------ the employer's and developer's routes

@@ -101,9 +101,14 @@ async def same_origin(request: Request, settings: SettingsDep) -> None:
         raise Problem("origen_no_permitido", "El portal solo acepta cambios desde su propia página.")
 
 
-async def portal_caller(request: Request, session: Session, settings: SettingsDep) -> Caller:
+async def _session_of(request: Request, session, settings: Settings) -> Caller | None:
     raw = request.cookies.get(_cookie_name(settings, request))
-    caller = await portal.session_caller(session, raw, settings, _now()) if raw and len(raw) <= 100 else None
+    # A real cookie is 43 characters; anything far longer is not worth a hash and a query.
+    return await portal.session_caller(session, raw, settings, _now()) if raw and len(raw) <= 100 else None
+
+
+async def portal_caller(request: Request, session: Session, settings: SettingsDep) -> Caller:
+    caller = await _session_of(request, session, settings)
     if caller is None:
         raise Problem("sesion_requerida", "Inicie sesión en el portal con su RFC, contraseña y código OTP.")
     return caller
@@ -192,8 +197,12 @@ async def entrar(
     return response
 
 
-@router.get("/portal/api/sesion", responses=problem_responses(*SESSION_PROBLEMS))
-async def sesion_actual(caller: PortalCaller, session: Session, settings: SettingsDep) -> JSONResponse:
+@router.get("/portal/api/sesion")
+async def sesion_actual(request: Request, session: Session, settings: SettingsDep) -> Response:
+    """Who is signed in; 204 when nobody is (the page asks on every load, and "nobody yet" is no error)."""
+    caller = await _session_of(request, session, settings)
+    if caller is None:
+        return Response(status_code=204, headers=NO_STORE)
     return JSONResponse((await _actual(session, caller, settings)).model_dump(mode="json"), headers=NO_STORE)
 
 
