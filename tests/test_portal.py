@@ -382,3 +382,56 @@ async def test_a_developer_opens_and_cancels_a_certification_attempt(client, app
 def test_portal_routes_stay_out_of_the_public_contract(app):
     paths = app.openapi()["paths"]
     assert not [p for p in paths if p.startswith("/portal")]
+
+
+# ------------------------------------------------------------------ the acuse a person can verify
+
+
+async def test_the_qr_target_shows_a_browser_what_the_acuse_certifies(client, employer, developer, clock, session):
+    # A razón social with markup in it: the page prints it as text.
+    await session.execute(
+        text("UPDATE patron SET razon_social = :r WHERE rfc = :rfc"),
+        {"r": "Escuela <script>alert(1)</script> Kemper", "rfc": EMPLOYER},
+    )
+    await signed_in(client, employer, clock)
+    body = {"rfc_desarrollador": DEV, "nrps": NRPS[:1], "vigencia_fin": "2027-01-01T00:00:00"}
+    folio = (await client.post("/portal/api/relaciones", json=body, headers=ORIGIN)).json()["folio_acuse"]
+    client.cookies.clear()  # anyone holding the paper: no session, no token
+    sello = (await session.scalar(text("SELECT sello FROM acuse WHERE folio = :f"), {"f": folio}))[-24:]
+    url = f"/v1/acuses/{folio}/verificacion?sello={sello}"
+
+    page = await client.get(url, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src" not in page.headers["content-security-policy"]  # none needed, none allowed
+    html = page.text
+    for fact in (
+        folio,
+        EMPLOYER,
+        DEV,
+        "BERENICE XIQUE QUINTERO",
+        NRPS[0],
+        "Acuse de registro de relación de confianza",
+        "01/01/2027 00:00:00",
+    ):
+        assert fact in html, fact
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "@" not in html, "no e-mail"
+
+    as_json = await client.get(url)  # API clients: JSON as before, no parties
+    assert as_json.json() == {
+        "folio": folio,
+        "tipo": "relacion.creacion",
+        "emitido_en": as_json.json()["emitido_en"],
+        "valido": True,
+    }
+    wrong = await client.get(f"/v1/acuses/{folio}/verificacion?sello={'A' * 24}", headers={"Accept": "text/html"})
+    assert_problem(wrong, 404, "acuse_no_verificable")
+
+
+async def test_the_verification_page_of_a_password_acuse_leaves_the_email_out(client, employer, session):
+    sello = await session.scalar(text("SELECT sello FROM acuse WHERE folio = :f"), {"f": employer.folio_acuse})
+    page = await client.get(
+        f"/v1/acuses/{employer.folio_acuse}/verificacion?sello={sello[-24:]}", headers={"Accept": "text/html"}
+    )
+    assert page.status_code == 200 and "Acuse de emisión de contraseña" in page.text and EMPLOYER in page.text
+    assert "example.com" not in page.text and "Correo" not in page.text

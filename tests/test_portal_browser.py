@@ -79,7 +79,7 @@ def _shot(page: Page, name: str, **options) -> None:
     page.screenshot(path=ARTIFACTS / f"portal-{name}.png", full_page=True, **options)
 
 
-def _efirma_step(page: Page, base: str, cer: Path, key: Path, rfc: str, correo: str) -> dict:
+def _efirma_step(page: Page, base: str, cer: Path, key: Path, rfc: str, correo: str, shot: str | None = None) -> dict:
     """Chooses the files, checks the certificate's data shows before anything is sent, signs, obtains the password.
     Returns what the page showed."""
     page.goto(f"{base}/portal#/contrasena")
@@ -91,6 +91,8 @@ def _efirma_step(page: Page, base: str, cer: Path, key: Path, rfc: str, correo: 
     page.get_by_label("Llave privada (.key)").set_input_files(key)
     page.get_by_label("Contraseña de la llave privada").fill(DEMO_KEY_PASSWORD.decode())
     page.get_by_label("Correo electrónico").fill(correo)
+    if shot:
+        _shot(page, shot)
     page.get_by_role("button", name="Obtener contraseña").click()
     expect(page.get_by_role("heading", name="Listo: registre su código OTP")).to_be_visible(timeout=20_000)
     expect(page.get_by_text("La contraseña llega por correo")).to_be_visible()
@@ -143,7 +145,8 @@ def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, n
 
     with live_server(url, data, "--upgrade", "--demo") as base, sync_playwright() as playwright:
         demo = data / "efirma-demo"
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=FLAGS)
+        # Spanish browser UI: date fields read dd/mm/aaaa, as a person in Mexico sees them.
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=[*FLAGS, "--lang=es-MX"])
         context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block", locale="es-MX")
         context.route("**/*", _outside_loopback_blocked(outside))
         page = context.new_page()
@@ -181,12 +184,9 @@ def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, n
             page.goto(f"{base}/portal#/contrasena")
             recorded.clear()
             key = demo / f"{employer.rfc}.key"
-            mine = _efirma_step(page, base, demo / f"{employer.rfc}.cer", key, employer.rfc, "rh@example.com")
+            mine = _efirma_step(page, base, demo / f"{employer.rfc}.cer", key, employer.rfc, "rh@example.com", "efirma")
             step = list(recorded)
             _shot(page, "otp")
-            page.goto(f"{base}/portal#/contrasena")
-            page.get_by_label("Certificado (.cer)").set_input_files(demo / f"{employer.rfc}.cer")
-            _shot(page, "efirma")
 
             lines = []
             forbidden = _secrets_of(key)

@@ -3,7 +3,7 @@
 import { ApiError, api, portal, whenSessionLost } from "./api.js";
 import { readCertificate, signChallenge, unlockKey } from "./efirma.js";
 import { qrSvg } from "./qr.js";
-import { busy, diaLegible, diaMexico, estado, fecha, fechaHora, field, h, notice, show } from "./ui.js";
+import { busy, diaLegible, diaMexico, estado, fecha, fechaHora, field, h, labelCells, notice, show } from "./ui.js";
 
 let yo = null; // who is signed in (GET /portal/api/sesion), or null
 
@@ -215,6 +215,7 @@ function contrasena() {
       const issued = await api("POST", path, body);
       if (kind === "renovar") yo = null; // renewal ends every session of the old password
       menu();
+      form.hidden = true; // done: the one-time secret is what matters now
       result.replaceChildren(totpPanel(issued));
       result.querySelector("h2")?.focus();
     } catch (error) {
@@ -366,7 +367,7 @@ function relationsTable(relaciones, { employer }) {
   return h(
     "div",
     { class: "tabla" },
-    h(
+    labelCells(h(
       "table",
       {},
       h("caption", {}, employer ? "Relaciones que usted otorgó" : "Relaciones que recibió"),
@@ -374,7 +375,7 @@ function relationsTable(relaciones, { employer }) {
         h("th", { scope: "col" }, "Vigencia (hora del centro de México)"), h("th", { scope: "col" }, "Estado"),
         h("th", { scope: "col" }, "Acuse"), employer ? h("th", { scope: "col" }, "Acción") : null)),
       h("tbody", {}, rows),
-    ),
+    )),
   );
 }
 
@@ -546,7 +547,7 @@ function auditTable(eventos, more) {
   return h(
     "div",
     { class: "tabla" },
-    h(
+    labelCells(h(
       "table",
       {},
       h("caption", {}, `Eventos, del más reciente al más antiguo${more ? " (se muestran los 500 más recientes)" : ""}`),
@@ -559,7 +560,7 @@ function auditTable(eventos, more) {
         h("td", {}, e.nrps ? e.nrps.join(", ") : "todos"),
         h("td", {}, outcome(e)),
       ))),
-    ),
+    )),
   );
 }
 
@@ -574,7 +575,7 @@ function readsChart(eventos) {
   if (!days.length) return h("p", {}, "Sin consultas de avisos en este periodo.");
   const SVG = "http://www.w3.org/2000/svg";
   const max = Math.max(...days.map((d) => perDay.get(d)));
-  const width = 400, height = 100, bar = width / days.length;
+  const width = 400, height = 100, bar = Math.min(width / days.length, 40);
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height + 14}`);
   svg.setAttribute("role", "img");
@@ -654,11 +655,11 @@ function attemptCard(intento) {
       intento.expira_en ? [h("dt", {}, "Expira"), h("dd", {}, fechaHora(intento.expira_en))] : null,
       intento.vigente_hasta ? [h("dt", {}, "Certificado hasta"), h("dd", {}, fechaHora(intento.vigente_hasta))] : null,
       intento.folio_acuse ? [h("dt", {}, "Acuse"), h("dd", {}, pdfLink(intento.folio_acuse))] : null),
-    h("div", { class: "tabla" }, h("table", {},
+    h("div", { class: "tabla" }, labelCells(h("table", {},
       h("caption", {}, "Escenarios"),
       h("thead", {}, h("tr", {}, ["Escenario", "Qué pide", "Veredicto", "Motivo"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, intento.escenarios.map((e) => h("tr", {},
-        h("td", {}, e.nombre), h("td", {}, e.descripcion), h("td", {}, estado(e.estado)), h("td", {}, e.motivo || "—")))))),
+        h("td", {}, e.nombre), h("td", {}, e.descripcion), h("td", {}, estado(e.estado)), h("td", {}, e.motivo || "—"))))))),
     actions,
   );
 }
@@ -676,12 +677,12 @@ async function misAcuses() {
     "Acuses",
     h("h1", {}, "Mis acuses"),
     lista.length
-      ? h("div", { class: "tabla" }, h("table", {},
+      ? h("div", { class: "tabla" }, labelCells(h("table", {},
           h("caption", {}, "Acuses en los que usted es parte, del más reciente al más antiguo"),
           h("thead", {}, h("tr", {}, ["Fecha", "Tipo", "Folio", "PDF"].map((t) => h("th", { scope: "col" }, t)))),
           h("tbody", {}, lista.map((a) => h("tr", {},
             h("td", {}, fechaHora(a.emitido_en)), h("td", {}, TIPOS[a.tipo] || a.tipo), h("td", {}, a.folio),
-            h("td", {}, pdfLink(a.folio)))))))
+            h("td", {}, pdfLink(a.folio))))))))
       : h("p", {}, "Aún no tiene acuses."),
   );
 }

@@ -75,3 +75,13 @@ export function busy(button, work) {
     }
   };
 }
+
+// Each cell carries its column's name, so a phone can show rows as cards (CSS) and the header stays for readers.
+export function labelCells(table) {
+  const names = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+  table.classList.add("apilada");
+  for (const row of table.querySelectorAll("tbody tr")) {
+    [...row.children].forEach((cell, i) => cell.setAttribute("data-etiqueta", names[i] || ""));
+  }
+  return table;
+}
