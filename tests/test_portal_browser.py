@@ -239,6 +239,17 @@ def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, n
             pdf = Path(download.value.path()).read_bytes()
             text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
             assert employer.rfc in text and DEVELOPER in text and all(n in text for n in granted)
+            # What the PDF's QR code opens, in the browser: the facts to compare with the paper.
+            folio = next(w for w in text.split() if w.startswith("ACU-"))
+            [acuse] = _sql(url, "SELECT sello FROM acuse WHERE folio = $1", folio)
+            verificacion = context.new_page()
+            verificacion.goto(f"{base}/v1/acuses/{folio}/verificacion?sello={acuse['sello'][-24:]}")
+            expect(
+                verificacion.get_by_role("heading", name="Acuse de registro de relación de confianza")
+            ).to_be_visible()
+            expect(verificacion.get_by_text("BERENICE XIQUE QUINTERO")).to_be_visible()
+            verificacion.screenshot(path=ARTIFACTS / "portal-verificacion.png", full_page=True)
+            verificacion.close()
 
             # ---------------------------------------------------------------- the developer reads; the audit shows it
             with httpx2.Client(base_url=base) as api:
