@@ -435,3 +435,17 @@ async def test_the_verification_page_of_a_password_acuse_leaves_the_email_out(cl
     )
     assert page.status_code == 200 and "Acuse de emisión de contraseña" in page.text and EMPLOYER in page.text
     assert "example.com" not in page.text and "Correo" not in page.text
+
+
+# ------------------------------------------------------------------ the guide for people
+
+
+def test_the_guide_shows_every_step_with_the_names_the_page_uses():
+    guide = (REPO / "docs" / "guia-portal.md").read_text(encoding="utf-8")
+    assert "(docs/guia-portal.md)" in (REPO / "README.md").read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", guide)
+    assert len(images) >= 8 and all((REPO / "docs" / image).is_file() for image in images)
+    page = (STATIC / "js" / "app.js").read_text(encoding="utf-8")
+    for name in re.findall(r"\*\*([^*]+)\*\*", guide):
+        if name[0].isupper() and name not in {"No", "Portal SIA"} and not name.startswith(("8 ", "15 ")):
+            assert f'"{name}"' in page or f"`{name}" in page, f"the guide names {name!r}; the page does not"
