@@ -10,6 +10,7 @@ import io
 import re
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx2
@@ -26,6 +27,7 @@ from app.models import Certificacion, Credencial, Nrp, Patron, RelacionConfianza
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.routers.portal import STATIC
 from app.security import totp
+from tests import documented_problems
 from tests.identity_helpers import Credential, Efirma, obtain_password, prove, token_response
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)  # EKU9003173C9's FIEL is valid until 2027-05-17
@@ -185,20 +187,33 @@ async def test_sign_in_opens_a_server_side_session_behind_an_httponly_strict_coo
 
 
 @pytest.fixture
-async def https_client(app_settings, connection) -> AsyncIterator[httpx2.AsyncClient]:
+async def client_with(app_settings, connection):
+    """Factory: a client of an app with some settings changed (an HTTPS public URL, a tighter limit...)."""
+    async with AsyncExitStack() as stack:
+
+        async def make(base_url: str = "http://testserver", **changes) -> httpx2.AsyncClient:
+            app = create_app(app_settings.model_copy(update=changes))
+
+            async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
+                async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session:
+                    yield session
+                    await session.commit()
+
+            app.dependency_overrides[get_session] = session_in_test_transaction
+            manager = await stack.enter_async_context(LifespanManager(app))
+            transport = httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False)
+            hooks = documented_problems.event_hooks()
+            return await stack.enter_async_context(
+                httpx2.AsyncClient(transport=transport, base_url=base_url, event_hooks=hooks)
+            )
+
+        yield make
+
+
+@pytest.fixture
+async def https_client(client_with) -> httpx2.AsyncClient:
     """The service behind a TLS proxy (SIA_PUBLIC_URL=https://...)."""
-    app = create_app(app_settings.model_copy(update={"public_url": "https://sia.example"}))
-
-    async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
-        async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session:
-            yield session
-            await session.commit()
-
-    app.dependency_overrides[get_session] = session_in_test_transaction
-    async with LifespanManager(app) as manager:
-        transport = httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        async with httpx2.AsyncClient(transport=transport, base_url="https://sia.example") as client:
-            yield client
+    return await client_with("https://sia.example", public_url="https://sia.example")
 
 
 async def test_behind_https_the_cookie_is_secure_and_host_only(https_client, employer, clock):
@@ -225,6 +240,21 @@ async def test_wrong_code_is_the_token_routes_answer_and_counts_toward_its_locko
     clock.shift(31)
     by_api = await token_response(client, EMPLOYER, employer.password, totp.current_code(employer.secret))
     assert by_api.status_code == 429
+
+
+async def test_the_portal_spends_the_same_rate_limit_bucket_as_the_token_route(client_with, employer, clock):
+    """Not a way around /v1/token's limit: attempts through either door count together."""
+    limited = await client_with(rate_limit_token="3/minute")
+    for _ in range(2):
+        response = await token_response(limited, EMPLOYER, "x" * 40, "123456")
+        assert response.status_code == 401
+    wrong = {"rfc": EMPLOYER, "contrasena": "x" * 40, "otp": "123456"}
+    assert_problem(
+        await limited.post("/portal/api/sesion", json=wrong, headers=ORIGIN), 401, "credenciales_incorrectas"
+    )
+    refused = await limited.post("/portal/api/sesion", json=wrong, headers=ORIGIN)
+    assert_problem(refused, 429, "limite_de_tasa")
+    assert "retry-after" in refused.headers
 
 
 async def test_an_unknown_rfc_gets_the_same_answer_as_a_wrong_password(client, employer, clock):
