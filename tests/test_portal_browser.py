@@ -64,6 +64,7 @@ def _password_for(outbox: Path, rfc: str) -> str:
 
 
 _USED_STEPS: dict[str, int] = {}
+TIMINGS: dict[str, float] = {}  # measured and reported (in the note), never asserted
 
 
 def _fresh_code(secret: str) -> str:
@@ -82,7 +83,8 @@ def _shot(page: Page, name: str, **options) -> None:
 def _efirma_step(page: Page, base: str, cer: Path, key: Path, rfc: str, correo: str, shot: str | None = None) -> dict:
     """Chooses the files, checks the certificate's data shows before anything is sent, signs, obtains the password.
     Returns what the page showed."""
-    page.goto(f"{base}/portal#/contrasena")
+    page.goto(f"{base}/portal")
+    page.get_by_role("navigation", name="Secciones").get_by_role("link", name="Contraseña con e.firma").click()
     page.get_by_label("Certificado (.cer)").set_input_files(cer)
     card = page.get_by_role("region", name="Datos del certificado")
     expect(card).to_contain_text(rfc)
@@ -93,8 +95,10 @@ def _efirma_step(page: Page, base: str, cer: Path, key: Path, rfc: str, correo: 
     page.get_by_label("Correo electrónico").fill(correo)
     if shot:
         _shot(page, shot)
+    started = time.monotonic()
     page.get_by_role("button", name="Obtener contraseña").click()
     expect(page.get_by_role("heading", name="Listo: registre su código OTP")).to_be_visible(timeout=20_000)
+    TIMINGS[f"{key.name}: abrir la llave, pedir el reto, firmar y obtener la contraseña"] = time.monotonic() - started
     expect(page.get_by_text("La contraseña llega por correo")).to_be_visible()
     expect(page.get_by_role("img", name=f"Código QR del secreto OTP de {rfc}")).to_be_visible()
     return {"secreto": page.locator("#secreto-otp").inner_text().strip()}
@@ -201,11 +205,6 @@ def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, n
             sent = next(r for r in step if r.url.endswith("/v1/contrasenas")).post_data_json
             assert set(sent) == {"reto_id", "certificado", "firma", "correo"}
             assert base64.b64decode(sent["certificado"]) == (demo / f"{employer.rfc}.cer").read_bytes()
-            REQUESTS_NOTE.write_text(
-                "Solicitudes que hizo la página durante el paso de la e.firma (ninguna lleva la llave ni su "
-                "contraseña):\n" + "\n".join(lines) + "\n",
-                encoding="utf-8",
-            )
 
             # ---------------------------------------------------------------- sign in, NRPs, a relationship
             password = _password_for(data / "outbox", employer.rfc)
@@ -305,6 +304,21 @@ def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, n
             _shot(page, "entrar-movil")
             page.set_viewport_size({"width": 1280, "height": 900})
 
+            # ---------------------------------------------------------------- renewal ends the session at once
+            page.get_by_role("link", name="Contraseña con e.firma").click()
+            page.get_by_label("Certificado (.cer)").set_input_files(demo / f"{employer.rfc}.cer")
+            page.get_by_label("Llave privada (.key)").set_input_files(key)
+            page.get_by_label("Contraseña de la llave privada").fill(DEMO_KEY_PASSWORD.decode())
+            page.get_by_role("button", name="Renovar contraseña").click()
+            expect(page.get_by_role("heading", name="Listo: registre su código OTP")).to_be_visible(timeout=20_000)
+            # The browser still holds the cookie; the server no longer honours it (page.request sends the page's
+            # cookies without a console entry for the expected 401).
+            after = page.request.get(f"{base}/portal/api/relaciones")
+            after_renewal = f"{after.status} {after.json()['code']}"
+            assert after_renewal == "401 sesion_requerida"
+            expect(page.get_by_role("navigation", name="Secciones").get_by_role("link", name="Entrar")).to_be_visible()
+            assert _password_for(data / "outbox", employer.rfc) != password, "a new password by e-mail"
+
             # ---------------------------------------------------------------- SAT's own test files, decrypted here
             recorded.clear()
             page.get_by_role("link", name="Contraseña con e.firma").click()
@@ -320,5 +334,15 @@ def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, n
         finally:
             browser.close()
 
+    REQUESTS_NOTE.write_text(
+        "Solicitudes que hizo la página durante el paso de la e.firma (ninguna lleva la llave ni su contraseña):\n"
+        + "\n".join(lines)
+        + "\n\nTras renovar la contraseña, la cookie de la sesión anterior: GET /portal/api/relaciones -> "
+        f"{after_renewal}\n\nTiempos medidos en Chromium (segundos):\n"
+        + "\n".join(f"{seconds:6.2f}  {what}" for what, seconds in TIMINGS.items())
+        + "\n",
+        encoding="utf-8",
+    )
+    print(REQUESTS_NOTE.read_text(encoding="utf-8"))
     assert outside == [], "the portal asked another host for something"
     assert errors == [], "the page logged errors"

@@ -19,7 +19,19 @@ function menu() {
   }
   const current = location.hash || "#/";
   document.getElementById("menu").replaceChildren(
-    ...links.map(([href, text]) => h("a", { href, "aria-current": current === href ? "page" : null }, text)),
+    ...links.map(([href, text]) =>
+      h("a", {
+        href,
+        "aria-current": current === href ? "page" : null,
+        // The page already shown: a click still means "start this page again" (no hashchange fires).
+        onclick: (event) => {
+          if (location.hash === href) {
+            event.preventDefault();
+            notice("");
+            route();
+          }
+        },
+      }, text)),
   );
   const who = document.getElementById("quien");
   if (yo) {
