@@ -479,3 +479,29 @@ def test_the_guide_shows_every_step_with_the_names_the_page_uses():
     for name in re.findall(r"\*\*([^*]+)\*\*", guide):
         if name[0].isupper() and name not in {"No", "Portal SIA"} and not name.startswith(("8 ", "15 ")):
             assert f'"{name}"' in page or f"`{name}" in page, f"the guide names {name!r}; the page does not"
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_text_colours_meet_wcag_aa_contrast():
+    css = (STATIC / "portal.css").read_text(encoding="utf-8")
+    colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6});", css))
+    colours["blanco"] = "#ffffff"
+    pairs = [
+        ("texto", "fondo"),
+        ("texto", "blanco"),
+        ("blanco", "guinda"),
+        ("blanco", "guinda-oscuro"),
+        ("enlace", "blanco"),
+        ("tenue", "blanco"),
+        ("tenue", "fondo"),
+        ("ok", "blanco"),
+        ("error", "blanco"),
+    ]
+    for text_colour, background in pairs:
+        light, dark = sorted((_luminance(colours[text_colour]), _luminance(colours[background])), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, (text_colour, background)

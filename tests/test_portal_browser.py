@@ -76,7 +76,16 @@ def _fresh_code(secret: str) -> str:
     return pyotp.TOTP(secret).now()
 
 
+# Every control a person can reach has a name (its <label>, aria-label or text): what a screen reader announces.
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+  .filter((e) => !e.hidden && !((e.labels ? [...e.labels].map((l) => l.textContent).join('') : '')
+    || e.getAttribute('aria-label') || e.textContent).trim())
+  .map((e) => e.outerHTML.slice(0, 100))"""
+
+
 def _shot(page: Page, name: str, **options) -> None:
+    """A screenshot of the page as it is, after checking that each of its controls is named."""
+    assert page.evaluate(UNNAMED_CONTROLS) == [], name
     page.screenshot(path=ARTIFACTS / f"portal-{name}.png", full_page=True, **options)
 
 
