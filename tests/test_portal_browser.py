@@ -158,8 +158,7 @@ def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, n
 
     with live_server(url, data, "--upgrade", "--demo") as base, sync_playwright() as playwright:
         demo = data / "efirma-demo"
-        # Spanish browser UI: date fields read dd/mm/aaaa, as a person in Mexico sees them.
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=[*FLAGS, "--lang=es-MX"])
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=FLAGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block", locale="es-MX")
         context.route("**/*", _outside_loopback_blocked(outside))
         page = context.new_page()
