@@ -222,6 +222,18 @@ async def test_behind_https_the_cookie_is_secure_and_host_only(https_client, emp
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("__Host-sia_sesion=") and "; secure" in cookie.lower() and "path=/;" in cookie.lower()
     assert (await https_client.get("/portal/api/sesion")).status_code == 200
+    # Behind the proxy only the public origin counts, not whatever Host the request names.
+    for origin in ("http://sia.example", "https://proxy.internal"):
+        headers = {"Origin": origin, "Host": origin.split("://")[1]}
+        assert_problem(await https_client.delete("/portal/api/sesion", headers=headers), 403, "origen_no_permitido")
+
+
+async def test_signing_in_again_replaces_the_browsers_session(client, employer, clock, session):
+    await signed_in(client, employer, clock)
+    first = client.cookies["sia_sesion"]
+    await signed_in(client, employer, clock)
+    assert client.cookies["sia_sesion"] != first
+    assert len(list(await session.scalars(select(SesionPortal.id)))) == 1
 
 
 async def test_wrong_code_is_the_token_routes_answer_and_counts_toward_its_lockout(client, employer, clock):

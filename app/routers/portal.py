@@ -94,10 +94,13 @@ async def same_origin(request: Request, settings: SettingsDep) -> None:
     fetch). SameSite=Strict already keeps the cookie off cross-site requests; this refuses the rest (a sibling
     subdomain, an old browser, a request with no Origin at all)."""
     origin = request.headers.get("origin")
-    allowed = {_origin_of(settings.resolved_public_url)}
-    if host := request.headers.get("host"):
-        allowed.add(f"{request.url.scheme}://{host}".lower())
-    if origin is None or origin.lower() not in allowed:
+    if settings.public_url:
+        # Behind a proxy the Host header is the proxy's business; the public URL is the one origin people use.
+        allowed = _origin_of(settings.public_url)
+    else:
+        # Development (no public URL): whatever host the browser reached this service at.
+        allowed = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+    if origin is None or origin.lower() != allowed:
         raise Problem("origen_no_permitido", "El portal solo acepta cambios desde su propia página.")
 
 
@@ -182,6 +185,8 @@ async def entrar(
         else:
             problem = Problem("credenciales_incorrectas", e.description)
         return problem_response(request, problem)
+    if previous := request.cookies.get(_cookie_name(settings, request)):
+        await portal.sign_out(session, previous)  # a new sign-in replaces this browser's session, never adds one
     body_out = await _actual(session, Caller(opened.rfc, opened.credencial_id, ""), settings)
     response = JSONResponse(body_out.model_dump(mode="json"), headers=NO_STORE)
     secure = _secure(settings, request)
