@@ -76,3 +76,9 @@ async def acuse_by_folio(session: AsyncSession, folio: str) -> Acuse | None:
 def verification_url(public_url: str, acuse: Acuse) -> str:
     """What the PDF's QR code carries: the folio and the seal's last characters, nothing personal."""
     return f"{public_url.rstrip('/')}/v1/acuses/{acuse.folio}/verificacion?sello={acuse.sello[-24:]}"
+
+
+async def acuses_of(session: AsyncSession, rfc: str, *, limite: int) -> list[Acuse]:
+    """The acuses `rfc` is a party to, newest first (the portal's list of what a person can download)."""
+    query = select(Acuse).where(Acuse.partes.contains([rfc])).order_by(Acuse.emitido_en.desc()).limit(limite)
+    return list(await session.scalars(query))

@@ -107,6 +107,8 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
         )
         base = f"http://{settings.host}:{settings.port}"
         out.print(f"SIA escuchando en {base}  ·  documentación: {base}/docs  ·  Ctrl-C para detener")
+        # For people (HR, a legal representative): everything in a browser, no command line.
+        out.print(f"Portal SIA para patrones y desarrolladores: {base}/portal  ·  guía: docs/guia-portal.md")
         if demo:
             from app.security.efirma_demo import DEMO_KEY_PASSWORD
 

@@ -22,6 +22,7 @@ from app.openapi import install_openapi
 from app.problems import install_problem_handlers
 from app.purge import purge_periodically
 from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad, patrones
+from app.routers import portal as portal_routes
 from app.security.keys import KeyRing, rotate
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
@@ -126,4 +127,6 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
     app.include_router(avisos.router)
     app.include_router(certificaciones.router)
     app.include_router(avisos.sandbox_router)
+    app.include_router(portal_routes.router)
+    app.mount("/portal/static", portal_routes.PortalStatic(directory=portal_routes.STATIC), name="portal-static")
     return app

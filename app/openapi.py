@@ -89,11 +89,15 @@ def _public_operations_say_so(spec: dict[str, Any]) -> None:
 
 def _rate_limit_headers(spec: dict[str, Any]) -> None:
     """Every 429 carries Retry-After; the limiter's also carry RateLimit and RateLimit-Policy (the
-    certification scenario's and the token endpoint's lockout do not, so they are optional there)."""
+    certification scenario's and the token endpoint's lockout do not, so they are optional there). A 503 says
+    when to come back where it knows (a busy Argon2 gate, an OCSP responder down), so there it is optional."""
+    retry_after_optional = {"Retry-After": {**RETRY_AFTER["Retry-After"], "required": False}}
     for operation in _operations(spec):
-        response = operation.get("responses", {}).get("429")
-        if response is not None:
+        responses = operation.get("responses", {})
+        if (response := responses.get("429")) is not None:
             response["headers"] = {**response.get("headers", {}), **RETRY_AFTER, **RATE_LIMIT_HEADERS}
+        if (response := responses.get("503")) is not None:
+            response["headers"] = {**response.get("headers", {}), **retry_after_optional}
 
 
 def _limite_maximum(spec: dict[str, Any], settings: Settings) -> None:

@@ -51,6 +51,13 @@ PROBLEMAS: dict[str, Problema] = {
         401, "No autenticado", "La contraseña con la que se emitió el token fue renovada o cancelada."
     ),
     "prohibido": Problema(403, "Acceso denegado", "Sin permiso."),
+    "sesion_requerida": Problema(
+        401, "Sesión requerida", "No hay sesión del portal, venció (15 min sin uso u 8 h) o su contraseña cambió."
+    ),
+    "credenciales_incorrectas": Problema(401, "No autenticado", "RFC, contraseña o código OTP incorrectos."),
+    "origen_no_permitido": Problema(
+        403, "Origen no permitido", "Un cambio desde el portal llegó sin `Origin` o desde otro sitio."
+    ),
     "no_es_patron": Problema(403, "Solo patrones", "Quien llama no está en el padrón de patrones."),
     "solo_el_patron": Problema(403, "Solo el patrón", "Solo el patrón que otorgó la relación puede revocarla."),
     "sin_certificacion": Problema(
@@ -135,10 +142,16 @@ PROBLEMAS: dict[str, Problema] = {
         422, "Falta rfc_patron", "Quien no es patrón debe indicar `rfc_patron`; un patrón puede omitirlo (los suyos)."
     ),
     "escenario_sin_inicio": Problema(422, "Escenario sin inicio", "Ese escenario no se inicia: solo se descarga."),
+    "rfc_bloqueado": Problema(
+        429, "Demasiados intentos", "Demasiados códigos OTP fallidos: el RFC queda bloqueado un rato."
+    ),
     "limite_de_tasa": Problema(
         429, "Demasiadas solicitudes", "Se superó el límite de solicitudes; reintente después de `Retry-After`."
     ),
     "error_interno": Problema(500, "Error interno", "Error inesperado; reporte el `request_id` a soporte."),
+    "verificaciones_ocupadas": Problema(
+        503, "Servicio ocupado", "Hay demasiadas verificaciones de contraseña en curso; reintente según `Retry-After`."
+    ),
     "correo_no_enviado": Problema(503, "Correo no enviado", "El correo con la contraseña no se pudo enviar."),
     "revocacion_no_verificable": Problema(
         503, "Revocación no verificable", "El servicio OCSP del SAT no respondió o no reconoce el certificado."

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
         default=60, ge=1, description="How often `sia serve` purges expired challenges, old lockouts, ended sandboxes."
     )
 
+    # portal (browser sessions): the page never holds a token; these bound the server-side session
+    portal_idle_minutes: int = Field(default=15, ge=1, description="A portal session ends after this long unused.")
+    portal_absolute_hours: int = Field(default=8, ge=1, description="A portal session ends this long after sign-in.")
+
     # e-mail: SMTP when a host is set, otherwise .eml files in the data folder's outbox/
     smtp_host: str | None = None
     smtp_port: int = 25

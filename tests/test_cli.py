@@ -178,6 +178,8 @@ def test_make_run_flow_on_embedded_postgres_keeps_data_and_stops_cleanly(tmp_pat
     assert "datos de demostración" in outputs[0] and "datos de demostración" not in outputs[1]
     # DESIGN §6: make run says where the docs are and how to try the flow.
     assert all("/docs" in output and "docs/guia-desarrolladores.md" in output for output in outputs)
+    # And where people go: the portal's URL and its guide.
+    assert all(f"{base}/portal" in output and "docs/guia-portal.md" in output for output in outputs)
 
 
 def test_efirma_firmar_signs_a_challenge_with_a_sat_key(sat, tmp_path):

@@ -7,6 +7,7 @@ from app.models.catalogo import EstatusCredito, TipoAviso, TipoCredito, TipoDesc
 from app.models.confianza import Certificacion, RelacionConfianza, SandboxAviso, SandboxSolicitud
 from app.models.identidad import Acuse, BloqueoToken, Credencial, Reto
 from app.models.patron import Nrp, Patron
+from app.models.sesion import SesionPortal
 
 __all__ = [
     "Acuse",
@@ -23,6 +24,7 @@ __all__ = [
     "Reto",
     "SandboxAviso",
     "SandboxSolicitud",
+    "SesionPortal",
     "TipoAviso",
     "TipoCredito",
     "TipoDescuento",

@@ -5,10 +5,13 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
+from app.acuse_html import CSP as VERIFICATION_CSP
+from app.acuse_html import render_verification_html
 from app.acuse_pdf import render_acuse_pdf
 from app.db import Session
 from app.deps import SettingsDep
@@ -83,6 +86,15 @@ class Verificacion(BaseModel):
     )
 
 
+HTML_EJEMPLO = '<!doctype html>\n<html lang="es-MX">…<h1>Acuse de registro de relación de confianza</h1>…</html>'
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser opening the QR code (it lists text/html first); API clients ask for JSON or send */*."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept
+
+
 def _wants_pdf(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return "application/pdf" in accept and "application/json" not in accept
@@ -147,12 +159,18 @@ async def consultar_acuse(
     "/{folio}/verificacion",
     summary="Verificar un acuse",
     operation_id="verificarAcuse",
-    response_description="El acuse existe con ese sello: su tipo y fecha, sin datos personales.",
-    responses=problem_responses("acuse_no_verificable", "solicitud_invalida"),
+    response_description="El acuse existe con ese sello: su tipo y fecha, sin datos personales. A un navegador "
+    "(`Accept: text/html`), una página con lo que el acuse certifica, para compararla con el impreso.",
+    response_model=Verificacion,
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}, "example": HTML_EJEMPLO}}},
+        **problem_responses("acuse_no_verificable", "solicitud_invalida"),
+    },
 )
 async def verificar_acuse(
     folio: FolioAcuse,
     session: Session,
+    request: Request,
     sello: Annotated[
         str,
         Query(
@@ -162,9 +180,16 @@ async def verificar_acuse(
             description="Los últimos caracteres del sello (el QR los trae).",
         ),
     ],
-) -> Verificacion:
-    """Para quien tenga el acuse impreso: no requiere token y no revela las partes."""
+) -> Any:
+    """Para quien tenga el acuse impreso: no requiere token. En JSON no revela las partes; la página para
+    navegadores muestra lo que el acuse impreso ya dice de ellas (RFC, nombres, NRP, vigencia), para cotejarlo
+    renglón por renglón, sin datos de trabajadores."""
     acuse = await acuses.acuse_by_folio(session, folio)
     if acuse is None or not acuse.sello.endswith(sello):
         raise Problem("acuse_no_verificable", "No existe un acuse con ese folio y ese sello.")
+    if _wants_html(request):
+        return HTMLResponse(
+            render_verification_html(acuse, sello),
+            headers={"Content-Security-Policy": VERIFICATION_CSP, "Cache-Control": "no-store"},
+        )
     return Verificacion(folio=acuse.folio, tipo=acuse.tipo, emitido_en=acuse.emitido_en, valido=True)

@@ -14,7 +14,7 @@ from app import credenciales
 from app.db import Session
 from app.deps import KeysDep, OcspDep, PasswordGateDep, RateLimiterDep, SettingsDep
 from app.identifiers import RFC, has_control_characters
-from app.problems import Problem, problem_responses
+from app.problems import problem_responses
 from app.security import tokens
 from app.security.rate_limit import RateLimiter, efirma_key
 from app.settings import Settings
@@ -393,14 +393,6 @@ async def emitir_token(
         return _oauth_error(credenciales.TokenError("invalid_request", INCOMPLETO))
     if any(has_control_characters(value) for value in (client_id, client_secret, otp)):
         return _oauth_error(credenciales.TokenError("invalid_request", CONTROL))
-    try:
-        # In front of Argon2: every verify costs 19 MiB and ~25 ms of a core. Per address first, or random
-        # client_ids would each get a fresh budget.
-        limiter.hit(settings.rate_limit_token_ip, f"token-ip:{_client(request)}")
-        limiter.hit(settings.rate_limit_token, f"token:{client_id}:{_client(request)}")
-    except Problem as e:
-        retry = int(e.headers["Retry-After"])
-        return _oauth_error(credenciales.TokenError("invalid_client", e.detail, status=429, retry_after=retry))
     try:
         token, expires_in = await credenciales.exchange_token(
             session,
