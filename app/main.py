@@ -8,7 +8,7 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from app.db import Database, asyncpg_dsn
+from app.db import Database, asyncpg_dsn, document_database_errors, install_database_errors
 from app.deps import Keys
 from app.docs import install_docs
 from app.notify import Notifier
@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict]:
         if not settings.database_url:
             raise RuntimeError("create_app necesita settings.database_url (sia serve lo resuelve)")
-        database = Database.connect(settings.database_url)
+        database = Database.from_settings(settings)
         notifier = Notifier()
         await notifier.start(asyncpg_dsn(settings.database_url))
         try:
@@ -84,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_openapi(app)
     install_docs(app)
     install_problem_handlers(app)
+    install_database_errors(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     app.include_router(health.router)
     app.include_router(catalogos.router)
@@ -94,4 +95,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(avisos.router)
     app.include_router(certificaciones.router)
     app.include_router(avisos.sandbox_router)
+    document_database_errors(app)
     return app
