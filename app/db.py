@@ -197,10 +197,7 @@ def is_unavailable(error: BaseException) -> bool:
     return any(
         isinstance(
             e,
-            OSError
-            | TimeoutError
-            | asyncpg.InterfaceError
-            | asyncpg.exceptions.ConnectionDoesNotExistError,
+            OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.exceptions.ConnectionDoesNotExistError,
         )
         for e in chain
         if e is not None
@@ -250,6 +247,7 @@ def document_database_errors(app: FastAPI) -> None:
 
     database_dependencies = {get_session, get_database}
     code = "base_de_datos_no_disponible"
+
     def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
         for route in routes:
             if isinstance(route, APIRoute):

@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from app.db import Database, asyncpg_dsn, document_database_errors, install_database_errors
 from app.deps import Keys
 from app.docs import install_docs
+from app.keys_store import KeySync
 from app.notify import Notifier
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
@@ -60,15 +61,21 @@ def create_app(settings: Settings) -> FastAPI:
         database = Database.from_settings(settings)
         notifier = Notifier()
         await notifier.start(asyncpg_dsn(settings.database_url))
+        keys = load_keys(settings)
+        # Other replicas' public keys: learned before serving when the database answers, then kept current.
+        key_sync = KeySync(database.engine, keys, settings.keys_refresh_seconds)
+        await key_sync.once()
+        key_sync.start()
         try:
             yield {
                 "database": database,
                 "settings": settings,
-                "keys": load_keys(settings),
+                "keys": keys,
                 "notifier": notifier,
                 "rate_limiter": RateLimiter(enabled=settings.rate_limit_enabled),
             }
         finally:
+            await key_sync.stop()
             await notifier.stop()
             await database.dispose()
 

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     seal_key_pem: SecretStr | None = Field(
         default=None, description="ES256 private key (PEM) for acuse seals; default: keys/sellos/ in the data folder."
     )
+    keys_refresh_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often each replica publishes its public keys to the database and learns the others'; "
+        "a rotation reaches every replica within this time.",
+    )
     totp_max_failures: int = Field(default=5, ge=1, description="Failed token attempts before the RFC is locked.")
     lockout_minutes: int = Field(default=15, ge=1)
 
