@@ -193,15 +193,22 @@ def is_unavailable(error: BaseException) -> bool:
     code = _sqlstate(error)
     if code is not None:
         return code[:2] in _UNAVAILABLE_CLASSES or code in _UNAVAILABLE_CODES
-    chain = [error, getattr(error, "orig", None), error.__cause__, error.__context__]
-    return any(
-        isinstance(
-            e,
-            OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.exceptions.ConnectionDoesNotExistError,
-        )
-        for e in chain
-        if e is not None
-    )
+    chain = [e for e in (error, getattr(error, "orig", None), error.__cause__, error.__context__) if e is not None]
+    if any(isinstance(e, asyncpg.InterfaceError) for e in chain):  # connection closed, does not exist
+        return True
+    # asyncpg lets socket errors through raw (refused, no socket file, timeout): they count only when raised
+    # inside the driver or the pool, so a failed write of some file is not reported as the database.
+    return any(isinstance(e, OSError) and _raised_in_driver(e) for e in chain)
+
+
+def _raised_in_driver(error: BaseException) -> bool:
+    frame = error.__traceback__
+    while frame is not None:
+        module = frame.tb_frame.f_globals.get("__name__", "")
+        if module.startswith(("asyncpg", "sqlalchemy")):
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def unavailable_problem(retry_after: int) -> Problem:

@@ -174,3 +174,16 @@ async def test_an_exhausted_pool_is_a_fast_503(own_server: Server, service):
     assert_unavailable(second)
     assert ready.status_code == 200, ready.text
     assert_unavailable(first)  # lock_timeout
+
+
+def test_only_database_failures_are_called_database_unavailable(tmp_path):
+    from sqlalchemy import exc as sa_exc
+
+    from app.db import is_unavailable
+
+    try:
+        (tmp_path / "no-such-folder" / "file").write_text("x")  # a failure of the service's own, not the database
+    except OSError as e:
+        assert not is_unavailable(e)
+    assert is_unavailable(sa_exc.TimeoutError("QueuePool limit reached"))
+    assert not is_unavailable(ValueError("a bug"))
