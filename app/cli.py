@@ -342,14 +342,30 @@ def keys_rotate(
         bool, typer.Option("--sellos", help="Rotar la llave de sellos de acuses, no la de tokens.")
     ] = False,
 ) -> None:
-    """Agrega una llave nueva que firma desde ahora; la anterior sigue publicada en el JWKS mientras
-    haya tokens suyos vigentes (las de sellos, siempre)."""
-    from app.security.keys import rotate
+    """Agrega una llave nueva: se publica de inmediato (en la base de datos, para todas las réplicas) y firma
+    pasados dos intervalos de SIA_KEYS_REFRESH_SECONDS; la anterior sigue publicada en el JWKS mientras haya
+    tokens suyos vigentes (las de sellos, siempre)."""
+    from app.keys_store import publish, rotation_delay
+    from app.security.keys import KeyRing, rotate
 
     settings = _settings()
-    folder = settings.keys_dir / ("sellos" if sellos else "tokens")
-    key = rotate(folder)
-    out.print(f"Llave nueva {key.kid} en {folder}")
+    anillo = "sellos" if sellos else "tokens"
+    folder = settings.keys_dir / anillo
+    delay = rotation_delay(settings.keys_refresh_seconds) if KeyRing(folder, retain=None).local() else None
+    key = rotate(folder, activate_after=delay)
+    out.print(f"Llave nueva {key.kid} en {folder}; firma desde {key.created:%Y-%m-%d %H:%M:%S} UTC")
+    if not settings.database_url:
+        # The embedded server is not started just for this: the service publishes it on its next refresh.
+        out.print("La publicará el servicio al refrescar sus llaves (SIA_KEYS_REFRESH_SECONDS).")
+        return
+    try:
+        _in_transaction(settings.database_url, lambda conn: publish(conn, anillo, KeyRing(folder, retain=None)))
+        out.print("Publicada en la base de datos: las demás réplicas la conocerán antes de que firme.")
+    except Exception as e:  # the replicas' own refresh publishes it too, within SIA_KEYS_REFRESH_SECONDS
+        err.print(
+            f"[yellow]No se pudo publicar en la base de datos ({type(e).__name__}):[/yellow] cada réplica "
+            "la publicará al refrescar sus llaves."
+        )
 
 
 @efirma_cli.command("firmar")

@@ -396,6 +396,8 @@ async def exchange_token(
             )
             return token, int(ttl.total_seconds())
         log.warning("totp replay refused for a credential")
+        # A right password with a code already used is a restarted client, not a guess: refused, not counted.
+        raise _bad_credentials()
     await _record_failure(session, rfc, settings, now)
     raise _bad_credentials()
 

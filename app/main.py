@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.db import Database, asyncpg_dsn
+from app.db import Database, asyncpg_dsn, document_database_errors, install_database_errors
 from app.deps import Keys
 from app.docs import install_docs
+from app.keys_store import KeySync
 from app.logging import looks_like_request_id
 from app.middleware import BodyLimit, SecurityHeaders
 from app.notify import Notifier
@@ -72,15 +73,20 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict]:
         if not settings.database_url:
             raise RuntimeError("create_app necesita settings.database_url (sia serve lo resuelve)")
-        database = Database.connect(settings.database_url)
+        database = Database.from_settings(settings)
         notifier = Notifier()
         await notifier.start(asyncpg_dsn(settings.database_url))
+        keys = load_keys(settings)
+        # Other replicas' public keys: learned before serving when the database answers, then kept current.
+        key_sync = KeySync(database.engine, keys, settings.keys_refresh_seconds)
+        await key_sync.once()
+        key_sync.start()
         purging = asyncio.create_task(purge_periodically(database, settings, purge_every)) if purge_every else None
         try:
             yield {
                 "database": database,
                 "settings": settings,
-                "keys": load_keys(settings),
+                "keys": keys,
                 "notifier": notifier,
                 "rate_limiter": RateLimiter(enabled=settings.rate_limit_enabled),
                 "password_gate": VerificationGate(settings.password_verifications_max),
@@ -91,6 +97,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
                 purging.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purging
+            await key_sync.stop()
             await notifier.stop()
             await database.dispose()
 
@@ -107,6 +114,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
     install_openapi(app, settings)
     install_docs(app)
     install_problem_handlers(app)
+    install_database_errors(app)
     # The last added is the outermost: the request id is set before the 413 is written, and the 413 gets the
     # security headers too. 500s are answered outside all of them (problems._unexpected sets their headers).
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, oauth_paths=["/v1/token"])
@@ -129,4 +137,5 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
     app.include_router(avisos.sandbox_router)
     app.include_router(portal_routes.router)
     app.mount("/portal/static", portal_routes.PortalStatic(directory=portal_routes.STATIC), name="portal-static")
+    document_database_errors(app)
     return app

@@ -1,12 +1,13 @@
 """Running the Alembic migrations from code (the CLI, the app's readiness check, the tests)."""
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
 def _script_location() -> Path:
@@ -40,3 +41,10 @@ def head_revision() -> str:
 async def current_revision(conn: AsyncConnection) -> str | None:
     exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
     return await conn.scalar(text("SELECT version_num FROM alembic_version")) if exists else None
+
+
+async def probe_revision(engine: AsyncEngine, seconds: float) -> str | None:
+    """The database's revision within `seconds`, on the probe's own engine: a readiness check that waits
+    behind the service's exhausted pool or a table lock tells the load balancer nothing for 30 s."""
+    async with asyncio.timeout(seconds), engine.connect() as conn:
+        return await current_revision(conn)

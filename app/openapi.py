@@ -24,8 +24,10 @@ def _problem_media_type_only(spec: dict[str, Any]) -> None:
     for operation in _operations(spec):
         for status, response in operation.get("responses", {}).items():
             content = response.get("content", {})
-            if PROBLEM_MEDIA_TYPE in content:
-                content.pop("application/json", None)
+            json_schema = content.get("application/json", {}).get("schema", {})
+            if PROBLEM_MEDIA_TYPE in content and json_schema.get("$ref", "").endswith("/ProblemDetail"):
+                # An RFC 6749 body beside it (the token endpoint's 503) is real and stays.
+                content.pop("application/json")
             elif status == "422" and "HTTPValidationError" in str(content):
                 response.update(description=validation["description"], content=validation["content"])
     schemas = spec.get("components", {}).get("schemas", {})

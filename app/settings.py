@@ -40,6 +40,34 @@ class Settings(BaseSettings):
         description="Folder of catalog CSVs replacing the shipped ones (Infonavit's official lists).",
     )
 
+    # database pool and timeouts: a database that is slow, locked or gone gives a fast 503, never a hang
+    db_pool_size: int = Field(default=10, ge=1, description="Pooled connections per process.")
+    db_max_overflow: int = Field(default=10, ge=0, description="Extra connections beyond the pool under bursts.")
+    db_pool_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Wait for a free pooled connection before answering 503."
+    )
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0, description="Opening a connection (asyncpg).")
+    db_statement_timeout_seconds: float = Field(
+        default=30.0, ge=0, description="PostgreSQL statement_timeout of the service's connections; 0: none."
+    )
+    db_lock_timeout_seconds: float = Field(
+        default=3.0, ge=0, description="PostgreSQL lock_timeout: a locked table gives 503, not a hang; 0: none."
+    )
+    db_idle_in_transaction_timeout_seconds: float = Field(
+        default=60.0, ge=0, description="PostgreSQL idle_in_transaction_session_timeout; 0: none."
+    )
+    db_command_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Client-side limit per statement (asyncpg), for a server that stops answering; "
+        "default: statement_timeout + 10 s.",
+    )
+    db_idle_ping_seconds: float = Field(
+        default=2.0, ge=0, description="A pooled connection idle longer than this is pinged before use."
+    )
+    db_retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After of a 503 for the database.")
+    readyz_timeout_seconds: float = Field(default=1.0, gt=0, description="/readyz answers within this.")
+
     # e.firma
     efirma_trust_dir: Path | None = Field(
         default=None,
@@ -71,6 +99,12 @@ class Settings(BaseSettings):
     )
     seal_key_pem: SecretStr | None = Field(
         default=None, description="ES256 private key (PEM) for acuse seals; default: keys/sellos/ in the data folder."
+    )
+    keys_refresh_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often each replica publishes its public keys to the database and learns the others'; "
+        "a rotation reaches every replica within this time.",
     )
     totp_max_failures: int = Field(default=5, ge=1, description="Failed token attempts before the RFC is locked.")
     lockout_minutes: int = Field(default=15, ge=1)

@@ -1,7 +1,6 @@
 import uuid
 
 import pytest
-from sqlalchemy import text
 
 from app.problems import PROBLEM_MEDIA_TYPE
 
@@ -18,9 +17,26 @@ async def test_readyz_when_migrated(client):
     assert response.json()["estado"] == "listo"
 
 
-async def test_readyz_503_when_migrations_pending(client, connection):
-    await connection.execute(text("UPDATE alembic_version SET version_num = 'antigua'"))
-    response = await client.get("/readyz")
+async def test_readyz_503_when_migrations_pending(settings, new_database):
+    # /readyz has its own connection, so the database it sees is committed state: a database of its own.
+    import asyncio
+
+    import asyncpg
+    import httpx2
+    from asgi_lifespan import LifespanManager
+
+    from app.db import asyncpg_dsn
+    from app.main import create_app
+
+    url = await asyncio.to_thread(new_database)  # the factory runs its own event loop
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    await conn.execute("UPDATE alembic_version SET version_num = 'antigua'")
+    await conn.close()
+    app = create_app(settings.model_copy(update={"database_url": url}))
+    async with LifespanManager(app) as manager:
+        transport = httpx2.ASGITransport(app=manager.app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
     assert response.json()["code"] == "migraciones_pendientes"
@@ -97,23 +113,16 @@ async def test_unexpected_error_is_a_problem_without_internals(app, client):
 
 
 async def test_readyz_503_when_database_unreachable(settings):
-    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    import httpx2
+    from asgi_lifespan import LifespanManager
 
-    from app.db import get_session
     from app.main import create_app
 
-    app = create_app(settings)
-    engine = create_async_engine("postgresql+asyncpg://nadie@127.0.0.1:1/nada", connect_args={"timeout": 2})
-
-    async def unreachable():
-        async with AsyncSession(engine) as session:
-            yield session
-
-    app.dependency_overrides[get_session] = unreachable
-    import httpx2
-
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t") as client:
-        response = await client.get("/readyz")
-    await engine.dispose()
+    app = create_app(settings.model_copy(update={"database_url": "postgresql://nadie@127.0.0.1:1/nada"}))
+    async with LifespanManager(app) as manager:
+        transport = httpx2.ASGITransport(app=manager.app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/readyz")
     assert response.status_code == 503
+    assert response.headers["Retry-After"]
     assert response.json()["code"] == "base_de_datos_no_disponible"

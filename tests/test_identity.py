@@ -274,6 +274,20 @@ async def test_totp_code_is_accepted_once(client, eku, app_settings):
     assert replay.status_code == 401 and replay.json()["error"] == "invalid_client"
 
 
+async def test_a_replayed_code_is_refused_but_not_counted_toward_the_lockout(client, eku, app_settings, clock):
+    """A client restarted within the same 30-second step sends its code again: refused (a replay), but it is no
+    guess at the code, so it must not bring the owner closer to the lockout."""
+    credential = await obtain_password(client, app_settings, eku)
+    code = totp.current_code(credential.secret)
+    assert (await token_response(client, eku.rfc, credential.password, code)).status_code == 200
+    for _ in range(app_settings.totp_max_failures + 1):
+        replay = await token_response(client, eku.rfc, credential.password, code)
+        assert replay.status_code == 401 and replay.json()["error"] == "invalid_client"
+    clock.shift(dt.timedelta(seconds=30))
+    following = await token_response(client, eku.rfc, credential.password, totp.current_code(credential.secret))
+    assert following.status_code == 200, following.text
+
+
 async def test_totp_one_step_of_drift_but_not_two(client, eku, app_settings):
     credential = await obtain_password(client, app_settings, eku)
     two_back = totp.current_code(credential.secret, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60))

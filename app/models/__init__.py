@@ -6,6 +6,7 @@ from app.models.base import Base
 from app.models.catalogo import EstatusCredito, TipoAviso, TipoCredito, TipoDescuento
 from app.models.confianza import Certificacion, RelacionConfianza, SandboxAviso, SandboxSolicitud
 from app.models.identidad import Acuse, BloqueoToken, Credencial, Reto
+from app.models.llave import LlavePublica
 from app.models.patron import Nrp, Patron
 from app.models.sesion import SesionPortal
 
@@ -18,6 +19,7 @@ __all__ = [
     "Credencial",
     "EstatusCredito",
     "EventoAuditoria",
+    "LlavePublica",
     "Nrp",
     "Patron",
     "RelacionConfianza",

@@ -2,8 +2,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from app.db import Session
-from app.migrations import current_revision, head_revision
+from app.db import unavailable_problem
+from app.deps import DatabaseDep
+from app.migrations import head_revision, probe_revision
 from app.problems import Problem, problem_responses
 
 router = APIRouter(tags=["Monitoreo"])
@@ -40,12 +41,14 @@ async def livez() -> JSONResponse:
     response_description="Listo: base de datos accesible y migraciones al día.",
     responses=problem_responses("base_de_datos_no_disponible", "migraciones_pendientes"),
 )
-async def readyz(session: Session) -> Preparacion:
-    """200 cuando la base de datos responde y sus migraciones están al día; 503 en otro caso."""
+async def readyz(database: DatabaseDep) -> Preparacion:
+    """200 cuando la base de datos responde y sus migraciones están al día; 503 en otro caso, en menos de un
+    segundo (`SIA_READYZ_TIMEOUT_SECONDS`), aunque la base esté bloqueada o el pool de conexiones agotado."""
+    engine = database.probe_engine or database.engine
     try:
-        revision = await current_revision(await session.connection())
-    except Exception as e:  # any database failure means "not ready", never a 500
-        raise Problem("base_de_datos_no_disponible", "La base de datos no responde.") from e
+        revision = await probe_revision(engine, database.probe_timeout)
+    except Exception as e:  # any database failure or a probe too slow means "not ready", never a 500
+        raise unavailable_problem(database.retry_after) from e
     if revision != head_revision():
         raise Problem(
             "migraciones_pendientes",

@@ -68,7 +68,7 @@ def verify_access_token(ring: KeyRing, token: str, *, issuer: str, audience: str
     try:
         claims = jwt.decode(
             token,
-            key.private_key.public_key(),
+            key.verifying_key(),
             algorithms=[ALGORITHM],
             audience=audience,
             issuer=issuer,

@@ -5,17 +5,19 @@
                                       --patron RFC_PATRON --archivo avisos.ndjson
 
 It shows what a well-behaved payroll system does: a token from password + TOTP (never the same TOTP step
-twice), paging with `despues_de`, respecting 429 + Retry-After, and keeping a local copy current by
-incremental sync that resumes from the last folio it holds after a crash.
+twice, even across restarts: the last step used is kept in a file), paging with `despues_de`, respecting
+429 + Retry-After, retrying 5xx answers and network errors with exponential backoff and jitter, and keeping
+a local copy current by incremental sync that resumes from the last folio it holds after a crash.
 """
 
 import argparse
 import hashlib
 import json
 import os
+import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2
@@ -26,57 +28,116 @@ def huella(folios: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(folios)).encode()).hexdigest()
 
 
+# Answers worth asking again: the service or a proxy in front of it is restarting, overloaded or unreachable.
+REINTENTABLES = {429, 500, 502, 503, 504}
+# Methods whose repetition does no harm. A POST is repeated only when it cannot have taken effect: a 429, a 503
+# (the service refused before doing anything) or a connection that never opened.
+IDEMPOTENTES = {"GET", "HEAD", "OPTIONS", "DELETE"}
+
+
 class ClienteSIA:
-    def __init__(self, url: str, rfc: str, contrasena: str, secreto_totp: str, *, timeout: float = 120) -> None:
+    def __init__(
+        self,
+        url: str,
+        rfc: str,
+        contrasena: str,
+        secreto_totp: str,
+        *,
+        timeout: float = 120,
+        paso_archivo: Path | None = None,
+        reintentos: int = 8,
+        espera_base: float = 0.5,
+        espera_max: float = 60.0,
+        transport: httpx2.BaseTransport | None = None,
+        reloj: Callable[[], float] | None = None,
+        dormir: Callable[[float], None] | None = None,
+    ) -> None:
         self.rfc, self._contrasena, self._totp = rfc, contrasena, pyotp.TOTP(secreto_totp)
-        self.http = httpx2.Client(base_url=url, timeout=timeout)
+        self.http = httpx2.Client(base_url=url, timeout=timeout, transport=transport)
         self._token: str | None = None
         self._vence = 0.0
-        self._ultimo_paso: int | None = None
+        self._reintentos, self._espera_base, self._espera_max = reintentos, espera_base, espera_max
+        self._reloj, self._dormir = reloj or time.time, dormir or time.sleep
+        # The last TOTP step used, kept on disk: a run restarted within the same 30 s must not resend its code.
+        self._paso_archivo = paso_archivo
+        self._ultimo_paso: int | None = _leer_paso(paso_archivo)
 
     # -------------------------------------------------------------- token
 
     def token(self) -> str:
-        if self._token and time.time() < self._vence - 30:
+        if self._token and self._reloj() < self._vence - 30:
             return self._token
-        paso = int(time.time() // 30)
-        if paso == self._ultimo_paso:  # a TOTP code is accepted once: wait for the next step
-            _esperar_paso_siguiente()
         respuesta = self._pedir_token()
         if respuesta.status_code == 401:
-            # Another process with the same secret (the guide's curl, the previous run) may have used this step's
-            # code: once, with the next one. A wrong password fails again, so it costs one more attempt, not a loop.
-            _esperar_paso_siguiente()
+            # Another process with the same secret (the guide's curl) may have used this step's code: once, with
+            # the next one. A wrong password fails again, so it costs one more attempt, not a loop.
             respuesta = self._pedir_token()
         if respuesta.status_code != 200:
             raise RuntimeError(f"token: {respuesta.status_code} {respuesta.text}")
         cuerpo = respuesta.json()
-        self._token, self._vence = cuerpo["access_token"], time.time() + cuerpo["expires_in"]
+        self._token, self._vence = cuerpo["access_token"], self._reloj() + cuerpo["expires_in"]
         return self._token
 
+    def _codigo(self) -> str:
+        """The code of a step never used before, waiting for the next step if need be; the step is recorded
+        before the code is sent, since the service may accept it even if its answer never arrives."""
+        paso = int(self._reloj() // 30)
+        if self._ultimo_paso is not None and paso <= self._ultimo_paso:
+            self._dormir((self._ultimo_paso + 1) * 30 - self._reloj() + 0.1)
+            paso = int(self._reloj() // 30)
+        self._ultimo_paso = paso
+        _guardar_paso(self._paso_archivo, paso)
+        return self._totp.at(paso * 30)
+
     def _pedir_token(self) -> httpx2.Response:
-        respuesta = self.http.post(
+        # Each attempt carries a new code: a code sent once, even unanswered, may already count as used.
+        return self._enviar(
+            "POST",
             "/v1/token",
-            data={
+            datos=lambda: {
                 "grant_type": "client_credentials",
                 "client_id": self.rfc,
                 "client_secret": self._contrasena,
-                "otp": self._totp.now(),
+                "otp": self._codigo(),
             },
         )
-        self._ultimo_paso = int(time.time() // 30)
-        return respuesta
+
+    def _espera(self, intento: int, respuesta: httpx2.Response | None) -> float:
+        """Exponential backoff with full jitter (replicas restarting are not hit by every client at once), never
+        shorter than the service's Retry-After."""
+        espera = random.uniform(0, min(self._espera_max, self._espera_base * 2**intento))  # noqa: S311 - not crypto
+        pedido = respuesta.headers.get("Retry-After") if respuesta is not None else None
+        if pedido and pedido.isdigit():
+            espera = max(espera, float(pedido))
+        return espera
+
+    def _enviar(self, metodo: str, ruta: str, *, datos: Callable[[], dict] | None = None, **kwargs) -> httpx2.Response:
+        """One request, repeated on 429, 5xx and network errors while that is safe; the last answer otherwise."""
+        for intento in range(self._reintentos + 1):
+            ultimo = intento == self._reintentos
+            try:
+                respuesta = self.http.request(metodo, ruta, data=datos() if datos else None, **kwargs)
+            except httpx2.TransportError as error:
+                nunca_salio = isinstance(error, httpx2.ConnectError | httpx2.ConnectTimeout)
+                if ultimo or not (metodo in IDEMPOTENTES or nunca_salio):
+                    raise
+                print(f"aviso: {ruta}: {type(error).__name__}; reintento", file=sys.stderr)
+                self._dormir(self._espera(intento, None))
+                continue
+            seguro = metodo in IDEMPOTENTES or respuesta.status_code in (429, 503)
+            if ultimo or respuesta.status_code not in REINTENTABLES or not seguro:
+                return respuesta
+            print(f"aviso: {ruta}: {respuesta.status_code}; reintento", file=sys.stderr)
+            self._dormir(self._espera(intento, respuesta))
+        raise AssertionError("unreachable")
 
     def pedir(self, metodo: str, ruta: str, **kwargs) -> httpx2.Response:
-        """One request, as a patient client makes it: waits Retry-After on 429, renews an expired token once."""
+        """One request, as a patient client makes it: backs off on 429, 5xx and network errors, renews an expired
+        token once."""
         renovado = False
         while True:
             headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {self.token()}"}
-            respuesta = self.http.request(metodo, ruta, headers=headers, **kwargs)
-            if respuesta.status_code == 429:
-                time.sleep(float(respuesta.headers.get("Retry-After", "1")))
-                kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
-                continue
+            respuesta = self._enviar(metodo, ruta, headers=headers, **kwargs)
             if respuesta.status_code == 401 and not renovado:
                 self._token, renovado = None, True
                 kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
@@ -150,8 +211,19 @@ class ClienteSIA:
         return respuesta.json()
 
 
-def _esperar_paso_siguiente() -> None:
-    time.sleep(30 - time.time() % 30 + 0.1)
+def _leer_paso(ruta: Path | None) -> int | None:
+    try:
+        return int(ruta.read_text().strip()) if ruta else None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _guardar_paso(ruta: Path | None, paso: int) -> None:
+    if ruta is None:
+        return
+    provisional = ruta.with_name(ruta.name + ".tmp")
+    provisional.write_text(f"{paso}\n")
+    os.replace(provisional, ruta)  # whole or not at all, even if the process dies here
 
 
 def _leer_secreto(ruta: Path) -> str:
@@ -183,9 +255,15 @@ def main() -> None:
     parser.add_argument("--secreto-totp-archivo", required=True, type=Path)
     parser.add_argument("--patron")
     parser.add_argument("--archivo", type=Path)
+    parser.add_argument(
+        "--paso-totp-archivo",
+        type=Path,
+        help="Dónde guardar el último paso TOTP usado (por omisión: junto al secreto, con extensión .paso).",
+    )
     args = parser.parse_args()
     contrasena, secreto = _leer_secreto(args.contrasena_archivo), _leer_secreto(args.secreto_totp_archivo)
-    cliente = ClienteSIA(args.url, args.rfc, contrasena, secreto)
+    paso = args.paso_totp_archivo or args.secreto_totp_archivo.with_name(args.secreto_totp_archivo.name + ".paso")
+    cliente = ClienteSIA(args.url, args.rfc, contrasena, secreto, paso_archivo=paso)
     if args.accion == "certificar":
         print(json.dumps(cliente.certificar(), ensure_ascii=False, indent=2))
     else:
