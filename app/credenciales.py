@@ -280,7 +280,7 @@ async def exchange_token(
     toward the RFC's lockout, and those are checked one at a time per RFC."""
     try:
         # Checked, not spent: a right password must not cost the budget of a busy office behind one address.
-        limiter.check(settings.rate_limit_token_fallos, f"token-fallos:{source}")
+        await limiter.check(settings.rate_limit_token_fallos, f"token-fallos:{source}")
     except Problem as e:
         raise _throttled(e) from None
     credential = await session.scalar(select(Credencial).where(Credencial.rfc == rfc, Credencial.estado == "activa"))
@@ -297,7 +297,7 @@ async def exchange_token(
         ) from None
     if credential is None or not password_ok:
         try:
-            limiter.hit(settings.rate_limit_token_fallos, f"token-fallos:{source}")
+            await limiter.hit(settings.rate_limit_token_fallos, f"token-fallos:{source}")
         except Problem:
             pass  # this one is answered as wrong; the next one from the source gets the 429
         # No lockout row: the RFC may have no credential, and its owner is not the one guessing.

@@ -66,6 +66,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
         database = Database.connect(settings.database_url)
         notifier = Notifier()
         await notifier.start(asyncpg_dsn(settings.database_url))
+        limiter = RateLimiter(enabled=settings.rate_limit_enabled, storage_uri=settings.rate_limit_storage)
         purging = asyncio.create_task(purge_periodically(database, settings, purge_every)) if purge_every else None
         try:
             yield {
@@ -73,7 +74,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
                 "settings": settings,
                 "keys": load_keys(settings),
                 "notifier": notifier,
-                "rate_limiter": RateLimiter(enabled=settings.rate_limit_enabled),
+                "rate_limiter": limiter,
                 "password_gate": VerificationGate(settings.password_verifications_max),
             }
         finally:
@@ -82,6 +83,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
                 with contextlib.suppress(asyncio.CancelledError):
                     await purging
             await notifier.stop()
+            await limiter.close()
             await database.dispose()
 
     app = FastAPI(

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only secret: production refuses to start with it (see _refuse_defaults_in_production).
@@ -57,9 +57,14 @@ class Settings(BaseSettings):
     totp_max_failures: int = Field(default=5, ge=1, description="Failed token attempts before the RFC is locked.")
     lockout_minutes: int = Field(default=15, ge=1)
 
-    # avisos and rate limits (per caller, per replica)
+    # avisos and rate limits (per caller; per process unless rate_limit_storage names a shared store)
     avisos_limite_max: int = Field(default=10_000, ge=1, description="Largest page of GET /v1/avisos.")
     rate_limit_enabled: bool = Field(default=True, description="Off only for benchmarks.")
+    rate_limit_storage: str | None = Field(
+        default=None,
+        description="Shared store of the rate-limit counts (redis://, rediss://, valkey://, valkeys://), so that "
+        "a budget holds across workers and replicas; unset: each process counts on its own.",
+    )
     rate_limit_avisos: str = "600/minute"
     rate_limit_token: str = "30/minute"
     # Per source address, whatever the client_id: random client_ids must not buy unlimited Argon2 work.
@@ -88,6 +93,16 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _known_rate_limit_store(cls, uri: str | None) -> str | None:
+        if not uri:
+            return None  # SIA_RATE_LIMIT_STORAGE= (empty) means none, as unset does
+        from app.security.rate_limit import shared_store_uri  # lazily: settings load before the web stack
+
+        shared_store_uri(uri)
+        return uri
 
     @model_validator(mode="after")
     def _refuse_defaults_in_production(self) -> "Settings":

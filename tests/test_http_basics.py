@@ -112,7 +112,12 @@ async def test_readyz_503_when_database_unreachable(settings):
     app.dependency_overrides[get_session] = unreachable
     import httpx2
 
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t") as client:
+    from asgi_lifespan import LifespanManager
+
+    async with (
+        LifespanManager(app) as manager,  # readyz also reports the lifespan's rate limiter and listener
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=manager.app), base_url="http://t") as client,
+    ):
         response = await client.get("/readyz")
     await engine.dispose()
     assert response.status_code == 503

@@ -1,8 +1,11 @@
+from typing import Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.db import Session
+from app.deps import RateLimiterDep
 from app.migrations import current_revision, head_revision
 from app.problems import Problem, problem_responses
 
@@ -17,8 +20,16 @@ class Estado(BaseModel):
 
 class Preparacion(Estado):
     migracion: str
+    limites_de_tasa: Literal["compartido", "local", "local_por_falla"] = Field(
+        description="Dónde se cuentan los límites de tasa: en el almacén compartido (SIA_RATE_LIMIT_STORAGE), "
+        "en este proceso porque no hay uno configurado, o en este proceso porque el compartido no responde."
+    )
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"estado": "listo", "migracion": "20261124_sandbox"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"estado": "listo", "migracion": "20261124_sandbox", "limites_de_tasa": "compartido"}]
+        }
+    )
 
 
 @router.get(
@@ -40,7 +51,7 @@ async def livez() -> JSONResponse:
     response_description="Listo: base de datos accesible y migraciones al día.",
     responses=problem_responses("base_de_datos_no_disponible", "migraciones_pendientes"),
 )
-async def readyz(session: Session) -> Preparacion:
+async def readyz(session: Session, limiter: RateLimiterDep) -> Preparacion:
     """200 cuando la base de datos responde y sus migraciones están al día; 503 en otro caso."""
     try:
         revision = await current_revision(await session.connection())
@@ -51,4 +62,4 @@ async def readyz(session: Session) -> Preparacion:
             "migraciones_pendientes",
             f"La base de datos está en la migración {revision}; se espera {head_revision()}. Ejecute `sia db upgrade`.",
         )
-    return Preparacion(estado="listo", migracion=revision)
+    return Preparacion(estado="listo", migracion=revision, limites_de_tasa=limiter.store)

@@ -75,7 +75,7 @@ async def crear_reto(
 ) -> RetoEmitido:
     """Primer paso para obtener, renovar o cancelar una contraseña: firme el reto con la llave privada de la
     e.firma del RFC (RSA PKCS#1 v1.5 con SHA-256 sobre los bytes decodificados), p. ej. con `sia efirma firmar`."""
-    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
+    await limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
     reto = await credenciales.create_reto(session, body.rfc, settings, _now())
     return RetoEmitido(reto_id=reto.id, reto=base64.b64encode(reto.reto).decode(), expira_en=reto.expira_en)
 
@@ -192,7 +192,7 @@ async def emitir_contrasena(
 ) -> ContrasenaEmitida:
     """Valida la e.firma (cadena del SAT, vigencia, que sea FIEL y no CSD, el RFC del reto y la firma),
     envía la contraseña al correo y devuelve el secreto TOTP. Si el RFC ya tiene contraseña: 409."""
-    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
+    await limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
     result = await credenciales.issue_password(session, keys, settings, body.prueba(), str(body.correo), _now())
     return _emitida(result)
 
@@ -215,7 +215,7 @@ async def renovar_contrasena(
     request: Request,
 ) -> ContrasenaEmitida:
     """Con una firma nueva de la e.firma. La contraseña anterior y todos sus tokens dejan de valer al instante."""
-    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
+    await limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
     correo = str(body.correo) if body.correo else None
     return _emitida(await credenciales.renew_password(session, keys, settings, body.prueba(), correo, _now()))
 
@@ -237,7 +237,7 @@ async def cancelar_contrasena(
     request: Request,
 ) -> ContrasenaCancelada:
     """Con una firma nueva de la e.firma."""
-    limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
+    await limiter.hit(settings.rate_limit_efirma, f"efirma:{_client(request)}")
     rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), _now())
     return ContrasenaCancelada(rfc=rfc, estado="cancelada", folio_acuse=folio)
 
@@ -361,8 +361,8 @@ async def emitir_token(
     try:
         # In front of Argon2: every verify costs 19 MiB and ~25 ms of a core. Per address first, or random
         # client_ids would each get a fresh budget.
-        limiter.hit(settings.rate_limit_token_ip, f"token-ip:{_client(request)}")
-        limiter.hit(settings.rate_limit_token, f"token:{client_id}:{_client(request)}")
+        await limiter.hit(settings.rate_limit_token_ip, f"token-ip:{_client(request)}")
+        await limiter.hit(settings.rate_limit_token, f"token:{client_id}:{_client(request)}")
     except Problem as e:
         retry = int(e.headers["Retry-After"])
         return _oauth_error(credenciales.TokenError("invalid_client", e.detail, status=429, retry_after=retry))
