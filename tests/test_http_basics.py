@@ -111,7 +111,6 @@ async def test_readyz_503_when_database_unreachable(settings):
 
     app.dependency_overrides[get_session] = unreachable
     import httpx2
-
     from asgi_lifespan import LifespanManager
 
     async with (

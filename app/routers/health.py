@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.db import Session
-from app.deps import RateLimiterDep
+from app.deps import NotifierDep, RateLimiterDep
 from app.migrations import current_revision, head_revision
 from app.problems import Problem, problem_responses
 
@@ -24,10 +24,21 @@ class Preparacion(Estado):
         description="Dónde se cuentan los límites de tasa: en el almacén compartido (SIA_RATE_LIMIT_STORAGE), "
         "en este proceso porque no hay uno configurado, o en este proceso porque el compartido no responde."
     )
+    notificaciones: Literal["escuchando", "reconectando"] = Field(
+        description="La conexión LISTEN que despierta a las consultas con `espera`. Mientras se reconecta, "
+        "esas consultas siguen funcionando, pero responden con hasta un segundo de retraso."
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"estado": "listo", "migracion": "20261124_sandbox", "limites_de_tasa": "compartido"}]
+            "examples": [
+                {
+                    "estado": "listo",
+                    "migracion": "20261124_sandbox",
+                    "limites_de_tasa": "compartido",
+                    "notificaciones": "escuchando",
+                }
+            ]
         }
     )
 
@@ -51,8 +62,10 @@ async def livez() -> JSONResponse:
     response_description="Listo: base de datos accesible y migraciones al día.",
     responses=problem_responses("base_de_datos_no_disponible", "migraciones_pendientes"),
 )
-async def readyz(session: Session, limiter: RateLimiterDep) -> Preparacion:
-    """200 cuando la base de datos responde y sus migraciones están al día; 503 en otro caso."""
+async def readyz(session: Session, limiter: RateLimiterDep, notifier: NotifierDep) -> Preparacion:
+    """200 cuando la base de datos responde y sus migraciones están al día; 503 en otro caso. Informa además
+    dónde se cuentan los límites de tasa y si la escucha de notificaciones está activa: ninguno de los dos
+    impide estar listo (sin ellos el servicio es correcto, solo menos estricto o más lento en despertar)."""
     try:
         revision = await current_revision(await session.connection())
     except Exception as e:  # any database failure means "not ready", never a 500
@@ -62,4 +75,4 @@ async def readyz(session: Session, limiter: RateLimiterDep) -> Preparacion:
             "migraciones_pendientes",
             f"La base de datos está en la migración {revision}; se espera {head_revision()}. Ejecute `sia db upgrade`.",
         )
-    return Preparacion(estado="listo", migracion=revision, limites_de_tasa=limiter.store)
+    return Preparacion(estado="listo", migracion=revision, limites_de_tasa=limiter.store, notificaciones=notifier.state)
