@@ -8,6 +8,7 @@ only a re-check can tell whether their avisos arrived."""
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections import defaultdict
 from typing import Literal
@@ -16,7 +17,7 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 CHANNEL = "avisos"
-# What pg_stat_activity shows for it: one per process (worker) of every replica.
+# What pg_stat_activity shows for it, followed by the process id: one per process (worker) of every replica.
 APPLICATION_NAME = "sia-notify"
 
 State = Literal["escuchando", "reconectando"]
@@ -67,8 +68,9 @@ class Notifier:
         await self._close()
 
     async def _connect(self, dsn: str) -> None:
+        name = f"{APPLICATION_NAME} {os.getpid()}"
         connection = await asyncpg.connect(
-            dsn, timeout=self._connect_timeout, server_settings={"application_name": APPLICATION_NAME}
+            dsn, timeout=self._connect_timeout, server_settings={"application_name": name}
         )
         try:
             connection.add_termination_listener(self._on_termination)

@@ -1,5 +1,6 @@
 """Settings from the environment (prefix SIA_, except the conventional DATABASE_URL)."""
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,9 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int | None = Field(
+        default=None, ge=1, description="Processes of `sia serve`; unset: one per core this process may use."
+    )
     access_log: bool = Field(default=True, description="uvicorn's per-request log lines.")
     log_json: bool | None = Field(default=None, description="JSON logs; default: on in production only.")
     catalogs_dir: Path | None = Field(
@@ -125,6 +129,13 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_workers(self) -> int:
+        if self.workers:
+            return self.workers
+        # The cores this process may run on (a container's CPU set), not all of the machine's.
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @property
     def resolved_public_url(self) -> str:

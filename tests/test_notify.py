@@ -120,7 +120,7 @@ async def test_readyz_reports_the_listener_lost_and_back(settings, own_database,
             await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = $1 AND application_name = $2",
+                "WHERE datname = $1 AND application_name LIKE $2 || ' %'",
                 database,
                 APPLICATION_NAME,
             )
