@@ -76,7 +76,10 @@ class Settings(BaseSettings):
     # Wrong passwords (and unknown RFCs) per source address; a right password does not spend it.
     rate_limit_token_fallos: str = "10/minute"
     password_verifications_max: int = Field(
-        default=8, ge=1, description="Argon2 verifications at once per process; beyond it POST /v1/token answers 503."
+        default=8,
+        ge=1,
+        description="Argon2 verifications at once per `sia serve` (split among its workers); beyond it POST "
+        "/v1/token answers 503.",
     )
     rate_limit_efirma: str = "20/minute"
     # Each attempt writes up to 8,000 sandbox avisos: opening them in a loop must not fill the database.
