@@ -28,6 +28,9 @@ def live_server(database_url: str, data_dir: Path, *serve_args: str, **env: str)
         "SIA_DATA_DIR": str(data_dir),
         "SIA_ENV": "test",
         "SIA_ACCESS_LOG": "false",
+        # One process unless a test asks for more: its per-process rate-limit counts must not depend on which
+        # worker each connection reaches (tests/test_workers.py covers several).
+        "SIA_WORKERS": "1",
         **env,
     }
     process = subprocess.Popen(
