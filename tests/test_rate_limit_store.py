@@ -42,6 +42,13 @@ async def ask_for_challenges(clients: list[httpx2.AsyncClient], total: int) -> l
 
 
 @pytest.fixture
+def settings(settings: Settings, new_database) -> Settings:
+    """A database of this module's own: the challenges these tests ask for are committed, and other tests count
+    the challenges of theirs."""
+    return settings.model_copy(update={"database_url": new_database()})
+
+
+@pytest.fixture
 async def store(kv_store_url: str) -> str:
     client = redis.asyncio.from_url(kv_store_url)
     await client.flushdb()  # every test starts with no counts of another
