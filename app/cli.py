@@ -120,7 +120,7 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
         if workers > 1 and not settings.rate_limit_storage:
             out.print(
                 f"Aviso: sin SIA_RATE_LIMIT_STORAGE cada uno de los {workers} procesos cuenta sus propios límites "
-                "de tasa (README, «Varios procesos y réplicas»)."
+                "de tasa (README, «Several processes and replicas»)."
             )
         if demo:
             from app.security.efirma_demo import DEMO_KEY_PASSWORD
