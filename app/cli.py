@@ -2,13 +2,14 @@
 
 import asyncio
 import datetime as dt
+import os
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +24,9 @@ from app.embedded import database_url
 from app.logging import configure_logging
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 cli = typer.Typer(help="SIA — Servicio de Intercomunicación de Avisos.", no_args_is_help=True)
 db_cli = typer.Typer(help="Base de datos.", no_args_is_help=True)
 load_cli = typer.Typer(help="Cargas del operador (COPY, validadas, idempotentes).", no_args_is_help=True)
@@ -33,6 +37,7 @@ cli.add_typer(load_cli, name="load")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(efirma_cli, name="efirma")
 
+WORKER_HEALTHCHECK_SECONDS = 30
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
@@ -92,8 +97,8 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
     import uvicorn
 
-    from app.http_protocol import bounded_http_protocol
-    from app.main import create_app
+    from app.http_protocol import BoundedHttpToolsProtocol
+    from app.main import load_keys
 
     with database_url(settings) as url:
         if upgrade:
@@ -101,14 +106,25 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
         if demo:
             _load_demo_if_empty(url, settings)
             _ensure_demo_efirma(settings)
-        app = create_app(
-            settings.model_copy(update={"database_url": url}),
-            purge_every=dt.timedelta(minutes=settings.purge_interval_minutes),
-        )
+        served = settings.model_copy(update={"database_url": url})
+        # Signing keys are made on a first start in development: once, here, not by N workers racing to write
+        # N different keys (a token signed by one worker must verify in every other).
+        load_keys(served)
+        workers = settings.resolved_workers
+        # Each worker is a fresh interpreter (spawned) that reads its settings from this environment: it must
+        # find the database this process resolved (never start an embedded server of its own).
+        os.environ["DATABASE_URL"] = url
+        os.environ["SIA_WORKERS"] = str(workers)
         base = f"http://{settings.host}:{settings.port}"
         out.print(f"SIA escuchando en {base}  ·  documentación: {base}/docs  ·  Ctrl-C para detener")
         # For people (HR, a legal representative): everything in a browser, no command line.
         out.print(f"Portal SIA para patrones y desarrolladores: {base}/portal  ·  guía: docs/guia-portal.md")
+        out.print(f"{_n(workers, 'proceso', 'procesos')} (SIA_WORKERS)")
+        if workers > 1 and not settings.rate_limit_storage:
+            out.print(
+                f"Aviso: sin SIA_RATE_LIMIT_STORAGE cada uno de los {workers} procesos cuenta sus propios límites "
+                "de tasa (README, «Several processes and replicas»)."
+            )
         if demo:
             from app.security.efirma_demo import DEMO_KEY_PASSWORD
 
@@ -118,7 +134,12 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
             )
         # uvicorn turns SIGINT/SIGTERM into a graceful shutdown and returns; then the embedded server stops.
         uvicorn.run(
-            app,
+            "app.cli:worker_app",
+            factory=True,
+            workers=workers,
+            # uvicorn replaces a worker that does not answer its parent's ping in time (5 s by default); a worker
+            # still importing on a busy machine takes longer, and was killed and respawned in a loop.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
             host=settings.host,
             port=settings.port,
             log_config=None,
@@ -126,9 +147,24 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
             access_log=settings.access_log,
             # No `Server: uvicorn` banner: it tells an attacker which CVEs to try.
             server_header=False,
-            http=bounded_http_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
+            http=BoundedHttpToolsProtocol,
             timeout_keep_alive=settings.keep_alive_seconds,
         )
+
+
+def worker_app() -> "FastAPI":
+    """The app of one `sia serve` process (uvicorn's factory, called in each worker): the settings `_serve` left
+    in the environment."""
+    from app.main import create_app
+
+    settings = _settings()
+    configure_logging(json_logs=settings.json_logs)
+    # The Argon2 cap is one for the machine: N workers share it, or N workers would allow N times the memory.
+    gate = max(1, settings.password_verifications_max // settings.resolved_workers)
+    return create_app(
+        settings.model_copy(update={"password_verifications_max": gate}),
+        purge_every=dt.timedelta(minutes=settings.purge_interval_minutes),
+    )
 
 
 # ------------------------------------------------------------------ db

@@ -332,10 +332,10 @@ async def exchange_token(
     try:
         # In front of Argon2 (19 MiB and ~25 ms of a core each), for /v1/token and the portal's sign-in alike.
         # Per address first, or random client_ids would each get a fresh budget.
-        limiter.hit(settings.rate_limit_token_ip, f"token-ip:{source}")
-        limiter.hit(settings.rate_limit_token, f"token:{rfc}:{source}")
+        await limiter.hit(settings.rate_limit_token_ip, f"token-ip:{source}")
+        await limiter.hit(settings.rate_limit_token, f"token:{rfc}:{source}")
         # Checked, not spent: a right password must not cost the budget of a busy office behind one address.
-        limiter.check(settings.rate_limit_token_fallos, f"token-fallos:{source}")
+        await limiter.check(settings.rate_limit_token_fallos, f"token-fallos:{source}")
     except Problem as e:
         raise _throttled(e) from None
     credential = await session.scalar(select(Credencial).where(Credencial.rfc == rfc, Credencial.estado == "activa"))
@@ -353,7 +353,7 @@ async def exchange_token(
         ) from None
     if credential is None or not password_ok:
         try:
-            limiter.hit(settings.rate_limit_token_fallos, f"token-fallos:{source}")
+            await limiter.hit(settings.rate_limit_token_fallos, f"token-fallos:{source}")
         except Problem:
             pass  # this one is answered as wrong; the next one from the source gets the 429
         # No lockout row: the RFC may have no credential, and its owner is not the one guessing.

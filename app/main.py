@@ -81,6 +81,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
         key_sync = KeySync(database.engine, keys, settings.keys_refresh_seconds)
         await key_sync.once()
         key_sync.start()
+        limiter = RateLimiter(enabled=settings.rate_limit_enabled, storage_uri=settings.rate_limit_storage)
         purging = asyncio.create_task(purge_periodically(database, settings, purge_every)) if purge_every else None
         try:
             yield {
@@ -88,7 +89,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
                 "settings": settings,
                 "keys": keys,
                 "notifier": notifier,
-                "rate_limiter": RateLimiter(enabled=settings.rate_limit_enabled),
+                "rate_limiter": limiter,
                 "password_gate": VerificationGate(settings.password_verifications_max),
                 "ocsp": OcspChecker.from_settings(settings),
             }
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
                     await purging
             await key_sync.stop()
             await notifier.stop()
+            await limiter.close()
             await database.dispose()
 
     app = FastAPI(

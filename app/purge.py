@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import Database
@@ -16,6 +16,8 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 # An expired challenge is kept this long, so that a late client still hears reto_vencido, not reto_desconocido.
 RETO_RETENTION = dt.timedelta(days=1)
+# The advisory lock key of the scheduled purge (any constant no other part of the service uses).
+PURGE_LOCK = 0x5349_4150  # "SIAP"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ async def purge_periodically(database: Database, settings: Settings, every: dt.t
         await asyncio.sleep(every.total_seconds())
         try:
             async with database.engine.begin() as conn:
+                # Every worker of every replica runs this schedule: one pass at a time is enough, and two passes
+                # deleting the same rows at once could deadlock on them.
+                if not await conn.scalar(select(func.pg_try_advisory_xact_lock(PURGE_LOCK))):
+                    continue
                 purged = await purge(conn, settings, dt.datetime.now(dt.UTC))
             log.info("purge done: %s", purged.as_dict())
         except Exception:

@@ -1,6 +1,7 @@
 """Settings from the environment (prefix SIA_, except the conventional DATABASE_URL)."""
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
         default=[],
         description="IPs or networks (CIDR) of the reverse proxies, comma-separated: only a request from one of "
         "them has its X-Forwarded-For believed. Empty: the peer's address is the client's.",
+    )
+    workers: int | None = Field(
+        default=None, ge=1, description="Processes of `sia serve`; unset: one per core this process may use."
     )
     access_log: bool = Field(default=True, description="uvicorn's per-request log lines.")
     log_json: bool | None = Field(default=None, description="JSON logs; default: on in production only.")
@@ -120,9 +124,14 @@ class Settings(BaseSettings):
     )
     keep_alive_seconds: int = Field(default=5, ge=1, description="Idle time of a kept-alive connection.")
 
-    # avisos and rate limits (per caller, per replica)
+    # avisos and rate limits (per caller; per process unless rate_limit_storage names a shared store)
     avisos_limite_max: int = Field(default=10_000, ge=1, description="Largest page of GET /v1/avisos.")
     rate_limit_enabled: bool = Field(default=True, description="Off only for benchmarks.")
+    rate_limit_storage: str | None = Field(
+        default=None,
+        description="Shared store of the rate-limit counts (redis://, rediss://, valkey://, valkeys://), so that "
+        "a budget holds across workers and replicas; unset: each process counts on its own.",
+    )
     rate_limit_avisos: str = "600/minute"
     rate_limit_token: str = "30/minute"
     # Per source address, whatever the client_id: random client_ids must not buy unlimited Argon2 work.
@@ -130,7 +139,10 @@ class Settings(BaseSettings):
     # Wrong passwords (and unknown RFCs) per source address; a right password does not spend it.
     rate_limit_token_fallos: str = "10/minute"
     password_verifications_max: int = Field(
-        default=8, ge=1, description="Argon2 verifications at once per process; beyond it POST /v1/token answers 503."
+        default=8,
+        ge=1,
+        description="Argon2 verifications at once per `sia serve` (split among its workers); beyond it POST "
+        "/v1/token answers 503.",
     )
     rate_limit_efirma: str = "20/minute"
     # Each attempt writes up to 8,000 sandbox avisos: opening them in a loop must not fill the database.
@@ -189,6 +201,16 @@ class Settings(BaseSettings):
             raise ValueError("SIA_EFIRMA_OCSP_URL debe ser una URL http:// o https://")
         return value
 
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _known_rate_limit_store(cls, uri: str | None) -> str | None:
+        if not uri:
+            return None  # SIA_RATE_LIMIT_STORAGE= (empty) means none, as unset does
+        from app.security.rate_limit import shared_store_uri  # lazily: settings load before the web stack
+
+        shared_store_uri(uri)
+        return uri
+
     @model_validator(mode="after")
     def _refuse_defaults_in_production(self) -> "Settings":
         if self.env != "production":
@@ -218,6 +240,13 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_workers(self) -> int:
+        if self.workers:
+            return self.workers
+        # The cores this process may run on (a container's CPU set), not all of the machine's.
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @property
     def resolved_public_url(self) -> str:

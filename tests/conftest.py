@@ -21,7 +21,7 @@ from app.catalogs import sync_catalogs
 from app.db import async_url, asyncpg_dsn, get_session
 from app.main import create_app
 from app.settings import Settings
-from tests import browser, documented_problems
+from tests import browser, documented_problems, kv_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,3 +186,18 @@ def chromium(request: pytest.FixtureRequest) -> Path:
         _tell(request, f"{'!' * 100}\n{message}\n{'!' * 100}")
         pytest.skip(message)
     return browser.CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def kv_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Valkey or Redis server of this run (Debian's package, installed if need be); when it cannot be, the tests
+    of the shared rate-limit store skip, loudly."""
+    if kv_store.find_server() is None:
+        _tell(request, "valkey-server/redis-server is missing: installing it with apt-get (may take a minute)")
+    server, reason = kv_store.install_server()
+    if server is None:
+        message = f"VALKEY/REDIS UNAVAILABLE: the shared rate-limit tests DID NOT RUN. {reason}"
+        _tell(request, f"{'!' * 100}\n{message}\n{'!' * 100}")
+        pytest.skip(message)
+    with kv_store.running_server(server, tmp_path_factory.mktemp("kv")) as url:
+        yield url

@@ -29,6 +29,9 @@ def live_server(database_url: str, data_dir: Path, *serve_args: str, **env: str)
         "SIA_DATA_DIR": str(data_dir),
         "SIA_ENV": "test",
         "SIA_ACCESS_LOG": "false",
+        # One process unless a test asks for more: its per-process rate-limit counts must not depend on which
+        # worker each connection reaches (tests/test_workers.py covers several).
+        "SIA_WORKERS": "1",
         **env,
     }
     # A file, not a pipe nobody drains: a test that provokes many logged errors would fill the pipe's 64 KiB

@@ -407,7 +407,7 @@ ContextoDep = Annotated[Contexto, Depends(contexto)]
 async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto, ndjson: bool | None = None) -> Response:
     """ndjson: the representation fixed by the route; None: chosen by the Accept header."""
     request, caller, session, settings, database = ctx.request, ctx.caller, ctx.session, ctx.settings, ctx.database
-    quota = ctx.limiter.hit(settings.rate_limit_avisos, f"avisos:{alcance.nombre}:{caller.rfc}")
+    quota = await ctx.limiter.hit(settings.rate_limit_avisos, f"avisos:{alcance.nombre}:{caller.rfc}")
     c = alcance.acotar(c, settings)
     if c.emitidos_desde and c.emitidos_hasta and c.emitidos_desde > c.emitidos_hasta:
         raise Problem("rango_invalido", "emitidos_desde es posterior a emitidos_hasta.")
@@ -507,7 +507,7 @@ class StatusWithFirstChunk(StreamingResponse):
 
 
 async def _uno(alcance: Alcance, folio: str, ctx: Contexto) -> Aviso:
-    ctx.limiter.hit(ctx.settings.rate_limit_avisos, f"avisos:{alcance.nombre}:{ctx.caller.rfc}")
+    await ctx.limiter.hit(ctx.settings.rate_limit_avisos, f"avisos:{alcance.nombre}:{ctx.caller.rfc}")
     filtros = await alcance.permitir_folio(ctx.session, ctx.database, ctx.caller, folio, dt.datetime.now(dt.UTC))
     return Aviso.model_validate(await avisos.fetch_one(await ctx.session.connection(), filtros))
 

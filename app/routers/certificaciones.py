@@ -164,7 +164,7 @@ async def abrir(caller: CurrentCaller, session: Session, settings: SettingsDep, 
     """Crea un patrón de pruebas propio con entre 2 000 y 8 000 avisos sintéticos al azar (2 a 4 NRP, todas las
     clases, fechas del último año) en /sandbox/v1/avisos. Puede abrir un intento nuevo cuando quiera, dentro de
     un límite por hora (429 `limite_de_tasa` con Retry-After)."""
-    limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
+    await limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
     now = _now()
     return Intento.of(await certificaciones.open_attempt(session, caller.rfc, settings, now), now)
 

@@ -1,9 +1,11 @@
+from typing import Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.db import unavailable_problem
-from app.deps import DatabaseDep
+from app.deps import DatabaseDep, NotifierDep, RateLimiterDep
 from app.migrations import head_revision, probe_revision
 from app.problems import Problem, problem_responses
 
@@ -18,8 +20,27 @@ class Estado(BaseModel):
 
 class Preparacion(Estado):
     migracion: str
+    limites_de_tasa: Literal["compartido", "local", "local_por_falla"] = Field(
+        description="Dónde se cuentan los límites de tasa: en el almacén compartido (SIA_RATE_LIMIT_STORAGE), "
+        "en este proceso porque no hay uno configurado, o en este proceso porque el compartido no responde."
+    )
+    notificaciones: Literal["escuchando", "reconectando"] = Field(
+        description="La conexión LISTEN que despierta a las consultas con `espera`. Mientras se reconecta, "
+        "esas consultas siguen funcionando, pero responden con hasta un segundo de retraso."
+    )
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"estado": "listo", "migracion": "20261124_sandbox"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "estado": "listo",
+                    "migracion": "20261124_sandbox",
+                    "limites_de_tasa": "compartido",
+                    "notificaciones": "escuchando",
+                }
+            ]
+        }
+    )
 
 
 @router.get(
@@ -41,9 +62,12 @@ async def livez() -> JSONResponse:
     response_description="Listo: base de datos accesible y migraciones al día.",
     responses=problem_responses("base_de_datos_no_disponible", "migraciones_pendientes"),
 )
-async def readyz(database: DatabaseDep) -> Preparacion:
+async def readyz(database: DatabaseDep, limiter: RateLimiterDep, notifier: NotifierDep) -> Preparacion:
     """200 cuando la base de datos responde y sus migraciones están al día; 503 en otro caso, en menos de un
-    segundo (`SIA_READYZ_TIMEOUT_SECONDS`), aunque la base esté bloqueada o el pool de conexiones agotado."""
+    segundo (`SIA_READYZ_TIMEOUT_SECONDS`), aunque la base esté bloqueada o el pool de conexiones agotado.
+    Informa además dónde se cuentan los límites de tasa y si la escucha de notificaciones está activa: ninguno
+    de los dos impide estar listo (sin ellos el servicio es correcto, solo menos estricto o más lento en
+    despertar)."""
     engine = database.probe_engine or database.engine
     try:
         revision = await probe_revision(engine, database.probe_timeout)
@@ -54,4 +78,4 @@ async def readyz(database: DatabaseDep) -> Preparacion:
             "migraciones_pendientes",
             f"La base de datos está en la migración {revision}; se espera {head_revision()}. Ejecute `sia db upgrade`.",
         )
-    return Preparacion(estado="listo", migracion=revision)
+    return Preparacion(estado="listo", migracion=revision, limites_de_tasa=limiter.store, notificaciones=notifier.state)

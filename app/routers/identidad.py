@@ -43,7 +43,7 @@ async def _limit_proof(
 ) -> None:
     """A proof counts against the quota of the RFC its challenge was asked for (unknown challenges share one)."""
     rfc = await credenciales.rfc_of_reto(session, reto_id)
-    limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), rfc))
+    await limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), rfc))
 
 
 # ------------------------------------------------------------------ retos
@@ -89,7 +89,7 @@ async def crear_reto(
 ) -> RetoEmitido:
     """Primer paso para obtener, renovar o cancelar una contraseña: firme el reto con la llave privada de la
     e.firma del RFC (RSA PKCS#1 v1.5 con SHA-256 sobre los bytes decodificados), p. ej. con `sia efirma firmar`."""
-    limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), body.rfc))
+    await limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), body.rfc))
     reto = await credenciales.create_reto(session, body.rfc, settings, _now())
     return RetoEmitido(reto_id=reto.id, reto=base64.b64encode(reto.reto).decode(), expira_en=reto.expira_en)
 

@@ -406,7 +406,7 @@ async def intentos(caller: PortalCaller, session: Session) -> list[Intento]:
 async def abrir_intento(
     caller: PortalCaller, session: Session, settings: SettingsDep, limiter: RateLimiterDep
 ) -> Intento:
-    limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
+    await limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
     now = _now()
     return Intento.of(await certificaciones.open_attempt(session, caller.rfc, settings, now), now)
 
