@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pyotp
@@ -67,7 +68,7 @@ class ClienteSIA:
         self._ultimo_paso = int(time.time() // 30)
         return respuesta
 
-    def pedir(self, metodo: str, ruta: str, **kwargs) -> httpx2.Response:
+    def pedir(self, metodo: str, ruta: str, **kwargs: Any) -> httpx2.Response:
         """One request, as a patient client makes it: waits Retry-After on 429, renews an expired token once."""
         renovado = False
         while True:
@@ -86,7 +87,7 @@ class ClienteSIA:
     # -------------------------------------------------------------- avisos
 
     def paginas(
-        self, base: str = "/v1", despues_de: str | None = None, limite: int = 1000, **filtros
+        self, base: str = "/v1", despues_de: str | None = None, limite: int = 1000, **filtros: Any
     ) -> Iterator[list[dict]]:
         """Every page after `despues_de`, in publication order, until the service says there are no more."""
         while True:
