@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import segno
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import WrapMode, XPos, YPos
 
 from app.models import Acuse
 
@@ -96,7 +96,7 @@ def render_acuse_pdf(acuse: Acuse, verification_url: str) -> bytes:
         pdf.set_font("Helvetica", "B", 10)
         pdf.cell(width, 6, _latin1(heading), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.set_font("Courier", "", size)
-        pdf.multi_cell(width, 3.6, _latin1(text), border=1, new_x=XPos.LMARGIN, new_y=YPos.NEXT, wrapmode="CHAR")
+        pdf.multi_cell(width, 3.6, _latin1(text), border=1, new_x=XPos.LMARGIN, new_y=YPos.NEXT, wrapmode=WrapMode.CHAR)
 
     pdf.ln(4)
     pdf.set_font("Helvetica", "", 8)

@@ -215,6 +215,7 @@ async def stream_page(
         try:
             async with engine.connect() as conn:
                 raw = await conn.get_raw_connection()
+                assert raw.driver_connection is not None  # None only for a closed connection
                 await raw.driver_connection.copy_from_query(query, output=collect)
             if batch:
                 await queue.put(bytes(batch))

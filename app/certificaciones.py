@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
@@ -71,6 +71,7 @@ async def _insert_avisos(session: AsyncSession, cert_id: uuid.UUID, lote: int, a
         for a in avisos
     ]
     raw = await (await session.connection()).get_raw_connection()
+    assert raw.driver_connection is not None  # None only for a closed connection
     await raw.driver_connection.copy_records_to_table("sandbox_aviso", records=records, columns=columns)
 
 
@@ -164,8 +165,12 @@ async def start_scenario(
         if "inicio" in cert.escenarios[escenario]:
             raise Problem("escenario_iniciado", "Los avisos nuevos ya se publicaron para este intento.")
         rng = random.SystemRandom()
+        # Set whenever an attempt is opened; only certifications granted without one lack them, and none is open.
+        assert cert.sandbox_rfc is not None and cert.sandbox_nrps is not None
         employer = DemoPatron(cert.sandbox_rfc, "", tuple(cert.sandbox_nrps))
-        existing = await session.scalar(select(func.count()).where(SandboxAviso.certificacion_id == cert.id))
+        existing = (
+            await session.execute(select(func.count()).where(SandboxAviso.certificacion_id == cert.id))
+        ).scalar_one()
         nuevos = list(demo_avisos([employer], rng.randint(5, 60), seed=rng.randrange(10**6), hasta=now.date()))
         # New folios beyond those of the attempt: the 8-digit counter continues.
         for n, aviso in enumerate(nuevos, start=existing + 1):
@@ -228,7 +233,7 @@ class Veredicto:
     motivo: str
 
 
-async def _folios(session: AsyncSession, cert_id: uuid.UUID, *conditions) -> list[str]:
+async def _folios(session: AsyncSession, cert_id: uuid.UUID, *conditions: ColumnElement[bool]) -> list[str]:
     s = SandboxAviso
     return list(await session.scalars(select(s.folio).where(s.certificacion_id == cert_id, *conditions)))
 

@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypedDict, TypeVar
 
 import typer
 from rich.console import Console
@@ -434,13 +434,24 @@ def efirma_firmar(
     except (binascii.Error, ValueError):
         err.print("[red]El reto no es base64 válido.[/red]")
         raise typer.Exit(1) from None
-    if certificate.public_key().public_numbers() != private_key.public_key().public_numbers():
+    # Keys compare by value; public_numbers() would raise on an Ed25519 or other non-RSA certificate.
+    if certificate.public_key() != private_key.public_key():
         err.print("[red]La llave no corresponde a ese certificado.[/red]")
         raise typer.Exit(1)
     typer.echo(efirma.sign_reto(private_key, reto))
 
 
-DEMO_DEVELOPER = {"rfc": "XIQB891116QE4", "curp": "XIQB891116MGRMZR05", "nombre": "BERENICE XIQUE QUINTERO"}
+class _DemoPerson(TypedDict):
+    rfc: str
+    nombre: str
+    curp: str | None
+
+
+DEMO_DEVELOPER: _DemoPerson = {
+    "rfc": "XIQB891116QE4",
+    "curp": "XIQB891116MGRMZR05",
+    "nombre": "BERENICE XIQUE QUINTERO",
+}
 
 
 def _ensure_demo_efirma(settings: Settings, *, force: bool = False) -> Path:
@@ -454,7 +465,7 @@ def _ensure_demo_efirma(settings: Settings, *, force: bool = False) -> Path:
         return folder
     ca = efirma_demo.make_ca()
     efirma_demo.write_ca(folder / "ca", ca)
-    people = [{"rfc": p.rfc, "nombre": p.razon_social.upper(), "curp": None} for p in demo_patrones(4)] + [
+    people = [_DemoPerson(rfc=p.rfc, nombre=p.razon_social.upper(), curp=None) for p in demo_patrones(4)] + [
         DEMO_DEVELOPER
     ]
     for person in people:

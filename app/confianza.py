@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import case, exists, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
@@ -26,7 +26,7 @@ def estado_de(relacion: RelacionConfianza, now: dt.datetime) -> str:
     return "vigente" if now < relacion.vigencia_fin else "vencida"
 
 
-def _estado_sql(now: dt.datetime):
+def _estado_sql(now: dt.datetime) -> ColumnElement[str]:
     r = RelacionConfianza
     return case(
         (r.revocada_en.is_not(None), "revocada"),

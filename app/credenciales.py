@@ -9,10 +9,12 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import anyio
 from sqlalchemy import case, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +22,7 @@ from app import acuses
 from app.deps import Keys
 from app.mail import MailError, send_mail
 from app.models import BloqueoToken, Credencial, Reto
-from app.problems import Problem
+from app.problems import Problem, ProblemCode
 from app.security import efirma, passwords, tokens, totp
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
@@ -65,7 +67,7 @@ async def rfc_of_reto(session: AsyncSession, reto_id: uuid.UUID) -> str | None:
     return await session.scalar(select(Reto.rfc).where(Reto.id == reto_id))
 
 
-def _b64(value: str, code: str, what: str) -> bytes:
+def _b64(value: str, code: ProblemCode, what: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -78,7 +80,7 @@ async def _prove(
     settings: Settings,
     now: dt.datetime,
     revocation: efirma.RevocationCheck | None,
-):
+) -> efirma.EfirmaIdentity:
     """Consumes the challenge and returns the proven e.firma identity, or raises the precise problem."""
     reto = await session.scalar(select(Reto).where(Reto.id == prueba.reto_id).with_for_update())
     if reto is None:
@@ -235,7 +237,7 @@ async def cancel_password(
     now: dt.datetime,
     *,
     revocation: efirma.RevocationCheck | None,
-) -> str:
+) -> tuple[str, str]:
     identity = await _prove(session, prueba, settings, now, revocation)
     old = await _end_active(session, identity.rfc, "cancelada", now)
     acuse = await acuses.issue_acuse(
@@ -253,16 +255,29 @@ async def cancel_password(
 # ------------------------------------------------------------------ tokens
 
 
+# RFC 6749 §5.2's error codes: the token endpoint's own registry (OAuth libraries match on them).
+OAuthErrorCode = Literal[
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    # Registered by RFC 6749 §4.1.2.1 and used here, as OAuth libraries expect, for a 503 with Retry-After.
+    "temporarily_unavailable",
+]
+
+
 class TokenError(Exception):
     """An RFC 6749 §5.2 error; `problem` is the registry code the portal's sign-in answers with instead."""
 
     def __init__(
         self,
-        error: str,
+        error: OAuthErrorCode,
         description: str,
         status: int = 400,
         retry_after: int | None = None,
-        problem: str = "credenciales_incorrectas",
+        problem: ProblemCode = "credenciales_incorrectas",
     ) -> None:
         super().__init__(error)
         self.error, self.description, self.status, self.retry_after = error, description, status, retry_after
@@ -382,7 +397,8 @@ async def exchange_token(
             )
             .values(totp_ultimo_paso=step)
         )
-        if accepted.rowcount == 1:
+        # An UPDATE gives a CursorResult (it has rowcount); AsyncSession.execute is typed with the base Result.
+        if cast(CursorResult[Any], accepted).rowcount == 1:
             await session.execute(delete(BloqueoToken).where(BloqueoToken.rfc == rfc))
             ttl = dt.timedelta(minutes=settings.token_ttl_minutes)
             token = tokens.issue_access_token(

@@ -258,10 +258,10 @@ def document_database_errors(app: FastAPI) -> None:
     from fastapi.routing import APIRoute
 
     from app.deps import get_database
-    from app.problems import PROBLEM_MEDIA_TYPE, problem_responses
+    from app.problems import PROBLEM_MEDIA_TYPE, ProblemCode, problem_responses
 
     database_dependencies = {get_session, get_database}
-    code = "base_de_datos_no_disponible"
+    code: ProblemCode = "base_de_datos_no_disponible"
 
     def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
         for route in routes:

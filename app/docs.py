@@ -15,6 +15,10 @@ REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 
 def install_docs(app: FastAPI) -> None:
+    # The pages load the document from there: an app without one would serve empty docs.
+    openapi_url = app.openapi_url
+    if openapi_url is None:
+        raise ValueError("install_docs necesita una app con openapi_url")
     redoc_js = (ASSETS / "redoc.standalone.js").read_text(encoding="utf-8").replace(REDOC_CDN_LOGO, ICON)
     app.mount("/static", StaticFiles(directory=str(ASSETS)), name="static")
 
@@ -25,7 +29,7 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url,
+            openapi_url=openapi_url,
             title=f"{app.title} — documentación",
             oauth2_redirect_url="/docs/oauth2-redirect",
             swagger_js_url="/static/swagger-ui-bundle.js",
@@ -42,7 +46,7 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
         return get_redoc_html(
-            openapi_url=app.openapi_url,
+            openapi_url=openapi_url,
             title=f"{app.title} — ReDoc",
             redoc_js_url="/redoc.js",
             redoc_favicon_url=ICON,

@@ -414,7 +414,7 @@ MEXICO = ZoneInfo("America/Mexico_City")
 BIGINT_MAXIMO = 2**63 - 1
 
 
-def _iso_text(pattern: re.Pattern[str], example: str):
+def _iso_text(pattern: re.Pattern[str], example: str) -> BeforeValidator:
     def check(value: object) -> object:
         if isinstance(value, str) and not pattern.match(value):
             raise IdentifierError(f"debe ser una fecha ISO 8601, p. ej. {example}")

@@ -283,6 +283,7 @@ class _Staging:
     async def flush(self) -> None:
         if self.batch:
             raw = await self.conn.get_raw_connection()
+            assert raw.driver_connection is not None  # None only for a closed connection
             await raw.driver_connection.copy_records_to_table(self.table, records=self.batch, columns=self.columns)
             self.batch = []
 
@@ -370,7 +371,7 @@ async def load_avisos(
     progress: Progress | None = None,
     actor: str = "operador",
 ) -> LoadReport:
-    registry = dict((await conn.execute(text("SELECT nrp, rfc_patron FROM nrp"))).all())
+    registry: dict[str, str] = dict((await conn.execute(text("SELECT nrp, rfc_patron FROM nrp"))).all())
     ctx = _Context(today or dt.date.today(), await catalog_codes(conn), registry)
     tipos = ctx.codes["tipos-aviso"]
     report = LoadReport(path.name)

@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 import structlog
 from asgi_correlation_id import correlation_id
 from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 # Query parameters whose values are not personal data and help an operator; every other value is masked,
 # so a parameter added later is private until someone lists it here.
@@ -73,7 +74,7 @@ class RedactAccessLog(logging.Filter):
         return True
 
 
-def _add_request_id(_logger, _method, event_dict):
+def _add_request_id(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     request_id = correlation_id.get()
     if request_id:
         event_dict["request_id"] = request_id
@@ -81,7 +82,7 @@ def _add_request_id(_logger, _method, event_dict):
 
 
 def configure_logging(*, json_logs: bool, level: int = logging.INFO) -> None:
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -90,7 +91,7 @@ def configure_logging(*, json_logs: bool, level: int = logging.INFO) -> None:
     ]
     if json_logs:
         # The traceback as data (type, message, file, line, function per frame), without locals.
-        rendering = [
+        rendering: list[Processor] = [
             structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             structlog.processors.JSONRenderer(),
         ]

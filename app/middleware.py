@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterable
 from asgi_correlation_id import correlation_id
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.problems import PROBLEM_MEDIA_TYPE, PROBLEMAS
+from app.problems import PROBLEM_MEDIA_TYPE, PROBLEMAS, ProblemCode
 
 TooLarge = Callable[[Scope, int], tuple[int, list[tuple[bytes, bytes]], bytes]]
 
 
 def problem_too_large(scope: Scope, limit: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """The RFC 9457 answer: status, headers and body."""
-    code = "solicitud_demasiado_grande"
+    code: ProblemCode = "solicitud_demasiado_grande"
     body = {
         "type": f"urn:sia:problema:{code}",
         "title": PROBLEMAS[code].title,

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 
 from app.problems import PROBLEM_MEDIA_TYPE, problem_responses
 from app.settings import Settings
@@ -144,7 +144,7 @@ def _optional_parameters_not_null(spec: dict[str, Any]) -> None:
                 schema.update(kind)
 
 
-def _model_examples() -> dict[str, list[Any]]:
+def _model_examples() -> dict[str, JsonValue]:
     """Our models' examples by class name, as written: FastAPI drops every null from the document
     (`exclude_none`), examples included, and an aviso or a relation without its null fields misleads."""
 
@@ -184,6 +184,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             _public_operations_say_so(spec)
             _rate_limit_headers(spec)
             _limite_maximum(spec, settings)
+        assert app.openapi_schema is not None  # generate() cached it there
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -1,6 +1,6 @@
 """RFC 9457 problem details: the error shape of every route (the token endpoint alone speaks RFC 6749)."""
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import structlog
 from asgi_correlation_id import correlation_id
@@ -34,6 +34,75 @@ class ProblemDetail(BaseModel):
     errores: list[CampoInvalido] | None = None
 
 
+# Every code as a type, so a misspelled code is a mypy error instead of a KeyError (a 500) at raise time.
+# Spelled twice, here and in PROBLEMAS: tests/test_problems.py fails when the two sets differ.
+ProblemCode = Literal[
+    "solicitud_incorrecta",
+    "cuerpo_ilegible",
+    "no_autenticado",
+    "token_invalido",
+    "credencial_no_vigente",
+    "sesion_requerida",
+    "credenciales_incorrectas",
+    "origen_no_permitido",
+    "prohibido",
+    "no_es_patron",
+    "solo_el_patron",
+    "sin_certificacion",
+    "sin_autorizacion",
+    "sin_intento_en_curso",
+    "no_encontrado",
+    "reto_desconocido",
+    "acuse_no_encontrado",
+    "acuse_no_verificable",
+    "aviso_no_encontrado",
+    "relacion_no_encontrada",
+    "certificacion_no_encontrada",
+    "metodo_no_permitido",
+    "no_aceptable",
+    "reto_usado",
+    "contrasena_activa",
+    "sin_contrasena_activa",
+    "relacion_duplicada",
+    "intento_cerrado",
+    "escenario_previo_pendiente",
+    "escenario_iniciado",
+    "reto_vencido",
+    "solicitud_demasiado_grande",
+    "tipo_de_contenido_no_soportado",
+    "solicitud_invalida",
+    "certificado_ilegible",
+    "certificado_no_es_efirma",
+    "certificado_vencido",
+    "certificado_aun_no_vigente",
+    "cadena_no_confiable",
+    "rfc_no_coincide",
+    "certificado_revocado",
+    "firma_invalida",
+    "llave_ilegible",
+    "desarrollador_sin_contrasena",
+    "desarrollador_no_certificado",
+    "nrp_ajeno",
+    "vigencia_en_el_pasado",
+    "vigencia_invalida",
+    "rango_invalido",
+    "cursor_invalido",
+    "tipo_aviso_desconocido",
+    "limite_fuera_de_rango",
+    "despues_de_desconocido",
+    "rfc_patron_requerido",
+    "escenario_sin_inicio",
+    "rfc_bloqueado",
+    "limite_de_tasa",
+    "error_interno",
+    "verificaciones_ocupadas",
+    "correo_no_enviado",
+    "revocacion_no_verificable",
+    "base_de_datos_no_disponible",
+    "migraciones_pendientes",
+]
+
+
 class Problema(NamedTuple):
     status: int
     title: str
@@ -42,7 +111,7 @@ class Problema(NamedTuple):
 
 # Every error code the API answers with: its status, its title (the same for every occurrence, RFC 9457 §3.1.3)
 # and when it happens. Routes document theirs with problem_responses(*codes), so the spec lists them.
-PROBLEMAS: dict[str, Problema] = {
+PROBLEMAS: dict[ProblemCode, Problema] = {
     "solicitud_incorrecta": Problema(400, "Solicitud incorrecta", "La solicitud HTTP no se pudo interpretar."),
     "cuerpo_ilegible": Problema(400, "Cuerpo ilegible", "El cuerpo no es JSON en UTF-8."),
     "no_autenticado": Problema(401, "No autenticado", "Falta el encabezado `Authorization: Bearer <token>`."),
@@ -122,6 +191,10 @@ PROBLEMAS: dict[str, Problema] = {
     "firma_invalida": Problema(
         422, "e.firma no aceptada", "La firma no es base64 o no corresponde al reto con la llave del certificado."
     ),
+    # Raised where the person signs (`sia efirma firmar`), not by a route: registered so EfirmaError has one set.
+    "llave_ilegible": Problema(
+        422, "e.firma no aceptada", "La llave privada (.key) no se pudo abrir con esa contraseña, o no es RSA."
+    ),
     "desarrollador_sin_contrasena": Problema(
         422, "Desarrollador sin contraseña", "El desarrollador no tiene una contraseña activa del servicio."
     ),
@@ -167,7 +240,9 @@ class Problem(Exception):
     """Raise anywhere below a router; the handler turns it into application/problem+json. The code decides the
     status and the title (PROBLEMAS); the detail says what happened this time."""
 
-    def __init__(self, code: str, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any) -> None:
+    def __init__(
+        self, code: ProblemCode, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any
+    ) -> None:
         super().__init__(f"{code}: {detail}")
         self.status, self.title = PROBLEMAS[code].status, PROBLEMAS[code].title
         self.code, self.detail = code, detail
@@ -190,7 +265,7 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
 
 
 # Starlette's own HTTP errors (unknown route, wrong method, unreadable body) in our codes.
-_HTTP_CODES = {
+_HTTP_CODES: dict[int, ProblemCode] = {
     400: "solicitud_incorrecta",
     401: "no_autenticado",
     403: "prohibido",
@@ -314,10 +389,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
 
-def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+def problem_responses(*codes: ProblemCode) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the error codes a route can answer with: per status, the codes listed in
     the description and as an enum of `code`, each with an example body."""
-    by_status: dict[int, list[str]] = {}
+    by_status: dict[int, list[ProblemCode]] = {}
     for code in codes:
         by_status.setdefault(PROBLEMAS[code].status, []).append(code)
     return {status: _documented(status, status_codes) for status, status_codes in sorted(by_status.items())}
@@ -331,7 +406,7 @@ _HEADERS = {
 }
 
 
-def _documented(status: int, codes: list[str]) -> dict[str, Any]:
+def _documented(status: int, codes: list[ProblemCode]) -> dict[str, Any]:
     schema = {
         "allOf": [{"$ref": "#/components/schemas/ProblemDetail"}],
         "properties": {"code": {"enum": codes}},
@@ -348,7 +423,7 @@ def _documented(status: int, codes: list[str]) -> dict[str, Any]:
     }
 
 
-def problem_example(code: str) -> dict[str, Any]:
+def problem_example(code: ProblemCode) -> dict[str, Any]:
     problema = PROBLEMAS[code]
     return {
         "type": f"urn:sia:problema:{code}",

@@ -22,7 +22,7 @@ def project(tmp_path: Path) -> Path:
         shutil.copy2(REPO / name, tmp_path / name)
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for tool in ("python", "sia", "ruff"):
+    for tool in ("python", "sia", "ruff", "mypy"):
         (bin_dir / tool).write_text(STUB, encoding="utf-8")
         (bin_dir / tool).chmod(0o755)
     return tmp_path

@@ -5,7 +5,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import null, select
+from sqlalchemy import String, null, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -19,7 +19,7 @@ SHIPPED_DIR = Path(__file__).parent
 class Catalogo:
     nombre: str  # as in the URL and the CSV file name
     descripcion: str
-    modelo: type
+    modelo: type[TipoAviso | TipoDescuento | TipoCredito | EstatusCredito]
 
 
 CATALOGOS: dict[str, Catalogo] = {
@@ -40,7 +40,10 @@ class CatalogError(ValueError):
 def read_catalog_csv(catalogo: Catalogo, folder: Path = SHIPPED_DIR) -> list[dict]:
     path = folder / f"{catalogo.nombre}.csv"
     table = catalogo.modelo.__table__
-    width = table.c.codigo.type.length
+    codigo_type = table.c.codigo.type
+    # Every catalog's codigo is a String(n) (app/models/catalogo.py): the CSV is held to that width.
+    assert isinstance(codigo_type, String) and codigo_type.length is not None
+    width = codigo_type.length
     expected = ["codigo", "descripcion", *(["clase"] if "clase" in table.c else []), "provisional"]
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)

@@ -2,6 +2,7 @@
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -30,7 +31,7 @@ class Xid8(UserDefinedType):
 
     cache_ok = True
 
-    def get_col_spec(self, **_kw) -> str:
+    def get_col_spec(self, **_kw: Any) -> str:
         return "xid8"
 
 

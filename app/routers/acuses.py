@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
@@ -32,7 +33,7 @@ FolioAcuse = Annotated[
 ]
 
 
-DATOS_EJEMPLO = {
+DATOS_EJEMPLO: JsonDict = {
     "desarrollador_nombre": "BERENICE XIQUE QUINTERO",
     "desarrollador_rfc": "XIQB891116QE4",
     "nrps": ["Y6067072104", "Y6199977101"],
@@ -43,7 +44,7 @@ DATOS_EJEMPLO = {
     "vigencia_inicio": "2026-12-01T06:00:00+00:00",
 }
 EMITIDO_EJEMPLO = dt.datetime(2026, 11, 24, 16, 2, 11, tzinfo=dt.UTC)
-EJEMPLO_ACUSE = {
+EJEMPLO_ACUSE: JsonDict = {
     "folio": "ACU-20261124-3F9A0C21B7",
     "tipo": "relacion.creacion",
     "emitido_en": EMITIDO_EJEMPLO.isoformat(),

@@ -8,15 +8,18 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 import anyio
 from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Content
+from starlette.types import Send
 
 from app import avisos, certificaciones
 from app.auditoria import record_event
@@ -28,7 +31,7 @@ from app.identifiers import NRP, NSS, RFC, Fecha, Folio
 from app.models.catalogo import CLASES
 from app.notify import Notifier
 from app.openapi import RATE_LIMIT_HEADERS
-from app.problems import Problem, problem_response, problem_responses
+from app.problems import Problem, ProblemCode, problem_response, problem_responses
 from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller, require_still_active
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
@@ -36,11 +39,12 @@ from app.settings import Settings
 router = APIRouter(tags=["Avisos"])
 sandbox_router = APIRouter(tags=["Sandbox"])
 NDJSON = "application/x-ndjson"
-Clase = StrEnum("Clase", {c: c for c in CLASES})
+# Built from the domain's tuple so the API cannot drift from it; mypy cannot list the members of such an enum.
+Clase = StrEnum("Clase", {c: c for c in CLASES})  # type: ignore[misc]
 RECHECK_SECONDS = 1.0  # a long poll also re-checks, for rows that became visible without a notification
 
 
-EJEMPLO_AVISO = {
+EJEMPLO_AVISO: JsonDict = {
     "folio": "20262600000003",
     "tipo_aviso": "10",
     "clase": "suspension",
@@ -261,6 +265,8 @@ class Sandbox:
                 "sin_intento_en_curso",
                 "Abra un intento en POST /v1/certificaciones.",
             )
+        # Set whenever an attempt is opened; only certifications granted without one lack them, and none is open.
+        assert cert.sandbox_rfc is not None and cert.sandbox_nrps is not None
         if (c.rfc_patron and c.rfc_patron != cert.sandbox_rfc) or (c.nrp and not set(c.nrp) <= set(cert.sandbox_nrps)):
             raise Problem(
                 "sin_autorizacion",
@@ -291,6 +297,8 @@ class Sandbox:
     async def registrar(
         self, database: Database, caller: Caller, permiso: Permiso, c: Consulta, stream: avisos.Stream
     ) -> None:
+        # Sandbox.permitir names the attempt, and _listar stamps the stream when the request arrives.
+        assert permiso.certificacion_id is not None and stream.recibida_en is not None
         with anyio.CancelScope(shield=True):
             async with database.sessionmaker() as session:
                 await certificaciones.log_request(
@@ -310,7 +318,7 @@ class Sandbox:
         cert = await certificaciones.current_attempt(session, caller.rfc, now)
         scope = avisos.sandbox_scope(cert.id) if cert else None
         located = await avisos.locate(await session.connection(), folio, scope) if scope else None
-        if located is None:
+        if located is None or scope is None:
             raise _aviso_no_encontrado(folio)
         # Not logged: the scenarios judge list requests, and a single read is not a download.
         return avisos.Filtros(located[0], [located[1]], folio=folio, scope=scope)
@@ -438,6 +446,7 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto, ndjson: bool | N
 
     async def body() -> AsyncIterator[bytes]:
         stream = avisos.Stream(recibida_en=received)
+        current: Permiso | None
         current, page = permiso, query
         try:
             if c.espera and not await avisos.has_rows(database.engine, page):
@@ -480,11 +489,11 @@ class StatusWithFirstChunk(StreamingResponse):
     """Sends the status line with the first chunk, not before: what the body does first (a long poll's wait and
     the authorization after it) may still answer with a problem instead of a 200."""
 
-    def __init__(self, content: AsyncIterator[bytes], request: Request, **kwargs) -> None:
+    def __init__(self, content: AsyncIterator[bytes], request: Request, **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self.request = request
 
-    async def stream_response(self, send) -> None:
+    async def stream_response(self, send: Send) -> None:
         chunks = aiter(self.body_iterator)
         try:
             first = await anext(chunks)
@@ -496,7 +505,7 @@ class StatusWithFirstChunk(StreamingResponse):
             await send({"type": "http.response.body", "body": refusal.body, "more_body": False})
             return
 
-        async def again() -> AsyncIterator[bytes]:
+        async def again() -> AsyncIterator[Content]:
             if first is not None:
                 yield first
             async for chunk in chunks:
@@ -516,7 +525,7 @@ def _aviso_no_encontrado(folio: str) -> Problem:
     return Problem("aviso_no_encontrado", f"No hay un aviso {folio} que usted pueda leer.")
 
 
-LIST_DOC = {
+LIST_DOC: dict[str, Any] = {
     "response_model": PaginaAvisos,
     "response_description": (
         "Avisos en orden de publicación. `application/json`: `{avisos, hay_mas}`. "
@@ -532,13 +541,13 @@ NDJSON_MEDIA = {
         "example": EJEMPLO_AVISO,
     }
 }
-NDJSON_PAGE = {200: {"headers": RATE_LIMIT_HEADERS, "content": NDJSON_MEDIA}}
-NDJSON_ONLY = {
+NDJSON_PAGE: dict[int | str, dict[str, Any]] = {200: {"headers": RATE_LIMIT_HEADERS, "content": NDJSON_MEDIA}}
+NDJSON_ONLY: dict[str, Any] = {
     # Its media_type is None: FastAPI then adds no media type of its own beside NDJSON_MEDIA.
     "response_class": StreamingResponse,
     "response_description": "Avisos en orden de publicación, uno por línea (la última página trae menos de `limite`).",
 }
-LIST_PROBLEMS = (
+LIST_PROBLEMS: tuple[ProblemCode, ...] = (
     *CALLER_PROBLEMS,
     "solicitud_invalida",
     "rango_invalido",
@@ -607,7 +616,12 @@ async def listar_avisos_sandbox_ndjson(c: ConsultaDep, ctx: ContextoDep) -> Resp
     return await _listar(Sandbox(), c, ctx, ndjson=True)
 
 
-ONE_PROBLEMS = (*CALLER_PROBLEMS, "aviso_no_encontrado", "solicitud_invalida", "limite_de_tasa")
+ONE_PROBLEMS: tuple[ProblemCode, ...] = (
+    *CALLER_PROBLEMS,
+    "aviso_no_encontrado",
+    "solicitud_invalida",
+    "limite_de_tasa",
+)
 
 
 @router.get(

@@ -8,20 +8,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic.json_schema import JsonDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import credenciales
 from app.db import Session
 from app.deps import KeysDep, OcspDep, PasswordGateDep, RateLimiterDep, SettingsDep
 from app.identifiers import RFC, has_control_characters
-from app.problems import problem_responses
+from app.problems import ProblemCode, problem_responses
 from app.security import tokens
 from app.security.rate_limit import RateLimiter, efirma_key
 from app.settings import Settings
 
 router = APIRouter()
 EJEMPLO_RFC = "TRN920807B50"
-EJEMPLO_PRUEBA = {
+EJEMPLO_PRUEBA: JsonDict = {
     "reto_id": "0b6f3a9e-2c41-4d8e-9a57-3e1f8c2d6b40",
     # The start of a .cer in base64; a real one is about 2,000 characters.
     "certificado": "MIIGGDCCBACgAwIBAgIUMzAwMDEwMDAwMDA1MDAwMDM0MTYwDQYJKoZIhvcNAQELBQAw",
@@ -97,7 +98,7 @@ async def crear_reto(
 # ------------------------------------------------------------------ contraseñas
 
 # What proving an e.firma can answer (credenciales._prove), before each route's own codes.
-EFIRMA_PROBLEMS = (
+EFIRMA_PROBLEMS: tuple[ProblemCode, ...] = (
     "cuerpo_ilegible",
     "solicitud_demasiado_grande",
     "reto_desconocido",
@@ -386,7 +387,7 @@ async def emitir_token(
     if form.grant_type is not None and has_control_characters(form.grant_type):
         return _oauth_error(credenciales.TokenError("invalid_request", CONTROL))
     if form.grant_type != "client_credentials":
-        code = "invalid_request" if form.grant_type is None else "unsupported_grant_type"
+        code: credenciales.OAuthErrorCode = "invalid_request" if form.grant_type is None else "unsupported_grant_type"
         return _oauth_error(credenciales.TokenError(code, "grant_type debe ser client_credentials."))
     client_id, client_secret, otp = form.client_id, form.client_secret, form.otp
     if not client_id or not client_secret or not otp or len(client_id) > 13 or len(client_secret) > 200:

@@ -14,6 +14,7 @@ from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -22,7 +23,7 @@ from app.acuse_pdf import render_acuse_pdf
 from app.db import Session
 from app.deps import KeysDep, PasswordGateDep, RateLimiterDep, SettingsDep
 from app.identifiers import RFC
-from app.problems import Problem, problem_response, problem_responses
+from app.problems import Problem, ProblemCode, problem_response, problem_responses
 from app.routers.certificaciones import Intento
 from app.routers.confianza import Evento, FechaHora, PaginaAuditoria, Relacion, SolicitudRelacion
 from app.routers.patrones import RegistroPatronal
@@ -44,8 +45,8 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 NO_STORE = {"Cache-Control": "no-store"}
-SESSION_PROBLEMS = ("sesion_requerida",)
-CHANGE_PROBLEMS = ("sesion_requerida", "origen_no_permitido")
+SESSION_PROBLEMS: tuple[ProblemCode, ...] = ("sesion_requerida",)
+CHANGE_PROBLEMS: tuple[ProblemCode, ...] = ("sesion_requerida", "origen_no_permitido")
 
 router = APIRouter(include_in_schema=False)
 
@@ -104,7 +105,7 @@ async def same_origin(request: Request, settings: SettingsDep) -> None:
         raise Problem("origen_no_permitido", "El portal solo acepta cambios desde su propia página.")
 
 
-async def _session_of(request: Request, session, settings: Settings) -> Caller | None:
+async def _session_of(request: Request, session: AsyncSession, settings: Settings) -> Caller | None:
     raw = request.cookies.get(_cookie_name(settings, request))
     # A real cookie is 43 characters; anything far longer is not worth a hash and a query.
     return await portal.session_caller(session, raw, settings, _now()) if raw and len(raw) <= 100 else None
@@ -139,7 +140,7 @@ class SesionActual(BaseModel):
     inactividad_minutos: int
 
 
-async def _actual(session, caller: Caller, settings: Settings) -> SesionActual:
+async def _actual(session: AsyncSession, caller: Caller, settings: Settings) -> SesionActual:
     persona = await portal.who(session, caller.credencial_id, caller.rfc, _now())
     return SesionActual(
         rfc=persona.rfc,

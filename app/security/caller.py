@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import Session
 from app.deps import KeysDep, SettingsDep
 from app.models import Credencial
-from app.problems import Problem
+from app.problems import Problem, ProblemCode
 from app.security.tokens import InvalidToken, verify_access_token
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ bearer = HTTPBearer(
 
 
 # The codes every protected route can answer with before it does anything else.
-CALLER_PROBLEMS = ("no_autenticado", "token_invalido", "credencial_no_vigente")
+CALLER_PROBLEMS: tuple[ProblemCode, ...] = ("no_autenticado", "token_invalido", "credencial_no_vigente")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Caller:
     jti: str
 
 
-def _unauthorized(code: str, detail: str, error: str | None) -> Problem:
+def _unauthorized(code: ProblemCode, detail: str, error: str | None) -> Problem:
     challenge = 'Bearer realm="sia"' + (f', error="{error}"' if error else "")
     return Problem(code, detail, headers={"WWW-Authenticate": challenge})
 

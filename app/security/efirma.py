@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -28,8 +29,24 @@ NAME = "2.5.4.41"
 ORGANIZATION = "2.5.4.10"
 
 
+# The problem codes an e.firma can fail with: a subset of app.problems.ProblemCode, which this module does not
+# import (security primitives know no HTTP). mypy proves the subset where credenciales turns one into a Problem.
+EfirmaCode = Literal[
+    "certificado_ilegible",
+    "certificado_no_es_efirma",
+    "certificado_vencido",
+    "certificado_aun_no_vigente",
+    "cadena_no_confiable",
+    "rfc_no_coincide",
+    "certificado_revocado",
+    "revocacion_no_verificable",
+    "firma_invalida",
+    "llave_ilegible",
+]
+
+
 class EfirmaError(Exception):
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: EfirmaCode, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
         self.code, self.detail = code, detail
 

@@ -8,6 +8,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
@@ -69,7 +70,7 @@ class RateLimiter:
             self._shared = MovingWindowRateLimiter(self._shared_storage)
 
     @property
-    def store(self) -> str:
+    def store(self) -> Literal["compartido", "local", "local_por_falla"]:
         """For /readyz: `compartido`, `local` (none configured) or `local_por_falla` (the shared one failed)."""
         if self._shared is None:
             return "local"

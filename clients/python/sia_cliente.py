@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pyotp
@@ -111,7 +112,9 @@ class ClienteSIA:
             espera = max(espera, float(pedido))
         return espera
 
-    def _enviar(self, metodo: str, ruta: str, *, datos: Callable[[], dict] | None = None, **kwargs) -> httpx2.Response:
+    def _enviar(
+        self, metodo: str, ruta: str, *, datos: Callable[[], dict] | None = None, **kwargs: Any
+    ) -> httpx2.Response:
         """One request, repeated on 429, 5xx and network errors while that is safe; the last answer otherwise."""
         for intento in range(self._reintentos + 1):
             ultimo = intento == self._reintentos
@@ -131,7 +134,7 @@ class ClienteSIA:
             self._dormir(self._espera(intento, respuesta))
         raise AssertionError("unreachable")
 
-    def pedir(self, metodo: str, ruta: str, **kwargs) -> httpx2.Response:
+    def pedir(self, metodo: str, ruta: str, **kwargs: Any) -> httpx2.Response:
         """One request, as a patient client makes it: backs off on 429, 5xx and network errors, renews an expired
         token once."""
         renovado = False
@@ -147,7 +150,7 @@ class ClienteSIA:
     # -------------------------------------------------------------- avisos
 
     def paginas(
-        self, base: str = "/v1", despues_de: str | None = None, limite: int = 1000, **filtros
+        self, base: str = "/v1", despues_de: str | None = None, limite: int = 1000, **filtros: Any
     ) -> Iterator[list[dict]]:
         """Every page after `despues_de`, in publication order, until the service says there are no more."""
         while True:
