@@ -30,9 +30,9 @@ from pypdf import PdfReader
 from app.db import asyncpg_dsn
 from app.demo import demo_patrones
 from app.security.efirma_demo import DEMO_KEY_PASSWORD
+from tests import browser as browser_tools
 from tests.identity_helpers import password_from_message
 from tests.live import live_server
-from tests.test_docs_browser import FLAGS, _outside_loopback_blocked, chromium  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"
@@ -141,7 +141,7 @@ def _secrets_of(key: Path) -> list[bytes]:
 
 
 @pytest.mark.slow
-def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, new_database, tmp_path, sat):  # noqa: F811
+def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, new_database, tmp_path, sat):
     url = new_database()
     data = tmp_path / "srv"
     # The demo CA is trusted by default; SAT's test CAs beside it let the browser's SAT e.firma reach a 201 too.
@@ -158,9 +158,9 @@ def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, n
 
     with live_server(url, data, "--upgrade", "--demo") as base, sync_playwright() as playwright:
         demo = data / "efirma-demo"
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=FLAGS)
+        browser = browser_tools.launch(playwright, chromium)
         context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block", locale="es-MX")
-        context.route("**/*", _outside_loopback_blocked(outside))
+        context.route("**/*", browser_tools.outside_loopback_blocked(outside))
         page = context.new_page()
         page.on("console", console)
         page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
