@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.security.efirma import EfirmaCode
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
 
@@ -37,6 +39,7 @@ class ProblemDetail(BaseModel):
 # Every code as a type, so a misspelled code is a mypy error instead of a KeyError (a 500) at raise time.
 # Spelled twice, here and in PROBLEMAS: tests/test_problems.py fails when the two sets differ.
 ProblemCode = Literal[
+    EfirmaCode,  # the e.firma verifier's own codes, listed in app.security.efirma
     "solicitud_incorrecta",
     "cuerpo_ilegible",
     "no_autenticado",
@@ -71,15 +74,6 @@ ProblemCode = Literal[
     "solicitud_demasiado_grande",
     "tipo_de_contenido_no_soportado",
     "solicitud_invalida",
-    "certificado_ilegible",
-    "certificado_no_es_efirma",
-    "certificado_vencido",
-    "certificado_aun_no_vigente",
-    "cadena_no_confiable",
-    "rfc_no_coincide",
-    "certificado_revocado",
-    "firma_invalida",
-    "llave_ilegible",
     "desarrollador_sin_contrasena",
     "desarrollador_no_certificado",
     "nrp_ajeno",
@@ -97,7 +91,6 @@ ProblemCode = Literal[
     "error_interno",
     "verificaciones_ocupadas",
     "correo_no_enviado",
-    "revocacion_no_verificable",
     "base_de_datos_no_disponible",
     "migraciones_pendientes",
 ]
