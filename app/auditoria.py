@@ -2,7 +2,7 @@
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -10,33 +10,31 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from app.models import EventoAuditoria
 
 
-async def record_event(
-    db: AsyncSession | AsyncConnection,
-    *,
-    accion: str,
-    actor: str | None,
-    rfc_patron: str | None,
-    now: dt.datetime,
-    nrps: list[str] | None = None,
-    cantidad: int | None = None,
-    relacion_id: uuid.UUID | None = None,
-    request_id: str | None = None,
-    detalle: dict[str, Any] | None = None,
-) -> None:
+class Evento(TypedDict):
+    """What an audit row says: the arguments of record_event and of AuditWriter.record."""
+
+    accion: str
+    actor: str | None
+    rfc_patron: str | None
+    now: dt.datetime
+    nrps: NotRequired[list[str] | None]
+    cantidad: NotRequired[int | None]
+    relacion_id: NotRequired[uuid.UUID | None]
+    request_id: NotRequired[str | None]
+    detalle: NotRequired[dict[str, Any] | None]
+
+
+def event_values(**event: Unpack[Evento]) -> dict[str, Any]:
+    """One audit row's columns: written now (record_event) or later (app.audit_writer)."""
+    values: dict[str, Any] = {"nrps": None, "cantidad": None, "relacion_id": None, "request_id": None, **event}
+    values["ocurrido_en"] = values.pop("now")
+    values["detalle"] = values.get("detalle") or {}
+    return values
+
+
+async def record_event(db: AsyncSession | AsyncConnection, **event: Unpack[Evento]) -> None:
     """One audit row, in the caller's transaction; a session (routes) or a connection (loaders)."""
-    await db.execute(
-        insert(EventoAuditoria).values(
-            ocurrido_en=now,
-            accion=accion,
-            actor=actor,
-            rfc_patron=rfc_patron,
-            nrps=nrps,
-            cantidad=cantidad,
-            relacion_id=relacion_id,
-            request_id=request_id,
-            detalle=detalle or {},
-        )
-    )
+    await db.execute(insert(EventoAuditoria).values(event_values(**event)))
 
 
 async def events_of_employer(

@@ -8,7 +8,7 @@ restart is pinged before use, and those failures are answered as `base_de_datos_
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg
@@ -19,6 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from app.audit_writer import AuditWriter
 from app.problems import Problem, problem_response
 
 if TYPE_CHECKING:
@@ -112,6 +113,11 @@ class Database:
     probe_engine: AsyncEngine | None = None
     probe_timeout: float = 1.0
     retry_after: int = 2
+    # Audit rows that may trail their request (the avisos reads'): queued, written in batches, flushed by dispose.
+    audit: AuditWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audit = AuditWriter(self.sessionmaker, retryable=is_unavailable)
 
     @classmethod
     def connect(
@@ -171,6 +177,7 @@ class Database:
         )
 
     async def dispose(self) -> None:
+        await self.audit.close()
         await self.engine.dispose()
         if self.probe_engine is not None:
             await self.probe_engine.dispose()

@@ -380,8 +380,14 @@ async def test_every_request_writes_one_audit_row(client, app_settings, db):
         params={"rfc_patron": A.rfc, "limite": 20, "clase": "retencion"},
         headers=bearer(app_settings, DEV),
     )
-    async with db.connect() as conn:
-        row = (await conn.execute(text("SELECT * FROM evento_auditoria WHERE accion = 'avisos.consulta'"))).one()
+    row = None
+    for _ in range(50):  # written by the background writer within ~100 ms (app/audit_writer.py)
+        async with db.connect() as conn:
+            row = (await conn.execute(text("SELECT * FROM evento_auditoria WHERE accion = 'avisos.consulta'"))).first()
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None
     assert row.actor == DEV and row.rfc_patron == A.rfc and row.cantidad == len(response.json()["avisos"]) == 20
     assert str(row.relacion_id) == relation["id"] and row.request_id == response.headers["x-request-id"]
     assert row.detalle["filtros"]["clase"] == "retencion" and row.detalle["limite"] == 20

@@ -325,28 +325,22 @@ class Sandbox:
 
 
 async def _audit(database: Database, caller: Caller, permiso: Permiso, cantidad: int, detalle: dict) -> None:
-    # Shielded: when the client disconnects the stream is cancelled, and the audit row must still be written.
-    with anyio.CancelScope(shield=True):
-        async with database.sessionmaker() as session:
-            # A read's audit row may trail a crash by a moment; it must not cost every request a WAL flush.
-            await session.execute(text("SET LOCAL synchronous_commit = off"))
-            await record_event(
-                session,
-                accion="avisos.consulta",
-                actor=caller.rfc,
-                rfc_patron=permiso.filtros.rfc_patron,
-                nrps=permiso.filtros.nrps,
-                cantidad=cantidad,
-                relacion_id=permiso.relaciones[0] if permiso.relaciones else None,
-                request_id=correlation_id.get(),
-                detalle={
-                    "filtros": permiso.filtros.as_dict(),
-                    "relaciones": [str(r) for r in permiso.relaciones],
-                    **detalle,
-                },
-                now=dt.datetime.now(dt.UTC),
-            )
-            await session.commit()
+    # Queued for the background writer (app/audit_writer.py): no transaction of its own on the request's path.
+    await database.audit.record(
+        accion="avisos.consulta",
+        actor=caller.rfc,
+        rfc_patron=permiso.filtros.rfc_patron,
+        nrps=permiso.filtros.nrps,
+        cantidad=cantidad,
+        relacion_id=permiso.relaciones[0] if permiso.relaciones else None,
+        request_id=correlation_id.get(),
+        detalle={
+            "filtros": permiso.filtros.as_dict(),
+            "relaciones": [str(r) for r in permiso.relaciones],
+            **detalle,
+        },
+        now=dt.datetime.now(dt.UTC),
+    )
 
 
 REFUSED = "avisos.consulta_rechazada"
