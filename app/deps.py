@@ -1,6 +1,6 @@
 """What routes take from the app's lifespan state (no globals): settings and key rings."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +11,7 @@ from app.ocsp import OcspChecker
 from app.security.keys import KeyRing
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
+from app.security.token_cache import VerifiedTokens
 from app.settings import Settings
 
 
@@ -18,6 +19,8 @@ from app.settings import Settings
 class Keys:
     tokens: KeyRing
     sellos: KeyRing
+    # Access tokens this process already verified, until they expire (app/security/token_cache.py).
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
 
 
 async def get_settings(request: Request) -> Settings:

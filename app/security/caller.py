@@ -15,7 +15,7 @@ from app.db import Session
 from app.deps import KeysDep, SettingsDep
 from app.models import Credencial
 from app.problems import Problem, ProblemCode
-from app.security.tokens import InvalidToken, verify_access_token
+from app.security.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ async def current_caller(
         # RFC 6750 §3.1: no error code when the request simply carried no credentials.
         raise _unauthorized("no_autenticado", "Falta el encabezado Authorization: Bearer <token>.", None)
     try:
-        claims = verify_access_token(
+        claims = keys.verified_tokens.verify(
             keys.tokens,
             credentials.credentials,
             issuer=settings.token_issuer,
