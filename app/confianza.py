@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Row, TextClause, Uuid, bindparam, case, exists, func, literal, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
@@ -261,7 +261,17 @@ async def list_relaciones(
 # ------------------------------------------------------------------ authorization
 
 
-_AUTHORIZE = text(
+def access_statement() -> TextClause:
+    """The caller's access in one statement: its credential still active, its certification, whether the
+    employer exists, and the trust relationships in force for (:patron, :rfc) at :at with the NRPs they cover.
+
+    One round trip, and the single copy of this rule: authorize() reads it, and the avisos hot path can embed
+    it beside the cursor and the page. :credencial_id NULL (a caller already checked) gives activa = false,
+    which authorize() then ignores."""
+    return _ACCESS
+
+
+_ACCESS = text(
     """
     WITH vigentes AS (
         SELECT id, nrps FROM relacion_confianza
@@ -269,20 +279,23 @@ _AUTHORIZE = text(
           AND vigencia_inicio <= :at AND vigencia_fin > :at
     )
     SELECT
+        EXISTS (SELECT 1 FROM credencial
+                WHERE id = :credencial_id AND rfc = :rfc AND estado = 'activa') AS activa,
         EXISTS (SELECT 1 FROM certificacion
                 WHERE rfc = :rfc AND estado = 'aprobada' AND vigente_hasta > :at) AS certificado,
         EXISTS (SELECT 1 FROM patron WHERE rfc = :patron) AS patron,
         COALESCE((SELECT bool_or(nrps IS NULL) FROM vigentes), false) AS todas,
         (SELECT array_agg(DISTINCT n) FROM vigentes, unnest(vigentes.nrps) AS n) AS nrps,
-        (SELECT array_agg(id) FROM vigentes) AS relaciones
+        (SELECT array_agg(id ORDER BY id) FROM vigentes) AS relaciones
     """
-)
+).bindparams(bindparam("credencial_id", type_=Uuid()))
 
 
 @dataclass(frozen=True)
 class Denegacion:
-    """Why not: `sin_certificacion` (about the caller itself) or `sin_relacion` (said the same whether or not
-    the employer exists)."""
+    """Why not: `credencial_no_vigente` (its password was renewed or cancelled; asked only when the caller's
+    credential is given), `sin_certificacion` (about the caller itself) or `sin_relacion` (said the same whether
+    or not the employer exists)."""
 
     motivo: str
 
@@ -299,11 +312,27 @@ class Autorizacion:
 
 
 async def authorize(
-    session: AsyncSession, rfc: str, rfc_patron: str, nrps: list[str] | None, at: dt.datetime
+    session: AsyncSession,
+    rfc: str,
+    rfc_patron: str,
+    nrps: list[str] | None,
+    at: dt.datetime,
+    *,
+    credencial_id: uuid.UUID | None = None,
 ) -> Autorizacion | Denegacion:
-    """May `rfc` read the avisos of `rfc_patron` for `nrps` (None = all it may) at `at`? One query, from the
-    database state at call time: a revocation is effective on the very next call."""
-    row = (await session.execute(_AUTHORIZE, {"rfc": rfc, "patron": rfc_patron, "at": at})).one()
+    """May `rfc` read the avisos of `rfc_patron` for `nrps` (None = all it may) at `at`? With `credencial_id`,
+    also whether that credential of `rfc` is still active. One query, from the database state at call time:
+    a revocation is effective on the very next call."""
+    params = {"rfc": rfc, "patron": rfc_patron, "at": at, "credencial_id": credencial_id}
+    return verdict(rfc, rfc_patron, nrps, (await session.execute(access_statement(), params)).one(), credencial_id)
+
+
+def verdict(
+    rfc: str, rfc_patron: str, nrps: list[str] | None, row: Row, credencial_id: uuid.UUID | None = None
+) -> Autorizacion | Denegacion:
+    """authorize()'s answer from a row of access_statement(), wherever that row was read."""
+    if credencial_id is not None and not row.activa:
+        return Denegacion("credencial_no_vigente")
     if not row.certificado:
         return Denegacion("sin_certificacion")
     if not row.patron:
