@@ -291,6 +291,19 @@ def _rps(url: str, token: str, seconds: float = 10) -> tuple[float, str]:
     return result["requests"] / result["seconds"], "Python, 32 conexiones"
 
 
+def _server_env(url: str, settings: Settings, port: int, **extra: str) -> dict[str, str]:
+    """sia serve's environment for a measurement: this database, no rate limits, no access log."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SIA_DATA_DIR": str(settings.data_dir),
+        "SIA_PORT": str(port),
+        "SIA_RATE_LIMIT_ENABLED": "false",
+        "SIA_ACCESS_LOG": "false",
+        **extra,
+    }
+
+
 def _floor_rps(env: dict[str, str], settings: Settings, rfc: str) -> float:
     """The same 100-aviso page from bench/floor.py (Starlette + asyncpg, nothing else), with as many worker
     processes as `sia serve` runs (SIA_WORKERS in env, else the settings')."""
@@ -332,17 +345,9 @@ def pages_only() -> None:
             rfc = asyncio.run(profile_page._prepare(url, Path(folder)))
         token = _token(settings, url, rfc)
         port = _free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "SIA_DATA_DIR": str(settings.data_dir),
-            "SIA_PORT": str(port),
-            "SIA_RATE_LIMIT_ENABLED": "false",
-            "SIA_ACCESS_LOG": "false",
-            # One process each, SIA and the floor: a quick look on a busy machine, where two workers of each
-            # plus PostgreSQL and the load generator would only measure the scheduler.
-            "SIA_WORKERS": os.environ.get("SIA_WORKERS", "1"),
-        }
+        # One process each, SIA and the floor: a quick look on a busy machine, where two workers of each plus
+        # PostgreSQL and the load generator would only measure the scheduler.
+        env = _server_env(url, settings, port, SIA_WORKERS=os.environ.get("SIA_WORKERS", "1"))
         base = f"http://127.0.0.1:{port}"
         with _process([str(Path(PY).with_name("sia")), "serve"], env, port):
             livez_rps, tool = _rps(f"{base}/livez", "-")
@@ -381,15 +386,7 @@ def main() -> None:
 
         token = _token(settings, url, rfc)
         port = _free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "SIA_DATA_DIR": str(settings.data_dir),
-            "SIA_PORT": str(port),
-            "SIA_RATE_LIMIT_ENABLED": "false",
-            "SIA_AVISOS_LIMITE_MAX": "1000000",
-            "SIA_ACCESS_LOG": "false",
-        }
+        env = _server_env(url, settings, port, SIA_AVISOS_LIMITE_MAX="1000000")
         base = f"http://127.0.0.1:{port}"
         with _process([str(Path(PY).with_name("sia")), "serve"], env, port) as server:
             download = _best_download(base, token, rfc, str(DOWNLOAD), str(PAGE))
