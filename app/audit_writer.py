@@ -1,10 +1,10 @@
 """Audit rows that may trail the request by a moment (the avisos reads'), written in batches by one background
 task per process instead of a transaction per request.
 
-A row is queued (no I/O) and written within FLUSH_SECONDS in one INSERT of the whole batch, with
-synchronous_commit off, and at shutdown (Database.dispose). What a crash can lose is said in docs/design.md
-§5: the rows still queued, at most FLUSH_SECONDS' worth plus any backlog, and those committed in the last
-moments before it (synchronous_commit off).
+The app's lifespan sets one as Database.audit. A row is queued (no I/O) and written within FLUSH_SECONDS in
+one INSERT of the whole batch, with synchronous_commit off, and at shutdown (Database.dispose). What a crash
+can lose is said in docs/design.md §5: the rows still queued, at most FLUSH_SECONDS' worth plus any backlog,
+and those committed in the last moments before it (synchronous_commit off).
 
 A full queue (the database is slower than the reads) never drops a row and never makes the request wait for
 room: that request writes its own row at once, as every read did before this writer existed. Audit rows are
@@ -15,13 +15,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, Unpack
+from typing import Any
 
 import anyio
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auditoria import Evento, event_values
 from app.models import EventoAuditoria
 
 log = logging.getLogger(__name__)
@@ -55,9 +54,9 @@ class AuditWriter:
         self.written_inline = 0
         self.lost = 0
 
-    async def record(self, **event: Unpack[Evento]) -> None:
-        """Queues one row; when the queue is full (or the writer closed), writes it now, in its own transaction."""
-        values = event_values(**event)
+    async def record(self, values: dict[str, Any]) -> None:
+        """Queues one row (auditoria.event_values); when the queue is full (or the writer closed), writes it now,
+        in its own transaction."""
         if not self._closing:
             self._start()
             try:

@@ -8,8 +8,8 @@ restart is pinged before use, and those failures are answered as `base_de_datos_
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import asyncpg
 from fastapi import Depends, FastAPI, Request
@@ -19,7 +19,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from app.audit_writer import AuditWriter
 from app.problems import Problem, problem_response
 
 if TYPE_CHECKING:
@@ -105,6 +104,14 @@ def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float) -> None:
             raise sa_exc.DisconnectionError("conexión inactiva muerta") from e
 
 
+class AuditRows(Protocol):
+    """Where audit rows that may trail their request go (app.audit_writer.AuditWriter)."""
+
+    async def record(self, values: dict[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Database:
     engine: AsyncEngine
@@ -113,11 +120,9 @@ class Database:
     probe_engine: AsyncEngine | None = None
     probe_timeout: float = 1.0
     retry_after: int = 2
-    # Audit rows that may trail their request (the avisos reads'): queued, written in batches, flushed by dispose.
-    audit: AuditWriter = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.audit = AuditWriter(self.sessionmaker, retryable=is_unavailable)
+    # Audit rows that may trail their request (the avisos reads'): app/audit_writer.py's, set by the app's
+    # lifespan (this layer does not import the flows); flushed by dispose.
+    audit: "AuditRows | None" = None
 
     @classmethod
     def connect(
@@ -177,7 +182,8 @@ class Database:
         )
 
     async def dispose(self) -> None:
-        await self.audit.close()
+        if self.audit is not None:
+            await self.audit.close()
         await self.engine.dispose()
         if self.probe_engine is not None:
             await self.probe_engine.dispose()

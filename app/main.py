@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.db import Database, asyncpg_dsn, document_database_errors, install_database_errors
+from app.audit_writer import AuditWriter
+from app.db import Database, asyncpg_dsn, document_database_errors, install_database_errors, is_unavailable
 from app.deps import Keys
 from app.docs import install_docs
 from app.keys_store import KeySync
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
         if not settings.database_url:
             raise RuntimeError("create_app necesita settings.database_url (sia serve lo resuelve)")
         database = Database.from_settings(settings)
+        database.audit = AuditWriter(database.sessionmaker, retryable=is_unavailable)
         notifier = Notifier()
         await notifier.start(asyncpg_dsn(settings.database_url))
         keys = load_keys(settings)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from app.audit_writer import AuditWriter
+from app.auditoria import event_values
 from app.db import async_url
 
 ACTION = "prueba.escritor"
@@ -39,7 +40,7 @@ def writer(engine: AsyncEngine, **options) -> AuditWriter:
 
 async def record(audit: AuditWriter, n: int, **overrides) -> None:
     event = {"accion": ACTION, "actor": "AAA010101AAA", "rfc_patron": "TRN920807B50", "cantidad": n}
-    await audit.record(**{**event, **overrides}, now=dt.datetime.now(dt.UTC), detalle={"n": n})
+    await audit.record(event_values(**{**event, **overrides}, now=dt.datetime.now(dt.UTC), detalle={"n": n}))
 
 
 async def written(engine: AsyncEngine) -> list[int]:

@@ -22,7 +22,7 @@ from starlette.responses import Content
 from starlette.types import Send
 
 from app import avisos, certificaciones
-from app.auditoria import record_event
+from app.auditoria import event_values, record_event
 from app.catalogs import CATALOGOS, catalog_entries
 from app.confianza import Denegacion, authorize, is_certified, is_patron
 from app.db import Database, Session
@@ -326,7 +326,8 @@ class Sandbox:
 
 async def _audit(database: Database, caller: Caller, permiso: Permiso, cantidad: int, detalle: dict) -> None:
     # Queued for the background writer (app/audit_writer.py): no transaction of its own on the request's path.
-    await database.audit.record(
+    assert database.audit is not None  # set by the app's lifespan
+    values = event_values(
         accion="avisos.consulta",
         actor=caller.rfc,
         rfc_patron=permiso.filtros.rfc_patron,
@@ -341,6 +342,7 @@ async def _audit(database: Database, caller: Caller, permiso: Permiso, cantidad:
         },
         now=dt.datetime.now(dt.UTC),
     )
+    await database.audit.record(values)
 
 
 REFUSED = "avisos.consulta_rechazada"
