@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
 from app.demo import CLASE_POR_TIPO_AVISO, DemoPatron, demo_avisos, demo_patrones
-from app.deps import Keys
 from app.models import Certificacion, SandboxAviso, SandboxSolicitud
 from app.models.aviso import CAMPOS_CARGA_AVISO
 from app.problems import Problem
+from app.security.keys import Keys
 from app.settings import Settings
 
 ESCENARIOS = ("descarga_completa", "descarga_filtrada", "sincronizacion_incremental", "limite_de_tasa")

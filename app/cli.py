@@ -98,7 +98,7 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
     import uvicorn
 
     from app.http_protocol import BoundedHttpToolsProtocol
-    from app.main import load_keys
+    from app.security.keys import load_keys
 
     with database_url(settings) as url:
         if upgrade:
@@ -126,7 +126,7 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
                 "de tasa (README, «Several processes and replicas»)."
             )
         if demo:
-            from app.security.efirma_demo import DEMO_KEY_PASSWORD
+            from app.efirma_demo import DEMO_KEY_PASSWORD
 
             out.print(
                 "Pruebe el flujo con curl: docs/guia-desarrolladores.md  ·  e.firmas de demostración en "
@@ -457,8 +457,8 @@ DEMO_DEVELOPER: _DemoPerson = {
 def _ensure_demo_efirma(settings: Settings, *, force: bool = False) -> Path:
     """A demo CA (trusted in development through the default SIA_EFIRMA_TRUST_DIR) and e.firma files for
     the demo employers and a demo developer, in the data folder."""
+    from app import efirma_demo
     from app.demo import demo_patrones
-    from app.security import efirma_demo
 
     folder = settings.resolved_data_dir / "efirma-demo"
     if (folder / "ca" / "ac-demo.cer").exists() and not force:

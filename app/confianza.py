@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
 from app.auditoria import record_event
-from app.deps import Keys
 from app.models import Certificacion, Credencial, Nrp, Patron, RelacionConfianza
 from app.problems import Problem
+from app.security.keys import Keys
 
 ESTADOS = ("programada", "vigente", "vencida", "revocada")
 # A start "now" sent by a client arrives a moment later; this much in the past still counts as now.

@@ -19,11 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
-from app.deps import Keys
 from app.mail import MailError, send_mail
 from app.models import BloqueoToken, Credencial, Reto
 from app.problems import Problem, ProblemCode
 from app.security import efirma, passwords, tokens, totp
+from app.security.keys import Keys
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
 

@@ -1,6 +1,5 @@
 """What routes take from the app's lifespan state (no globals): settings and key rings."""
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -8,16 +7,10 @@ from fastapi import Depends, Request
 from app.db import Database
 from app.notify import Notifier
 from app.ocsp import OcspChecker
-from app.security.keys import KeyRing
+from app.security.keys import Keys
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
-
-
-@dataclass
-class Keys:
-    tokens: KeyRing
-    sellos: KeyRing
 
 
 async def get_settings(request: Request) -> Settings:

@@ -12,7 +12,6 @@ from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.db import Database, asyncpg_dsn, document_database_errors, install_database_errors
-from app.deps import Keys
 from app.docs import install_docs
 from app.keys_store import KeySync
 from app.logging import looks_like_request_id
@@ -24,7 +23,7 @@ from app.problems import install_problem_handlers
 from app.purge import purge_periodically
 from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad, patrones
 from app.routers import portal as portal_routes
-from app.security.keys import KeyRing, rotate
+from app.security.keys import load_keys
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
@@ -45,25 +44,6 @@ la conexión). Fechas y horas, de 1900-01-01 a 2199-12-31; una hora sin zona es 
 def _operation_id(route: APIRoute) -> str:
     # Stable ids for generated clients: each route states its own operation_id; fall back to its name.
     return route.operation_id or route.name
-
-
-def load_keys(settings: Settings) -> Keys:
-    """Token keys are published until their tokens expire; seal keys forever (acuses outlive rotations)."""
-    ttl = dt.timedelta(minutes=settings.token_ttl_minutes + 1)
-    folders = {"tokens": settings.keys_dir / "tokens", "sellos": settings.keys_dir / "sellos"}
-    pems = {"tokens": settings.token_key_pem, "sellos": settings.seal_key_pem}
-    rings = {}
-    for name, folder in folders.items():
-        pem = pems[name]
-        ring = KeyRing(
-            folder, retain=ttl if name == "tokens" else None, pem=pem.get_secret_value().encode() if pem else None
-        )
-        if ring.empty:
-            if settings.env == "production":
-                raise RuntimeError(f"no hay llave de firma en {folder}: ejecute `sia keys rotate` antes de servir")
-            rotate(folder)  # development and tests: a key on first start
-        rings[name] = ring
-    return Keys(tokens=rings["tokens"], sellos=rings["sellos"])
 
 
 def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -> FastAPI:

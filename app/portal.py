@@ -10,10 +10,10 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import credenciales
-from app.deps import Keys
 from app.models import Certificacion, Credencial, Patron, SesionPortal
 from app.security import sessions, tokens
 from app.security.caller import Caller
+from app.security.keys import Keys
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings

@@ -37,9 +37,9 @@ from app.catalogs import sync_catalogs
 from app.db import async_url, asyncpg_dsn
 from app.demo import demo_patrones, write_demo_files
 from app.embedded import database_url
-from app.main import load_keys
 from app.models.aviso import CAMPOS_AVISO, CAMPOS_CARGA_AVISO
 from app.security import tokens
+from app.security.keys import load_keys
 from app.settings import Settings
 
 BENCH_DIR = Path(".bench").resolve()

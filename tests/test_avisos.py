@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app import loaders
 from app.db import async_url
 from app.demo import demo_avisos
-from app.main import create_app, load_keys
+from app.main import create_app
+from app.security.keys import load_keys
 from tests import documented_problems
 from tests import factories as f
 from tests.avisos_world import CERTIFICACION, COUNTS, DEV, OTHER, A, B, bearer, certification, seed

@@ -12,9 +12,9 @@ from sqlalchemy import update
 
 from app.confianza import Autorizacion, Denegacion, authorize
 from app.demo import demo_patrones
-from app.main import load_keys
 from app.models import Certificacion, Credencial, Nrp, Patron
 from app.security import tokens
+from app.security.keys import load_keys
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 DEV, OTHER_DEV = "XIQB891116QE4", "GODE561231GR8"
