@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.db import Database, asyncpg_dsn, document_database_errors, install_database_errors
+from app.db import Database, asyncpg_dsn
+from app.deps import State, document_database_errors, install_database_errors
 from app.docs import install_docs
 from app.keys_store import KeySync
 from app.logging import looks_like_request_id
@@ -50,7 +51,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
     """purge_every: run app.purge on that schedule while serving (`sia serve`; tests purge explicitly)."""
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[dict]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         if not settings.database_url:
             raise RuntimeError("create_app necesita settings.database_url (sia serve lo resuelve)")
         database = Database.from_settings(settings)
@@ -64,15 +65,15 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
         limiter = RateLimiter(enabled=settings.rate_limit_enabled, storage_uri=settings.rate_limit_storage)
         purging = asyncio.create_task(purge_periodically(database, settings, purge_every)) if purge_every else None
         try:
-            yield {
-                "database": database,
-                "settings": settings,
-                "keys": keys,
-                "notifier": notifier,
-                "rate_limiter": limiter,
-                "password_gate": VerificationGate(settings.password_verifications_max),
-                "ocsp": OcspChecker.from_settings(settings),
-            }
+            yield State(
+                database=database,
+                settings=settings,
+                keys=keys,
+                notifier=notifier,
+                rate_limiter=limiter,
+                password_gate=VerificationGate(settings.password_verifications_max),
+                ocsp=OcspChecker.from_settings(settings),
+            )
         finally:
             if purging is not None:
                 purging.cancel()

@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import credenciales
 from app.models import Certificacion, Credencial, Patron, SesionPortal
 from app.security import sessions, tokens
-from app.security.caller import Caller
 from app.security.keys import Keys
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
+from app.security.tokens import Caller
 from app.settings import Settings
 
 

@@ -231,15 +231,25 @@ PROBLEMAS: dict[ProblemCode, Problema] = {
 
 class Problem(Exception):
     """Raise anywhere below a router; the handler turns it into application/problem+json. The code decides the
-    status and the title (PROBLEMAS); the detail says what happened this time."""
+    status and the title (PROBLEMAS); the detail says what happened this time.
+
+    Raising rolls back what the request wrote; keep_writes=True commits it before the problem is answered (a
+    failure counter, the audit row of a refusal): the commit contract of app.deps.committed."""
 
     def __init__(
-        self, code: ProblemCode, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any
+        self,
+        code: ProblemCode,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        keep_writes: bool = False,
+        **extensions: Any,
     ) -> None:
         super().__init__(f"{code}: {detail}")
         self.status, self.title = PROBLEMAS[code].status, PROBLEMAS[code].title
         self.code, self.detail = code, detail
         self.headers = headers or {}
+        self.keep_writes = keep_writes
         self.extensions = extensions
 
 

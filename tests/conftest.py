@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 
 from app import embedded, migrations
 from app.catalogs import sync_catalogs
-from app.db import async_url, asyncpg_dsn, get_session
+from app.db import async_url, asyncpg_dsn
+from app.deps import committed, get_session
 from app.main import create_app
 from app.settings import Settings
 from tests import browser, documented_problems, kv_store
@@ -148,12 +149,13 @@ def app(app_settings: Settings, connection: AsyncConnection):
     app = create_app(app_settings)
 
     async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
-        # The app's commit releases a savepoint; the test's rollback undoes everything.
-        async with AsyncSession(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        ) as session:
+        # The app's commit contract (app.deps.committed) on a savepoint: a commit releases it, a rollback undoes
+        # it, and the test's rollback undoes everything.
+        async with (
+            AsyncSession(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as session,
+            committed(session),
+        ):
             yield session
-            await session.commit()
 
     app.dependency_overrides[get_session] = session_in_test_transaction
     return app

@@ -14,11 +14,10 @@ from app import acuses
 from app.acuse_html import CSP as VERIFICATION_CSP
 from app.acuse_html import render_verification_html
 from app.acuse_pdf import render_acuse_pdf
-from app.db import Session
-from app.deps import SettingsDep
+from app.deps import CALLER_PROBLEMS, CallerDep, SessionDep, SettingsDep
 from app.models import Acuse
 from app.problems import Problem, problem_responses
-from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller
+from app.security.tokens import Caller
 from app.settings import Settings
 
 router = APIRouter(prefix="/v1/acuses", tags=["Acuses"])
@@ -132,7 +131,7 @@ def _pdf(acuse: Acuse, settings: Settings) -> Response:
     responses={200: {"content": PDF}, **ACUSE_PROBLEMS},
 )
 async def descargar_acuse_pdf(
-    folio: FolioAcuse, caller: CurrentCaller, session: Session, settings: SettingsDep
+    folio: FolioAcuse, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Lo mismo que GET /v1/acuses/{folio} con `Accept: application/pdf`, para clientes que no eligen Accept."""
     return _pdf(await _acuse_of_party(session, folio, caller), settings)
@@ -147,7 +146,7 @@ async def descargar_acuse_pdf(
     responses={200: {"content": PDF}, **ACUSE_PROBLEMS},
 )
 async def consultar_acuse(
-    folio: FolioAcuse, caller: CurrentCaller, session: Session, settings: SettingsDep, request: Request
+    folio: FolioAcuse, caller: CallerDep, session: SessionDep, settings: SettingsDep, request: Request
 ) -> Any:
     """Solo para las partes del acuse; para cualquier otro RFC responde 404, igual que si no existiera."""
     acuse = await _acuse_of_party(session, folio, caller)
@@ -170,7 +169,7 @@ async def consultar_acuse(
 )
 async def verificar_acuse(
     folio: FolioAcuse,
-    session: Session,
+    session: SessionDep,
     request: Request,
     sello: Annotated[
         str,

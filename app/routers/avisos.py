@@ -25,15 +25,17 @@ from app import avisos, certificaciones
 from app.auditoria import record_event
 from app.catalogs import CATALOGOS, catalog_entries
 from app.confianza import Denegacion, authorize, is_certified, is_patron
-from app.db import Database, Session
-from app.deps import DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep
+from app.db import Database
+from app.deps import CALLER_PROBLEMS, DatabaseDep, NotifierDep, RateLimiterDep, SettingsDep, require_still_active
+from app.deps import CallerDep as CurrentCaller
+from app.deps import SessionDep as Session
 from app.identifiers import NRP, NSS, RFC, Fecha, Folio
 from app.models.catalogo import CLASES
 from app.notify import Notifier
 from app.openapi import RATE_LIMIT_HEADERS
 from app.problems import Problem, ProblemCode, problem_response, problem_responses
-from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller, require_still_active
 from app.security.rate_limit import RateLimiter
+from app.security.tokens import Caller
 from app.settings import Settings
 
 router = APIRouter(tags=["Avisos"])

@@ -11,22 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
 
 from app import auditoria, confianza
-from app.db import Session
-from app.deps import KeysDep
+from app.deps import CALLER_PROBLEMS, CallerDep, KeysDep, SessionDep, utc_now
 from app.identifiers import BIGINT_MAXIMO, NRP, RFC, FechaHora
 from app.models import RelacionConfianza
 from app.problems import Problem, problem_responses
-from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
 router = APIRouter()
 # Built from the domain's tuple so the API cannot drift from it; mypy cannot list the members of such an enum.
 EstadoRelacion = StrEnum("EstadoRelacion", {e: e for e in confianza.ESTADOS})  # type: ignore[misc]
 Rol = StrEnum("Rol", {"patron": "patron", "desarrollador": "desarrollador"})
 RelacionId = Annotated[uuid.UUID, Path(description="El `id` de la relación.")]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 EJEMPLO_RELACION: JsonDict = {
@@ -129,11 +123,11 @@ class PaginaRelaciones(BaseModel):
         "vigencia_invalida",
     ),
 )
-async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
+async def crear_relacion(body: SolicitudRelacion, caller: CallerDep, session: SessionDep, keys: KeysDep) -> Relacion:
     """Solo un patrón del padrón. El desarrollador debe tener contraseña y certificación vigente; un patrón
     puede nombrarse a sí mismo (desarrollo propio). Una relación activa del mismo par que se traslape en NRP
     y fechas es 409."""
-    now = _now()
+    now = utc_now()
     relacion = await confianza.create_relacion(
         session,
         keys,
@@ -157,8 +151,8 @@ async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session
     responses=problem_responses(*CALLER_PROBLEMS, "solicitud_invalida", "cursor_invalido"),
 )
 async def listar_relaciones(
-    caller: CurrentCaller,
-    session: Session,
+    caller: CallerDep,
+    session: SessionDep,
     rol: Annotated[Rol | None, Query(description="Solo como patrón o solo como desarrollador.")] = None,
     estado: Annotated[EstadoRelacion | None, Query(description="Solo las relaciones en este estado.")] = None,
     despues_de: Annotated[uuid.UUID | None, Query(description="El `siguiente` de la página anterior.")] = None,
@@ -166,7 +160,7 @@ async def listar_relaciones(
 ) -> PaginaRelaciones:
     """Un patrón ve las que otorgó; un desarrollador, las que recibió; quien es ambos, todas (o filtre con `rol`).
     Se pagina con `despues_de` = el `siguiente` de la página anterior."""
-    now = _now()
+    now = utc_now()
     rows, more = await confianza.list_relaciones(
         session,
         caller.rfc,
@@ -189,12 +183,12 @@ async def listar_relaciones(
     response_description="La relación, si quien llama es parte de ella.",
     responses=problem_responses(*CALLER_PROBLEMS, "relacion_no_encontrada", "solicitud_invalida"),
 )
-async def consultar_relacion(relacion_id: RelacionId, caller: CurrentCaller, session: Session) -> Relacion:
+async def consultar_relacion(relacion_id: RelacionId, caller: CallerDep, session: SessionDep) -> Relacion:
     """Para quien no es parte, 404: lo mismo que si no existiera."""
     relacion = await confianza.relacion_of_party(session, relacion_id, caller.rfc)
     if relacion is None:
         raise confianza.not_found(relacion_id)
-    return Relacion.of(relacion, _now())
+    return Relacion.of(relacion, utc_now())
 
 
 @router.delete(
@@ -205,9 +199,9 @@ async def consultar_relacion(relacion_id: RelacionId, caller: CurrentCaller, ses
     response_description="La relación revocada con el folio del acuse de revocación (repetir da el mismo).",
     responses=problem_responses(*CALLER_PROBLEMS, "solo_el_patron", "relacion_no_encontrada", "solicitud_invalida"),
 )
-async def revocar_relacion(relacion_id: RelacionId, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
+async def revocar_relacion(relacion_id: RelacionId, caller: CallerDep, session: SessionDep, keys: KeysDep) -> Relacion:
     """Solo el patrón. Surte efecto en la siguiente solicitud de avisos del desarrollador."""
-    now = _now()
+    now = utc_now()
     relacion = await confianza.revoke_relacion(session, keys, relacion_id, caller.rfc, now, correlation_id.get())
     return Relacion.of(relacion, now)
 
@@ -272,8 +266,8 @@ class PaginaAuditoria(BaseModel):
     responses=problem_responses(*CALLER_PROBLEMS, "no_es_patron", "solicitud_invalida", "rango_invalido"),
 )
 async def consultar_auditoria(
-    caller: CurrentCaller,
-    session: Session,
+    caller: CallerDep,
+    session: SessionDep,
     desde: Annotated[FechaHora | None, Query(description="Eventos desde este momento (ISO 8601).")] = None,
     hasta: Annotated[FechaHora | None, Query(description="Eventos antes de este momento (ISO 8601).")] = None,
     desarrollador: Annotated[RFC | None, Query(description="Solo los eventos de este RFC.")] = None,

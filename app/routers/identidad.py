@@ -12,8 +12,7 @@ from pydantic.json_schema import JsonDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import credenciales
-from app.db import Session
-from app.deps import KeysDep, OcspDep, PasswordGateDep, RateLimiterDep, SettingsDep
+from app.deps import KeysDep, OcspDep, PasswordGateDep, RateLimiterDep, SessionDep, SettingsDep, client_address, utc_now
 from app.identifiers import RFC, has_control_characters
 from app.problems import ProblemCode, problem_responses
 from app.security import tokens
@@ -30,21 +29,12 @@ EJEMPLO_PRUEBA: JsonDict = {
 }
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _client(request: Request) -> str:
-    # Behind a trusted proxy (SIA_TRUSTED_PROXIES), ProxyHeadersMiddleware has already put the client here.
-    return request.client.host if request.client else "desconocido"
-
-
 async def _limit_proof(
     limiter: RateLimiter, settings: Settings, request: Request, session: AsyncSession, reto_id: uuid.UUID
 ) -> None:
     """A proof counts against the quota of the RFC its challenge was asked for (unknown challenges share one)."""
     rfc = await credenciales.rfc_of_reto(session, reto_id)
-    await limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), rfc))
+    await limiter.hit(settings.rate_limit_efirma, efirma_key(client_address(request), rfc))
 
 
 # ------------------------------------------------------------------ retos
@@ -86,12 +76,12 @@ class RetoEmitido(BaseModel):
     ),
 )
 async def crear_reto(
-    body: SolicitudReto, session: Session, settings: SettingsDep, limiter: RateLimiterDep, request: Request
+    body: SolicitudReto, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep, request: Request
 ) -> RetoEmitido:
     """Primer paso para obtener, renovar o cancelar una contraseña: firme el reto con la llave privada de la
     e.firma del RFC (RSA PKCS#1 v1.5 con SHA-256 sobre los bytes decodificados), p. ej. con `sia efirma firmar`."""
-    await limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), body.rfc))
-    reto = await credenciales.create_reto(session, body.rfc, settings, _now())
+    await limiter.hit(settings.rate_limit_efirma, efirma_key(client_address(request), body.rfc))
+    reto = await credenciales.create_reto(session, body.rfc, settings, utc_now())
     return RetoEmitido(reto_id=reto.id, reto=base64.b64encode(reto.reto).decode(), expira_en=reto.expira_en)
 
 
@@ -202,7 +192,7 @@ def _emitida(result: credenciales.CredencialEmitida) -> ContrasenaEmitida:
 )
 async def emitir_contrasena(
     body: SolicitudContrasena,
-    session: Session,
+    session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
@@ -213,7 +203,7 @@ async def emitir_contrasena(
     envía la contraseña al correo y devuelve el secreto TOTP. Si el RFC ya tiene contraseña: 409."""
     await _limit_proof(limiter, settings, request, session, body.reto_id)
     result = await credenciales.issue_password(
-        session, keys, settings, body.prueba(), str(body.correo), _now(), revocation=ocsp
+        session, keys, settings, body.prueba(), str(body.correo), utc_now(), revocation=ocsp
     )
     return _emitida(result)
 
@@ -229,7 +219,7 @@ async def emitir_contrasena(
 )
 async def renovar_contrasena(
     body: SolicitudRenovacion,
-    session: Session,
+    session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
@@ -240,7 +230,7 @@ async def renovar_contrasena(
     await _limit_proof(limiter, settings, request, session, body.reto_id)
     correo = str(body.correo) if body.correo else None
     return _emitida(
-        await credenciales.renew_password(session, keys, settings, body.prueba(), correo, _now(), revocation=ocsp)
+        await credenciales.renew_password(session, keys, settings, body.prueba(), correo, utc_now(), revocation=ocsp)
     )
 
 
@@ -254,7 +244,7 @@ async def renovar_contrasena(
 )
 async def cancelar_contrasena(
     body: PruebaEfirma,
-    session: Session,
+    session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
@@ -263,7 +253,7 @@ async def cancelar_contrasena(
 ) -> ContrasenaCancelada:
     """Con una firma nueva de la e.firma."""
     await _limit_proof(limiter, settings, request, session, body.reto_id)
-    rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), _now(), revocation=ocsp)
+    rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), utc_now(), revocation=ocsp)
     return ContrasenaCancelada(rfc=rfc, estado="cancelada", folio_acuse=folio)
 
 
@@ -374,7 +364,7 @@ def _oauth_error(error: credenciales.TokenError) -> JSONResponse:
     },
 )
 async def emitir_token(
-    session: Session,
+    session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
@@ -404,11 +394,12 @@ async def emitir_token(
             rfc=client_id,
             password=client_secret,
             otp=otp,
-            source=_client(request),
-            now=_now(),
+            source=client_address(request),
+            now=utc_now(),
         )
     except credenciales.TokenError as e:
-        # Returned, not raised: the failure counter must be committed with the answer.
+        # An RFC 6749 answer, not a problem: returned, so, like any returned response, it commits the failure
+        # counter with it (the commit contract, app.deps.committed).
         return _oauth_error(e)
     return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}, headers=NO_STORE)
 
@@ -451,5 +442,5 @@ class Jwks(BaseModel):
 async def jwks(keys: KeysDep) -> JSONResponse:
     """Para verificar tokens y los sellos de los acuses. Las llaves de tokens reemplazadas se conservan hasta que
     vencen sus tokens; las de sellos, siempre."""
-    document = tokens.jwks(keys.tokens, keys.sellos, now=_now())
+    document = tokens.jwks(keys.tokens, keys.sellos, now=utc_now())
     return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
