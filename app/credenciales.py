@@ -24,7 +24,7 @@ from app.models import BloqueoToken, Credencial, Reto
 from app.problems import Problem, ProblemCode
 from app.security import efirma, passwords, tokens, totp
 from app.security.keys import Keys
-from app.security.rate_limit import RateLimiter
+from app.security.rate_limit import RateLimited, RateLimiter
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ async def exchange_token(
         await limiter.hit(settings.rate_limit_token, f"token:{rfc}:{source}")
         # Checked, not spent: a right password must not cost the budget of a busy office behind one address.
         await limiter.check(settings.rate_limit_token_fallos, f"token-fallos:{source}")
-    except Problem as e:
+    except RateLimited as e:
         raise _throttled(e) from None
     credential = await session.scalar(select(Credencial).where(Credencial.rfc == rfc, Credencial.estado == "activa"))
     try:
@@ -369,7 +369,7 @@ async def exchange_token(
     if credential is None or not password_ok:
         try:
             await limiter.hit(settings.rate_limit_token_fallos, f"token-fallos:{source}")
-        except Problem:
+        except RateLimited:
             pass  # this one is answered as wrong; the next one from the source gets the 429
         # No lockout row: the RFC may have no credential, and its owner is not the one guessing.
         raise _bad_credentials()
@@ -418,8 +418,8 @@ async def exchange_token(
     raise _bad_credentials()
 
 
-def _throttled(problem: Problem) -> TokenError:
-    retry = int(problem.headers["Retry-After"])
+def _throttled(limited: RateLimited) -> TokenError:
+    retry = limited.retry_after
     return TokenError(
         "invalid_client",
         f"Demasiados intentos desde su dirección; reintente en {retry} s.",
