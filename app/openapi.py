@@ -1,20 +1,16 @@
 """The API contract: FastAPI's document, completed where FastAPI falls short (problem+json errors, examples on
 the media types, optional parameters without null) and where Spectral, Redocly and code generators need more
-(servers, tags, public operations, rate-limit headers). Served as /openapi.json, committed as openapi.yaml,
-and checked for drift in `make test`."""
+(servers, tags, public operations, rate-limit headers). Served as /openapi.json; `sia openapi` (app/cli.py)
+writes it as openapi.yaml and checks it for drift in `make test`."""
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import FastAPI
 from pydantic import BaseModel, JsonValue
 
 from app.problems import PROBLEM_MEDIA_TYPE, problem_responses
 from app.settings import Settings
-
-OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
 
 
 def _problem_media_type_only(spec: dict[str, Any]) -> None:
@@ -188,20 +184,3 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-# The settings the document states, at their defaults whatever the environment says: the committed file must
-# not depend on who runs `sia openapi`.
-STATED_DEFAULTS = {
-    name: Settings.model_fields[name].default for name in ("public_url", "host", "port", "avisos_limite_max")
-}
-
-
-def openapi_document() -> dict[str, Any]:
-    from app.main import create_app
-
-    return create_app(Settings(database_url="postgresql://unused/unused", **STATED_DEFAULTS)).openapi()
-
-
-def openapi_yaml() -> str:
-    return yaml.safe_dump(openapi_document(), sort_keys=False, allow_unicode=True, width=100)

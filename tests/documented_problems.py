@@ -9,7 +9,7 @@ from typing import Any
 import httpx2
 import yaml
 
-from app.openapi import OPENAPI_PATH
+from app.cli import OPENAPI_PATH
 from app.problems import PROBLEM_MEDIA_TYPE
 
 

@@ -7,8 +7,8 @@ import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from app.cli import OPENAPI_PATH, STATED_DEFAULTS
 from app.main import create_app
-from app.openapi import OPENAPI_PATH, STATED_DEFAULTS
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.settings import Settings
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.openapi import OPENAPI_PATH
+from app.cli import OPENAPI_PATH
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools" / "openapi-lint"
 BIN = TOOLS / "node_modules" / ".bin"
