@@ -3,14 +3,33 @@
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Exists,
+    Select,
+    String,
+    bindparam,
+    case,
+    distinct,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from app import acuses
 from app.auditoria import record_event
 from app.deps import Keys
 from app.models import Certificacion, Credencial, Nrp, Patron, RelacionConfianza
+from app.models.confianza import certificacion_vigente
 from app.problems import Problem
 
 ESTADOS = ("programada", "vigente", "vencida", "revocada")
@@ -36,11 +55,12 @@ def _estado_sql(now: dt.datetime) -> ColumnElement[str]:
     )
 
 
+def _certified(rfc: str | BindParameter[str], at: dt.datetime | BindParameter[dt.datetime]) -> Exists:
+    return exists().where(Certificacion.rfc == rfc, certificacion_vigente(at))
+
+
 async def is_certified(session: AsyncSession, rfc: str, now: dt.datetime) -> bool:
-    c = Certificacion
-    return bool(
-        await session.scalar(select(exists().where(c.rfc == rfc, c.estado == "aprobada", c.vigente_hasta > now)))
-    )
+    return bool(await session.scalar(select(_certified(rfc, now))))
 
 
 async def _patron(session: AsyncSession, rfc: str) -> Patron | None:
@@ -261,22 +281,35 @@ async def list_relaciones(
 # ------------------------------------------------------------------ authorization
 
 
-_AUTHORIZE = text(
-    """
-    WITH vigentes AS (
-        SELECT id, nrps FROM relacion_confianza
-        WHERE rfc_patron = :patron AND rfc_desarrollador = :rfc AND revocada_en IS NULL
-          AND vigencia_inicio <= :at AND vigencia_fin > :at
+def _authorize_query() -> Select[Any]:
+    """One round trip for authorize(): the caller's certification, the employer, and the relationships in force
+    at :at with the NRPs they cover. Built once; each call binds :rfc, :patron and :at."""
+    rfc: BindParameter[str] = bindparam("rfc", type_=String())
+    patron: BindParameter[str] = bindparam("patron", type_=String())
+    at: BindParameter[dt.datetime] = bindparam("at", type_=DateTime(timezone=True))
+    r = RelacionConfianza
+    vigentes = (
+        select(r.id, r.nrps)
+        .where(
+            r.rfc_patron == patron,
+            r.rfc_desarrollador == rfc,
+            r.revocada_en.is_(None),
+            r.vigencia_inicio <= at,
+            r.vigencia_fin > at,
+        )
+        .cte("vigentes")
     )
-    SELECT
-        EXISTS (SELECT 1 FROM certificacion
-                WHERE rfc = :rfc AND estado = 'aprobada' AND vigente_hasta > :at) AS certificado,
-        EXISTS (SELECT 1 FROM patron WHERE rfc = :patron) AS patron,
-        COALESCE((SELECT bool_or(nrps IS NULL) FROM vigentes), false) AS todas,
-        (SELECT array_agg(DISTINCT n) FROM vigentes, unnest(vigentes.nrps) AS n) AS nrps,
-        (SELECT array_agg(id) FROM vigentes) AS relaciones
-    """
-)
+    nrp = func.unnest(vigentes.c.nrps).column_valued("n")
+    return select(
+        _certified(rfc, at).label("certificado"),
+        exists().where(Patron.rfc == patron).label("patron"),
+        func.coalesce(select(func.bool_or(vigentes.c.nrps.is_(None))).scalar_subquery(), false()).label("todas"),
+        select(func.array_agg(distinct(nrp))).select_from(vigentes).scalar_subquery().label("nrps"),
+        select(func.array_agg(vigentes.c.id)).scalar_subquery().label("relaciones"),
+    )
+
+
+_AUTHORIZE = _authorize_query()
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,11 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    and_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from app.models.aviso import AvisoColumns
 from app.models.base import Base
@@ -47,6 +49,12 @@ class Certificacion(Base):
     sandbox_nrps: Mapped[list[str] | None] = mapped_column(ARRAY(String(11)))
     escenarios: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     folio_acuse: Mapped[str | None] = mapped_column(ForeignKey("acuse.folio"))
+
+
+def certificacion_vigente(at: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """The one rule of "certified at `at`": approved (a cancelled one no longer is) and not yet past
+    vigente_hasta. Every query that asks whether an RFC may read production avisos builds on it."""
+    return and_(Certificacion.estado == "aprobada", Certificacion.vigente_hasta > at)
 
 
 class RelacionConfianza(Base):
