@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import certificaciones
 from app.db import Session
@@ -15,6 +16,8 @@ from app.deps import KeysDep, RateLimiterDep, SettingsDep
 from app.models import Certificacion
 from app.problems import problem_responses
 from app.security.caller import CALLER_PROBLEMS, CurrentCaller
+from app.security.rate_limit import RateLimiter
+from app.settings import Settings
 
 router = APIRouter(prefix="/v1/certificaciones", tags=["Certificar software"])
 # Built from the domain's tuple so the API cannot drift from it; mypy cannot list the members of such an enum.
@@ -151,6 +154,13 @@ class Veredicto(BaseModel):
     )
 
 
+async def open_intento(session: AsyncSession, settings: Settings, limiter: RateLimiter, rfc: str) -> Intento:
+    """Each attempt builds thousands of avisos: one hourly quota per RFC, whether opened by the API or the portal."""
+    await limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{rfc}")
+    now = _now()
+    return Intento.of(await certificaciones.open_attempt(session, rfc, settings, now), now)
+
+
 CertId = Annotated[uuid.UUID, Path(description="El id del intento.")]
 
 
@@ -166,9 +176,7 @@ async def abrir(caller: CurrentCaller, session: Session, settings: SettingsDep, 
     """Crea un patrón de pruebas propio con entre 2 000 y 8 000 avisos sintéticos al azar (2 a 4 NRP, todas las
     clases, fechas del último año) en /sandbox/v1/avisos. Puede abrir un intento nuevo cuando quiera, dentro de
     un límite por hora (429 `limite_de_tasa` con Retry-After)."""
-    await limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
-    now = _now()
-    return Intento.of(await certificaciones.open_attempt(session, caller.rfc, settings, now), now)
+    return await open_intento(session, settings, limiter, caller.rfc)
 
 
 @router.get(

@@ -39,12 +39,16 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "desconocido"
 
 
+async def _limit_efirma(limiter: RateLimiter, settings: Settings, request: Request, rfc: str | None) -> None:
+    """Every e.firma route (a challenge, a proof) shares one quota per IP and RFC."""
+    await limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), rfc))
+
+
 async def _limit_proof(
     limiter: RateLimiter, settings: Settings, request: Request, session: AsyncSession, reto_id: uuid.UUID
 ) -> None:
     """A proof counts against the quota of the RFC its challenge was asked for (unknown challenges share one)."""
-    rfc = await credenciales.rfc_of_reto(session, reto_id)
-    await limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), rfc))
+    await _limit_efirma(limiter, settings, request, await credenciales.rfc_of_reto(session, reto_id))
 
 
 # ------------------------------------------------------------------ retos
@@ -90,7 +94,7 @@ async def crear_reto(
 ) -> RetoEmitido:
     """Primer paso para obtener, renovar o cancelar una contraseña: firme el reto con la llave privada de la
     e.firma del RFC (RSA PKCS#1 v1.5 con SHA-256 sobre los bytes decodificados), p. ej. con `sia efirma firmar`."""
-    await limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), body.rfc))
+    await _limit_efirma(limiter, settings, request, body.rfc)
     reto = await credenciales.create_reto(session, body.rfc, settings, _now())
     return RetoEmitido(reto_id=reto.id, reto=base64.b64encode(reto.reto).decode(), expira_en=reto.expira_en)
 

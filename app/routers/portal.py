@@ -19,13 +19,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from app import acuses, auditoria, certificaciones, confianza, credenciales, portal
-from app.acuse_pdf import render_acuse_pdf
 from app.db import Session
 from app.deps import KeysDep, PasswordGateDep, RateLimiterDep, SettingsDep
 from app.identifiers import RFC
 from app.problems import Problem, ProblemCode, problem_response, problem_responses
-from app.routers.certificaciones import Intento
-from app.routers.confianza import Evento, FechaHora, PaginaAuditoria, Relacion, SolicitudRelacion
+from app.routers.acuses import acuse_of_party, pdf_response
+from app.routers.certificaciones import Intento, open_intento
+from app.routers.confianza import CREATE_PROBLEMS, FechaHora, PaginaAuditoria, Relacion, SolicitudRelacion
+from app.routers.confianza import create as create_relacion
 from app.routers.patrones import RegistroPatronal
 from app.security import sessions
 from app.security.caller import Caller
@@ -288,33 +289,10 @@ async def relaciones(
     "/portal/api/relaciones",
     status_code=201,
     dependencies=[SameOrigin],
-    responses=problem_responses(
-        "cuerpo_ilegible",
-        *CHANGE_PROBLEMS,
-        "no_es_patron",
-        "relacion_duplicada",
-        "solicitud_invalida",
-        "desarrollador_sin_contrasena",
-        "desarrollador_no_certificado",
-        "nrp_ajeno",
-        "vigencia_en_el_pasado",
-        "vigencia_invalida",
-    ),
+    responses=problem_responses("cuerpo_ilegible", *CHANGE_PROBLEMS, *CREATE_PROBLEMS),
 )
 async def crear_relacion(body: SolicitudRelacion, caller: PortalCaller, session: Session, keys: KeysDep) -> Relacion:
-    now = _now()
-    relacion = await confianza.create_relacion(
-        session,
-        keys,
-        rfc_patron=caller.rfc,
-        rfc_desarrollador=body.rfc_desarrollador,
-        nrps=body.nrps,
-        inicio=body.vigencia_inicio or now,
-        fin=body.vigencia_fin,
-        now=now,
-        request_id=correlation_id.get(),
-    )
-    return Relacion.of(relacion, now)
+    return await create_relacion(session, keys, caller.rfc, body)
 
 
 @router.delete(
@@ -353,15 +331,7 @@ async def acuse_pdf(
     settings: SettingsDep,
 ) -> Response:
     """A download (attachment), for a person to keep or print; the same PDF as GET /v1/acuses/{folio}."""
-    acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
-    if acuse is None:
-        raise Problem("acuse_no_encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
-    url = acuses.verification_url(settings.resolved_public_url, acuse)
-    return Response(
-        render_acuse_pdf(acuse, url),
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{acuse.folio}.pdf"', **NO_STORE},
-    )
+    return pdf_response(await acuse_of_party(session, folio, caller.rfc), settings, "attachment", **NO_STORE)
 
 
 @router.get(
@@ -382,11 +352,7 @@ async def auditoria_patron(
     rows, more = await auditoria.events_of_employer(
         session, caller.rfc, desde=desde, hasta=hasta, desarrollador=desarrollador, antes_de=antes_de, limite=500
     )
-    return PaginaAuditoria(
-        eventos=[Evento.model_validate(r, from_attributes=True) for r in rows],
-        hay_mas=more,
-        siguiente=rows[-1].id if more else None,
-    )
+    return PaginaAuditoria.of(rows, more)
 
 
 # ------------------------------------------------------------------ the developer's pages
@@ -407,9 +373,7 @@ async def intentos(caller: PortalCaller, session: Session) -> list[Intento]:
 async def abrir_intento(
     caller: PortalCaller, session: Session, settings: SettingsDep, limiter: RateLimiterDep
 ) -> Intento:
-    await limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
-    now = _now()
-    return Intento.of(await certificaciones.open_attempt(session, caller.rfc, settings, now), now)
+    return await open_intento(session, settings, limiter, caller.rfc)
 
 
 @router.delete(
