@@ -301,7 +301,7 @@ async def consultar_auditoria(
     await confianza.require_patron(session, caller.rfc)
     if desde and hasta and desde >= hasta:
         raise Problem("rango_invalido", "desde debe ser anterior a hasta.")
-    rows, more = await auditoria.events_of_employer(
+    rows, more = await auditoria.list_eventos(
         session, caller.rfc, desde=desde, hasta=hasta, desarrollador=desarrollador, antes_de=antes_de, limite=limite
     )
     return PaginaAuditoria.of(rows, more)

@@ -122,7 +122,7 @@ EFIRMA_PROBLEMS: tuple[ProblemCode, ...] = (
 )
 
 
-class PruebaEfirma(BaseModel):
+class PruebaEfirmaPublic(BaseModel):
     reto_id: uuid.UUID
     certificado: str = Field(description="El archivo .cer de la e.firma, en base64.", max_length=20_000)
     firma: str = Field(description="Firma del reto en base64 (RSA PKCS#1 v1.5, SHA-256).", max_length=4_000)
@@ -133,13 +133,13 @@ class PruebaEfirma(BaseModel):
         return credenciales.PruebaEfirma(self.reto_id, self.certificado, self.firma)
 
 
-class SolicitudContrasena(PruebaEfirma):
+class SolicitudContrasena(PruebaEfirmaPublic):
     correo: EmailStr = Field(description="A donde se envía la contraseña.")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{**EJEMPLO_PRUEBA, "correo": "nomina@trn.com.mx"}]})
 
 
-class SolicitudRenovacion(PruebaEfirma):
+class SolicitudRenovacion(PruebaEfirmaPublic):
     correo: EmailStr | None = Field(default=None, description="Nuevo correo; si falta, el de la contraseña anterior.")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{**EJEMPLO_PRUEBA, "correo": "sistemas@trn.com.mx"}]})
@@ -257,7 +257,7 @@ async def renovar_contrasena(
     responses=problem_responses(*EFIRMA_PROBLEMS, "sin_contrasena_activa"),
 )
 async def cancelar_contrasena(
-    body: PruebaEfirma,
+    body: PruebaEfirmaPublic,
     session: Session,
     settings: SettingsDep,
     keys: KeysDep,

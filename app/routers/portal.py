@@ -24,7 +24,7 @@ from app.deps import KeysDep, PasswordGateDep, RateLimiterDep, SettingsDep
 from app.identifiers import RFC
 from app.problems import Problem, ProblemCode, problem_response, problem_responses
 from app.routers.acuses import acuse_of_party, pdf_response
-from app.routers.certificaciones import Intento, open_intento
+from app.routers.certificaciones import Intento, open_within_quota
 from app.routers.confianza import CREATE_PROBLEMS, FechaHora, PaginaAuditoria, Relacion, SolicitudRelacion
 from app.routers.confianza import create as create_relacion
 from app.routers.patrones import RegistroPatronal
@@ -349,7 +349,7 @@ async def auditoria_patron(
     await confianza.require_patron(session, caller.rfc)
     if desde and hasta and desde >= hasta:
         raise Problem("rango_invalido", "La fecha inicial debe ser anterior a la final.")
-    rows, more = await auditoria.events_of_employer(
+    rows, more = await auditoria.list_eventos(
         session, caller.rfc, desde=desde, hasta=hasta, desarrollador=desarrollador, antes_de=antes_de, limite=500
     )
     return PaginaAuditoria.of(rows, more)
@@ -361,7 +361,7 @@ async def auditoria_patron(
 @router.get("/portal/api/certificaciones", responses=problem_responses(*SESSION_PROBLEMS))
 async def intentos(caller: PortalCaller, session: Session) -> list[Intento]:
     now = _now()
-    return [Intento.of(c, now) for c in await certificaciones.attempts_of(session, caller.rfc)]
+    return [Intento.of(c, now) for c in await certificaciones.intentos_of(session, caller.rfc)]
 
 
 @router.post(
@@ -373,7 +373,7 @@ async def intentos(caller: PortalCaller, session: Session) -> list[Intento]:
 async def abrir_intento(
     caller: PortalCaller, session: Session, settings: SettingsDep, limiter: RateLimiterDep
 ) -> Intento:
-    return await open_intento(session, settings, limiter, caller.rfc)
+    return await open_within_quota(session, settings, limiter, caller.rfc)
 
 
 @router.delete(
@@ -383,4 +383,4 @@ async def abrir_intento(
 )
 async def cancelar_intento(cert_id: Annotated[uuid.UUID, Path()], caller: PortalCaller, session: Session) -> Intento:
     now = _now()
-    return Intento.of(await certificaciones.cancel_attempt(session, cert_id, caller.rfc, now), now)
+    return Intento.of(await certificaciones.cancel_intento(session, cert_id, caller.rfc, now), now)
