@@ -27,7 +27,7 @@ ESTADOS_CERTIFICACION = ("en_curso", "aprobada", "cancelada", "vencida")
 
 
 class Certificacion(Base):
-    """An attempt at certification (the certification issue builds the flow); an approved one with
+    """An attempt at certification (app/certificaciones.py); an approved one with
     vigente_hasta in the future lets its RFC read production avisos."""
 
     __tablename__ = "certificacion"
