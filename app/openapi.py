@@ -48,6 +48,10 @@ def _component_name(class_name: str) -> str:
 def _public_suffix_dropped(spec: dict[str, Any]) -> None:
     components = spec.get("components", {})
     renamed = {name: _component_name(name) for name in components.get("schemas", {})}
+    clashes = sorted(name for name in renamed if name != renamed[name] and renamed[name] in renamed)
+    if clashes:
+        # Two wire models would publish one name: rename one of them rather than let the contract pick.
+        raise RuntimeError(f"estos esquemas tendrían el nombre de otro sin el sufijo {PUBLIC_SUFFIX}: {clashes}")
     components["schemas"] = {renamed[name]: schema for name, schema in components.get("schemas", {}).items()}
     for schema in components["schemas"].values():
         if schema.get("title") in renamed:
