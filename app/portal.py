@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import credenciales
 from app.models import Certificacion, Credencial, Patron, SesionPortal
+from app.models.confianza import certificacion_vigente
 from app.security import sessions, tokens
 from app.security.keys import Keys
 from app.security.passwords import VerificationGate
@@ -108,7 +109,7 @@ async def _certified_until(session: AsyncSession, rfc: str, now: dt.datetime) ->
     c = Certificacion
     return await session.scalar(
         select(c.vigente_hasta)
-        .where(c.rfc == rfc, c.estado == "aprobada", c.vigente_hasta > now)
+        .where(c.rfc == rfc, certificacion_vigente(now))
         .order_by(c.vigente_hasta.desc())
         .limit(1)
     )

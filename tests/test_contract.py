@@ -1,5 +1,6 @@
 """The contract: openapi.yaml is valid, and no route answers malformed input with a 500."""
 
+import json
 import re
 
 import pytest
@@ -9,6 +10,7 @@ from openapi_spec_validator import validate
 
 from app.cli import OPENAPI_PATH, STATED_DEFAULTS
 from app.main import create_app
+from app.openapi import _public_suffix_dropped
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.settings import Settings
 
@@ -28,6 +30,17 @@ def test_every_documented_error_is_a_problem():
                 if status.startswith(("4", "5")):
                     assert list(response["content"]) == [PROBLEM_MEDIA_TYPE], (method, path, status)
     assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+def test_wire_models_publish_their_names_without_the_public_suffix():
+    """PruebaEfirmaPublic in Python is PruebaEfirma in the contract, the name generated clients import; two models
+    that would publish one name are refused rather than one silently replacing the other."""
+    spec = create_app(Settings(database_url="postgresql://unused/unused", **STATED_DEFAULTS)).openapi()
+    schemas = spec["components"]["schemas"]
+    assert {"PruebaEfirma", "Veredicto", "Sandbox"} <= set(schemas)
+    assert not re.search(r"\wPublic\b", json.dumps(spec)), "no component, title or $ref keeps the suffix"
+    with pytest.raises(RuntimeError, match="APublic"):
+        _public_suffix_dropped({"components": {"schemas": {"A": {}, "APublic": {}}}})
 
 
 def test_every_operation_and_parameter_is_described():

@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql.base import ischema_names
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import UserDefinedType
 
 from app.models.base import Base
@@ -39,14 +39,67 @@ class Xid8(UserDefinedType):
 ischema_names.setdefault("xid8", Xid8)
 
 
-class Aviso(Base):
+class AvisoColumns:
+    """The columns of an aviso wherever it is kept: production's `aviso` and each certification attempt's
+    `sandbox_aviso`, so that the same route code serves both. Each table declares its own `folio` (unique in
+    production, unique per attempt in a sandbox)."""
+
+    # Production's codes are foreign keys to the catalogs and the employer registry; a sandbox's synthetic
+    # employer is in no registry, so there they are plain text of the same lengths.
+    _REFERENCES: ClassVar[bool] = True
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    clase: Mapped[str] = mapped_column(String(12))
+    nss: Mapped[str] = mapped_column(String(11))
+    rfc_trabajador: Mapped[str] = mapped_column(String(13))
+    curp: Mapped[str] = mapped_column(String(18))
+    nombre_trabajador: Mapped[str] = mapped_column(Text)
+    numero_credito: Mapped[str] = mapped_column(String(10))
+    valor_descuento: Mapped[Decimal] = mapped_column(Numeric(12, 4))
+    fecha_emision: Mapped[date] = mapped_column(Date)
+    fecha_inicio_descuento: Mapped[date] = mapped_column(Date)
+    publicado_en: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    publicacion_xid: Mapped[str] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
+
+    @classmethod
+    def _code(cls, length: int, target: str) -> Mapped[str]:
+        if cls._REFERENCES:
+            return mapped_column(String(length), ForeignKey(target))
+        return mapped_column(String(length))
+
+    @declared_attr
+    def tipo_aviso(cls) -> Mapped[str]:
+        return cls._code(2, "tipo_aviso.codigo")
+
+    @declared_attr
+    def rfc_patron(cls) -> Mapped[str]:
+        return cls._code(13, "patron.rfc")
+
+    @declared_attr
+    def nrp(cls) -> Mapped[str]:
+        return cls._code(11, "nrp.nrp")
+
+    @declared_attr
+    def tipo_credito(cls) -> Mapped[str]:
+        return cls._code(3, "tipo_credito.codigo")
+
+    @declared_attr
+    def estatus_credito(cls) -> Mapped[str]:
+        return cls._code(3, "estatus_credito.codigo")
+
+    @declared_attr
+    def tipo_descuento(cls) -> Mapped[str]:
+        return cls._code(2, "tipo_descuento.codigo")
+
+
+class Aviso(AvisoColumns, Base):
     """Publication order is (publicacion_xid, id), read only below the oldest running transaction.
 
     A bigserial alone would skip rows: ids are taken at insert time but rows become visible at commit
     time, so a reader could pass id 10 before a slower transaction commits id 9. The id of the inserting
     transaction (xid8) fixes this: readers only return rows whose transaction id is below
     pg_snapshot_xmin(pg_current_snapshot()), i.e. rows no still-running transaction can precede; every row
-    that becomes visible later sorts after everything already returned. See app/avisos (the avisos issue).
+    that becomes visible later sorts after everything already returned. See app/avisos.py.
     """
 
     __tablename__ = "aviso"
@@ -57,25 +110,7 @@ class Aviso(Base):
         Index("ix_aviso_nss", "nss"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     folio: Mapped[str] = mapped_column(String(14), unique=True)
-    tipo_aviso: Mapped[str] = mapped_column(ForeignKey("tipo_aviso.codigo"))
-    clase: Mapped[str] = mapped_column(String(12))
-    rfc_patron: Mapped[str] = mapped_column(ForeignKey("patron.rfc"))
-    nrp: Mapped[str] = mapped_column(ForeignKey("nrp.nrp"))
-    nss: Mapped[str] = mapped_column(String(11))
-    rfc_trabajador: Mapped[str] = mapped_column(String(13))
-    curp: Mapped[str] = mapped_column(String(18))
-    nombre_trabajador: Mapped[str] = mapped_column(Text)
-    numero_credito: Mapped[str] = mapped_column(String(10))
-    tipo_credito: Mapped[str] = mapped_column(ForeignKey("tipo_credito.codigo"))
-    estatus_credito: Mapped[str] = mapped_column(ForeignKey("estatus_credito.codigo"))
-    tipo_descuento: Mapped[str] = mapped_column(ForeignKey("tipo_descuento.codigo"))
-    valor_descuento: Mapped[Decimal] = mapped_column(Numeric(12, 4))
-    fecha_emision: Mapped[date] = mapped_column(Date)
-    fecha_inicio_descuento: Mapped[date] = mapped_column(Date)
-    publicado_en: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    publicacion_xid: Mapped[str] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
 
 
 # The fields of an aviso as the API and the loaders name them, in API order (DESIGN §3).

@@ -9,12 +9,14 @@ from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import auditoria, confianza
 from app.deps import CALLER_PROBLEMS, CallerDep, KeysDep, SessionDep, utc_now
 from app.identifiers import BIGINT_MAXIMO, NRP, RFC, FechaHora
-from app.models import RelacionConfianza
-from app.problems import Problem, problem_responses
+from app.models import EventoAuditoria, RelacionConfianza
+from app.problems import Problem, ProblemCode, problem_responses
+from app.security.keys import Keys
 
 router = APIRouter()
 # Built from the domain's tuple so the API cannot drift from it; mypy cannot list the members of such an enum.
@@ -102,36 +104,26 @@ class PaginaRelaciones(BaseModel):
     )
 
 
-@router.post(
-    "/v1/relaciones-confianza",
-    tags=["Relaciones de confianza"],
-    status_code=201,
-    summary="Registrar una relación de confianza",
-    operation_id="crearRelacionConfianza",
-    response_description="La relación, con su estado y el folio de su acuse.",
-    responses=problem_responses(
-        "cuerpo_ilegible",
-        "solicitud_demasiado_grande",
-        *CALLER_PROBLEMS,
-        "no_es_patron",
-        "relacion_duplicada",
-        "solicitud_invalida",
-        "desarrollador_sin_contrasena",
-        "desarrollador_no_certificado",
-        "nrp_ajeno",
-        "vigencia_en_el_pasado",
-        "vigencia_invalida",
-    ),
+# What creating a relationship can answer beyond the caller's own problems (the API's and the portal's alike).
+CREATE_PROBLEMS: tuple[ProblemCode, ...] = (
+    "no_es_patron",
+    "relacion_duplicada",
+    "solicitud_invalida",
+    "desarrollador_sin_contrasena",
+    "desarrollador_no_certificado",
+    "nrp_ajeno",
+    "vigencia_en_el_pasado",
+    "vigencia_invalida",
 )
-async def crear_relacion(body: SolicitudRelacion, caller: CallerDep, session: SessionDep, keys: KeysDep) -> Relacion:
-    """Solo un patrón del padrón. El desarrollador debe tener contraseña y certificación vigente; un patrón
-    puede nombrarse a sí mismo (desarrollo propio). Una relación activa del mismo par que se traslape en NRP
-    y fechas es 409."""
+
+
+async def create(session: AsyncSession, keys: Keys, rfc_patron: str, body: SolicitudRelacion) -> Relacion:
+    """The employer `rfc_patron` trusts a developer, as asked by the API or by the portal."""
     now = utc_now()
     relacion = await confianza.create_relacion(
         session,
         keys,
-        rfc_patron=caller.rfc,
+        rfc_patron=rfc_patron,
         rfc_desarrollador=body.rfc_desarrollador,
         nrps=body.nrps,
         inicio=body.vigencia_inicio or now,
@@ -140,6 +132,22 @@ async def crear_relacion(body: SolicitudRelacion, caller: CallerDep, session: Se
         request_id=correlation_id.get(),
     )
     return Relacion.of(relacion, now)
+
+
+@router.post(
+    "/v1/relaciones-confianza",
+    tags=["Relaciones de confianza"],
+    status_code=201,
+    summary="Registrar una relación de confianza",
+    operation_id="crearRelacionConfianza",
+    response_description="La relación, con su estado y el folio de su acuse.",
+    responses=problem_responses("cuerpo_ilegible", "solicitud_demasiado_grande", *CALLER_PROBLEMS, *CREATE_PROBLEMS),
+)
+async def crear_relacion(body: SolicitudRelacion, caller: CallerDep, session: SessionDep, keys: KeysDep) -> Relacion:
+    """Solo un patrón del padrón. El desarrollador debe tener contraseña y certificación vigente; un patrón
+    puede nombrarse a sí mismo (desarrollo propio). Una relación activa del mismo par que se traslape en NRP
+    y fechas es 409."""
+    return await create(session, keys, caller.rfc, body)
 
 
 @router.get(
@@ -226,6 +234,14 @@ class PaginaAuditoria(BaseModel):
     hay_mas: bool
     siguiente: int | None = Field(description="Páselo como antes_de para la página siguiente.")
 
+    @classmethod
+    def of(cls, rows: list[EventoAuditoria], more: bool) -> "PaginaAuditoria":
+        return cls(
+            eventos=[Evento.model_validate(r, from_attributes=True) for r in rows],
+            hay_mas=more,
+            siguiente=rows[-1].id if more else None,
+        )
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -280,11 +296,7 @@ async def consultar_auditoria(
     await confianza.require_patron(session, caller.rfc)
     if desde and hasta and desde >= hasta:
         raise Problem("rango_invalido", "desde debe ser anterior a hasta.")
-    rows, more = await auditoria.events_of_employer(
+    rows, more = await auditoria.list_eventos(
         session, caller.rfc, desde=desde, hasta=hasta, desarrollador=desarrollador, antes_de=antes_de, limite=limite
     )
-    return PaginaAuditoria(
-        eventos=[Evento.model_validate(r, from_attributes=True) for r in rows],
-        hay_mas=more,
-        siguiente=rows[-1].id if more else None,
-    )
+    return PaginaAuditoria.of(rows, more)

@@ -29,12 +29,21 @@ EJEMPLO_PRUEBA: JsonDict = {
 }
 
 
+def _client(request: Request) -> str:
+    # Behind a trusted proxy (SIA_TRUSTED_PROXIES), ProxyHeadersMiddleware has already put the client here.
+    return request.client.host if request.client else "desconocido"
+
+
+async def _limit_efirma(limiter: RateLimiter, settings: Settings, request: Request, rfc: str | None) -> None:
+    """Every e.firma route (a challenge, a proof) shares one quota per IP and RFC."""
+    await limiter.hit(settings.rate_limit_efirma, efirma_key(client_address(request), rfc))
+
+
 async def _limit_proof(
     limiter: RateLimiter, settings: Settings, request: Request, session: AsyncSession, reto_id: uuid.UUID
 ) -> None:
     """A proof counts against the quota of the RFC its challenge was asked for (unknown challenges share one)."""
-    rfc = await credenciales.rfc_of_reto(session, reto_id)
-    await limiter.hit(settings.rate_limit_efirma, efirma_key(client_address(request), rfc))
+    await _limit_efirma(limiter, settings, request, await credenciales.rfc_of_reto(session, reto_id))
 
 
 # ------------------------------------------------------------------ retos
@@ -80,7 +89,7 @@ async def crear_reto(
 ) -> RetoEmitido:
     """Primer paso para obtener, renovar o cancelar una contraseña: firme el reto con la llave privada de la
     e.firma del RFC (RSA PKCS#1 v1.5 con SHA-256 sobre los bytes decodificados), p. ej. con `sia efirma firmar`."""
-    await limiter.hit(settings.rate_limit_efirma, efirma_key(client_address(request), body.rfc))
+    await _limit_efirma(limiter, settings, request, body.rfc)
     reto = await credenciales.create_reto(session, body.rfc, settings, utc_now())
     return RetoEmitido(reto_id=reto.id, reto=base64.b64encode(reto.reto).decode(), expira_en=reto.expira_en)
 
@@ -108,7 +117,7 @@ EFIRMA_PROBLEMS: tuple[ProblemCode, ...] = (
 )
 
 
-class PruebaEfirma(BaseModel):
+class PruebaEfirmaPublic(BaseModel):
     reto_id: uuid.UUID
     certificado: str = Field(description="El archivo .cer de la e.firma, en base64.", max_length=20_000)
     firma: str = Field(description="Firma del reto en base64 (RSA PKCS#1 v1.5, SHA-256).", max_length=4_000)
@@ -119,13 +128,13 @@ class PruebaEfirma(BaseModel):
         return credenciales.PruebaEfirma(self.reto_id, self.certificado, self.firma)
 
 
-class SolicitudContrasena(PruebaEfirma):
+class SolicitudContrasena(PruebaEfirmaPublic):
     correo: EmailStr = Field(description="A donde se envía la contraseña.")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{**EJEMPLO_PRUEBA, "correo": "nomina@trn.com.mx"}]})
 
 
-class SolicitudRenovacion(PruebaEfirma):
+class SolicitudRenovacion(PruebaEfirmaPublic):
     correo: EmailStr | None = Field(default=None, description="Nuevo correo; si falta, el de la contraseña anterior.")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{**EJEMPLO_PRUEBA, "correo": "sistemas@trn.com.mx"}]})
@@ -243,7 +252,7 @@ async def renovar_contrasena(
     responses=problem_responses(*EFIRMA_PROBLEMS, "sin_contrasena_activa"),
 )
 async def cancelar_contrasena(
-    body: PruebaEfirma,
+    body: PruebaEfirmaPublic,
     session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
@@ -398,8 +407,7 @@ async def emitir_token(
             now=utc_now(),
         )
     except credenciales.TokenError as e:
-        # An RFC 6749 answer, not a problem: returned, so, like any returned response, it commits the failure
-        # counter with it (the commit contract, app.deps.committed).
+        # Returned, not raised: the failure counter must be committed with the answer.
         return _oauth_error(e)
     return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}, headers=NO_STORE)
 

@@ -19,12 +19,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from app import acuses, auditoria, certificaciones, confianza, credenciales, portal
-from app.acuse_pdf import render_acuse_pdf
 from app.deps import KeysDep, PasswordGateDep, RateLimiterDep, SessionDep, SettingsDep, client_address, utc_now
 from app.identifiers import RFC
 from app.problems import Problem, ProblemCode, problem_responses
-from app.routers.certificaciones import Intento
-from app.routers.confianza import Evento, FechaHora, PaginaAuditoria, Relacion, SolicitudRelacion
+from app.routers.acuses import acuse_of_party, pdf_response
+from app.routers.certificaciones import Intento, open_within_quota
+from app.routers.confianza import CREATE_PROBLEMS, FechaHora, PaginaAuditoria, Relacion, SolicitudRelacion
+from app.routers.confianza import create as create_relacion
 from app.routers.patrones import RegistroPatronal
 from app.security import sessions
 from app.security.tokens import Caller
@@ -48,6 +49,10 @@ SESSION_PROBLEMS: tuple[ProblemCode, ...] = ("sesion_requerida",)
 CHANGE_PROBLEMS: tuple[ProblemCode, ...] = ("sesion_requerida", "origen_no_permitido")
 
 router = APIRouter(include_in_schema=False)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "desconocido"
 
 
 class PortalStatic(StaticFiles):
@@ -279,35 +284,12 @@ async def relaciones(
     "/portal/api/relaciones",
     status_code=201,
     dependencies=[SameOrigin],
-    responses=problem_responses(
-        "cuerpo_ilegible",
-        *CHANGE_PROBLEMS,
-        "no_es_patron",
-        "relacion_duplicada",
-        "solicitud_invalida",
-        "desarrollador_sin_contrasena",
-        "desarrollador_no_certificado",
-        "nrp_ajeno",
-        "vigencia_en_el_pasado",
-        "vigencia_invalida",
-    ),
+    responses=problem_responses("cuerpo_ilegible", *CHANGE_PROBLEMS, *CREATE_PROBLEMS),
 )
 async def crear_relacion(
     body: SolicitudRelacion, caller: PortalCallerDep, session: SessionDep, keys: KeysDep
 ) -> Relacion:
-    now = utc_now()
-    relacion = await confianza.create_relacion(
-        session,
-        keys,
-        rfc_patron=caller.rfc,
-        rfc_desarrollador=body.rfc_desarrollador,
-        nrps=body.nrps,
-        inicio=body.vigencia_inicio or now,
-        fin=body.vigencia_fin,
-        now=now,
-        request_id=correlation_id.get(),
-    )
-    return Relacion.of(relacion, now)
+    return await create_relacion(session, keys, caller.rfc, body)
 
 
 @router.delete(
@@ -346,15 +328,7 @@ async def acuse_pdf(
     settings: SettingsDep,
 ) -> Response:
     """A download (attachment), for a person to keep or print; the same PDF as GET /v1/acuses/{folio}."""
-    acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
-    if acuse is None:
-        raise Problem("acuse_no_encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
-    url = acuses.verification_url(settings.resolved_public_url, acuse)
-    return Response(
-        render_acuse_pdf(acuse, url),
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{acuse.folio}.pdf"', **NO_STORE},
-    )
+    return pdf_response(await acuse_of_party(session, folio, caller.rfc), settings, "attachment", **NO_STORE)
 
 
 @router.get(
@@ -372,14 +346,10 @@ async def auditoria_patron(
     await confianza.require_patron(session, caller.rfc)
     if desde and hasta and desde >= hasta:
         raise Problem("rango_invalido", "La fecha inicial debe ser anterior a la final.")
-    rows, more = await auditoria.events_of_employer(
+    rows, more = await auditoria.list_eventos(
         session, caller.rfc, desde=desde, hasta=hasta, desarrollador=desarrollador, antes_de=antes_de, limite=500
     )
-    return PaginaAuditoria(
-        eventos=[Evento.model_validate(r, from_attributes=True) for r in rows],
-        hay_mas=more,
-        siguiente=rows[-1].id if more else None,
-    )
+    return PaginaAuditoria.of(rows, more)
 
 
 # ------------------------------------------------------------------ the developer's pages
@@ -388,7 +358,7 @@ async def auditoria_patron(
 @router.get("/portal/api/certificaciones", responses=problem_responses(*SESSION_PROBLEMS))
 async def intentos(caller: PortalCallerDep, session: SessionDep) -> list[Intento]:
     now = utc_now()
-    return [Intento.of(c, now) for c in await certificaciones.attempts_of(session, caller.rfc)]
+    return [Intento.of(c, now) for c in await certificaciones.intentos_of(session, caller.rfc)]
 
 
 @router.post(
@@ -400,9 +370,7 @@ async def intentos(caller: PortalCallerDep, session: SessionDep) -> list[Intento
 async def abrir_intento(
     caller: PortalCallerDep, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep
 ) -> Intento:
-    await limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
-    now = utc_now()
-    return Intento.of(await certificaciones.open_attempt(session, caller.rfc, settings, now), now)
+    return await open_within_quota(session, settings, limiter, caller.rfc)
 
 
 @router.delete(
@@ -414,4 +382,4 @@ async def cancelar_intento(
     cert_id: Annotated[uuid.UUID, Path()], caller: PortalCallerDep, session: SessionDep
 ) -> Intento:
     now = utc_now()
-    return Intento.of(await certificaciones.cancel_attempt(session, cert_id, caller.rfc, now), now)
+    return Intento.of(await certificaciones.cancel_intento(session, cert_id, caller.rfc, now), now)
