@@ -8,13 +8,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import avisos, loaders
 from app.db import async_url
 from app.demo import demo_avisos
 from tests import factories as f
-from tests.avisos_world import A
+from tests.avisos_world import A, B
 
 
 @pytest.fixture
@@ -26,13 +27,13 @@ def db_url(new_database) -> str:
 async def engine(db_url, tmp_path):
     engine = create_async_engine(async_url(db_url), pool_size=20, max_overflow=5)
     async with engine.begin() as conn:
-        await loaders.load_patrones(conn, f.write_patrones_csv(tmp_path / "p.csv", [A]))
+        await loaders.load_patrones(conn, f.write_patrones_csv(tmp_path / "p.csv", [A, B]))
     yield engine
     await engine.dispose()
 
 
-def _batch(folder: Path, index: int, count: int) -> tuple[Path, list[str]]:
-    records = list(demo_avisos([A], count, seed=index, hasta=f.HASTA))
+def _batch(folder: Path, index: int, count: int, employer=A) -> tuple[Path, list[str]]:
+    records = list(demo_avisos([employer], count, seed=index, hasta=f.HASTA))
     return f.write_ndjson(folder / f"lote-{index}.ndjson", records), [r["folio"] for r in records]
 
 
@@ -49,20 +50,52 @@ async def _sync(engine, cursor: avisos.Cursor | None, limite: int = 10) -> tuple
     return folios, cursor
 
 
-async def test_a_later_transaction_committing_first_is_held_back(engine):
+async def _waiting_for_a_publication_lock(engine) -> None:
+    async with engine.connect() as conn:
+        while not await conn.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")):
+            await asyncio.sleep(0.02)
+
+
+async def test_a_later_load_of_the_same_employer_waits_for_the_earlier_one_to_commit(engine):
+    """The earlier load holds the employer's publication lock until it commits: the later one cannot
+    publish, and so cannot commit first and be passed over by a client already past it."""
     with tempfile.TemporaryDirectory() as folder:
         first, first_folios = _batch(Path(folder), 1, 5)
         second, second_folios = _batch(Path(folder), 2, 5)
-        async with engine.connect() as slow, engine.connect() as fast:
-            slow_tx = await slow.begin()
-            await loaders.load_avisos(slow, first, today=f.TODAY)  # takes the older transaction id
-            async with fast.begin():
+
+        async def later_load() -> None:
+            async with engine.begin() as fast:
                 await loaders.load_avisos(fast, second, today=f.TODAY)
+
+        async with engine.connect() as slow:
+            slow_tx = await slow.begin()
+            await loaders.load_avisos(slow, first, today=f.TODAY)
+            later = asyncio.create_task(later_load())
+            await asyncio.wait_for(_waiting_for_a_publication_lock(engine), timeout=10)
             seen, cursor = await _sync(engine, None)
-            assert seen == [], "committed, but behind an older running load: not yet published"
+            assert seen == [] and not later.done(), "neither published while the earlier load is open"
             await slow_tx.commit()
+            await later
     seen, cursor = await _sync(engine, cursor, limite=100)
     assert seen == first_folios + second_folios
+
+
+async def test_another_employers_open_load_and_an_idle_transaction_hold_nothing_back(engine):
+    """Nothing outside an employer's own publication can delay it: not another employer's load still open
+    (of any length), not a session idling in a transaction that holds a transaction id."""
+    with tempfile.TemporaryDirectory() as folder:
+        theirs, _ = _batch(Path(folder), 3, 50, employer=B)
+        ours, our_folios = _batch(Path(folder), 4, 20)
+        async with engine.connect() as long_load, engine.connect() as idle:
+            await long_load.begin()
+            await loaders.load_avisos(long_load, theirs, today=f.TODAY)
+            await idle.begin()
+            await idle.execute(text("SELECT pg_current_xact_id()"))  # idle in transaction, holding an xid
+            async with engine.begin() as conn:
+                await loaders.load_avisos(conn, ours, today=f.TODAY)
+            seen, _ = await asyncio.wait_for(_sync(engine, None, limite=100), timeout=1)
+            assert seen == our_folios, "delivered at once, while the other two are still open"
+            await long_load.rollback()
 
 
 async def test_concurrent_loads_in_random_commit_order_reach_a_syncing_client_exactly_once(engine):

@@ -19,12 +19,10 @@ from sqlalchemy import (
     String,
     Text,
     func,
-    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.aviso import Xid8
 from app.models.base import Base
 
 ESTADOS_CERTIFICACION = ("en_curso", "aprobada", "cancelada", "vencida")
@@ -84,7 +82,7 @@ class SandboxAviso(Base):
 
     __tablename__ = "sandbox_aviso"
     __table_args__ = (
-        Index("ix_sandbox_aviso_publicacion", "certificacion_id", "publicacion_xid", "id"),
+        Index("uq_sandbox_aviso_publicacion", "rfc_patron", "seq", unique=True),
         Index("uq_sandbox_aviso_folio", "certificacion_id", "folio", unique=True),
     )
 
@@ -108,7 +106,7 @@ class SandboxAviso(Base):
     fecha_emision: Mapped[date] = mapped_column(Date)
     fecha_inicio_descuento: Mapped[date] = mapped_column(Date)
     publicado_en: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    publicacion_xid: Mapped[str] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
+    seq: Mapped[int] = mapped_column(BigInteger)  # publication order, as aviso.seq (app/publicacion.py)
 
 
 class SandboxSolicitud(Base):
