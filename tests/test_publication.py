@@ -9,9 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app import avisos, loaders
+from app import avisos, loaders, publicacion
 from app.db import async_url
 from app.demo import demo_avisos
 from tests import factories as f
@@ -129,6 +130,51 @@ async def test_concurrent_loads_in_random_commit_order_reach_a_syncing_client_ex
         await syncing
     assert len(delivered) == len(set(delivered)), "no aviso twice"
     assert sorted(delivered) == sorted(published), "none skipped"
+
+
+async def test_a_load_killed_mid_publication_leaves_whole_chunks_in_order_and_a_rerun_completes(engine, monkeypatch):
+    monkeypatch.setattr(publicacion, "CHUNK_ROWS", 10)
+    publish, calls = publicacion.publish, []
+
+    async def dies_in_the_third_chunk(conn, *args, **kwargs):
+        inserted = await publish(conn, *args, **kwargs)
+        calls.append(inserted)
+        if len(calls) == 3:  # inserted, not committed: the backend goes away, as under kill -9
+            await conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return inserted
+
+    with tempfile.TemporaryDirectory() as folder:
+        path, folios = _batch(Path(folder), 6, 35)
+        monkeypatch.setattr(publicacion, "publish", dies_in_the_third_chunk)
+        with pytest.raises(DBAPIError):
+            async with engine.connect() as conn:
+                await loaders.load_avisos(conn, path, today=f.TODAY)
+        assert calls == [10, 10, 10]
+        seen, cursor = await _sync(engine, None, limite=100)
+        assert seen == folios[:20], "the two committed chunks, in file order; nothing of the third"
+        monkeypatch.setattr(publicacion, "publish", publish)
+        async with engine.connect() as conn:
+            report = await loaders.load_avisos(conn, path, today=f.TODAY)
+    assert (report.nuevos, report.existentes) == (15, 20)
+    rest, _ = await _sync(engine, cursor, limite=100)
+    assert rest == folios[20:]
+    everything, _ = await _sync(engine, None, limite=100)
+    assert everything == folios, "rows = file, once each"
+
+
+async def test_concurrent_chunked_loads_of_the_same_file_skip_what_the_other_published(engine, monkeypatch):
+    monkeypatch.setattr(publicacion, "CHUNK_ROWS", 7)
+    with tempfile.TemporaryDirectory() as folder:
+        path, folios = _batch(Path(folder), 7, 60)
+
+        async def load() -> loaders.LoadReport:
+            async with engine.connect() as conn:
+                return await loaders.load_avisos(conn, path, today=f.TODAY)
+
+        reports = await asyncio.gather(load(), load(), load())
+    assert sum(r.nuevos for r in reports) == 60 and all(r.nuevos + r.existentes == 60 for r in reports)
+    everything, _ = await _sync(engine, None, limite=100)
+    assert sorted(everything) == sorted(folios) and len(everything) == 60
 
 
 async def test_large_pages_span_many_chunks_in_both_formats(engine):
