@@ -109,10 +109,7 @@ _COLUMNS = ", ".join(_RENDERED.get(c, c) for c in CAMPOS_AVISO)
 
 
 def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
-    return (
-        f"SELECT {_COLUMNS} FROM {f.scope.table} WHERE {_where(f, cursor)} "
-        f"ORDER BY seq LIMIT {_literal(limite)}"
-    )
+    return f"SELECT {_COLUMNS} FROM {f.scope.table} WHERE {_where(f, cursor)} ORDER BY seq LIMIT {_literal(limite)}"
 
 
 async def find_cursor(
@@ -137,9 +134,7 @@ async def locate(conn: AsyncConnection, folio: str, scope: Scope = PRODUCTION) -
     owner = f" AND certificacion_id = {_literal(str(scope.certificacion_id))}" if scope.certificacion_id else ""
     row = (
         await conn.execute(
-            text(
-                f"SELECT rfc_patron, nrp FROM {scope.table} WHERE folio = :folio{owner}"
-            ),
+            text(f"SELECT rfc_patron, nrp FROM {scope.table} WHERE folio = :folio{owner}"),
             {"folio": folio},
         )
     ).first()

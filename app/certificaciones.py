@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses, publicacion
@@ -70,21 +70,7 @@ async def _insert_avisos(session: AsyncSession, cert_id: uuid.UUID, lote: int, a
         )
         for a in avisos
     ]
-    # COPY into a staging copy of the columns, then published as every aviso is (app/publicacion.py).
-    conn = await session.connection()
-    await conn.execute(text("DROP TABLE IF EXISTS pg_temp.carga_sandbox"))
-    await conn.execute(
-        text(
-            f"CREATE TEMP TABLE carga_sandbox ON COMMIT DROP AS SELECT {', '.join(columns)}, 0::bigint AS orden "
-            "FROM sandbox_aviso WITH NO DATA"
-        )
-    )
-    raw = await conn.get_raw_connection()
-    assert raw.driver_connection is not None  # None only for a closed connection
-    await raw.driver_connection.copy_records_to_table(
-        "carga_sandbox", records=[(*r, i) for i, r in enumerate(records)], columns=(*columns, "orden")
-    )
-    await publicacion.publish(conn, "sandbox_aviso", columns, "SELECT * FROM carga_sandbox")
+    await publicacion.publish_records(await session.connection(), "sandbox_aviso", columns, records)
 
 
 async def open_attempt(session: AsyncSession, rfc: str, settings: Settings, now: dt.datetime) -> Certificacion:

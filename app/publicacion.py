@@ -61,3 +61,20 @@ async def publish(
     await conn.execute(text(lock), params or {})
     result = await conn.execute(text(insert), params or {})
     return result.rowcount
+
+
+async def publish_records(conn: AsyncConnection, table: str, columns: tuple[str, ...], records: list[tuple]) -> int:
+    """Publishes rows given as Python tuples, in list order: COPY into a staging table, then `publish`."""
+    await conn.execute(text("DROP TABLE IF EXISTS pg_temp.carga_publicacion"))
+    await conn.execute(
+        text(
+            f"CREATE TEMP TABLE carga_publicacion ON COMMIT DROP AS SELECT {', '.join(columns)}, 0::bigint AS orden "
+            f"FROM {table} WITH NO DATA"
+        )
+    )
+    raw = await conn.get_raw_connection()
+    assert raw.driver_connection is not None  # None only for a closed connection
+    await raw.driver_connection.copy_records_to_table(
+        "carga_publicacion", records=[(*r, i) for i, r in enumerate(records)], columns=(*columns, "orden")
+    )
+    return await publish(conn, table, columns, "SELECT * FROM carga_publicacion")

@@ -101,7 +101,7 @@ async def _insert(connection, *rows: dict) -> None:
 
 
 async def _refused(connection, statement: str) -> None:
-    with pytest.raises(IntegrityError, match="ForeignKeyViolation|foreign_key|violates reference"):
+    with pytest.raises(IntegrityError, match=r"ForeignKeyViolation|violates reference"):
         async with connection.begin_nested():
             await connection.execute(text(statement))
 
@@ -116,9 +116,9 @@ async def test_an_aviso_written_in_sql_with_an_unknown_reference_is_refused(conn
         # One bad row among good ones: the statement as a whole is refused.
         other_good = {**good, "folio": f"2026010000{number:02d}00", "seq": 100 + number}
         bad = {**good, "folio": f"2026010000{number:02d}01", "seq": 200 + number, column: unknown}
-        with pytest.raises(IntegrityError, match=f"violates reference \"{column}\""):
+        with pytest.raises(IntegrityError, match=f'violates reference "{column}"'):
             await _insert(connection, other_good, bad)
-        with pytest.raises(IntegrityError, match=f"violates reference \"{column}\""):
+        with pytest.raises(IntegrityError, match=f'violates reference "{column}"'):
             async with connection.begin_nested():
                 await connection.execute(text(f"UPDATE aviso SET {column} = :v"), {"v": unknown})
 
@@ -130,7 +130,8 @@ async def test_a_referenced_row_cannot_be_deleted_rekeyed_or_truncated(connectio
     await _insert(connection, row)
     for column, table, key in REFERENCIAS:
         await _refused(connection, f"DELETE FROM {table} WHERE {key} = '{row[column]}'")
-        await _refused(connection, f"UPDATE {table} SET {key} = left('X' || {key}, length({key})) WHERE {key} = '{row[column]}'")
+        rekeyed = f"left('X' || {key}, length({key}))"
+        await _refused(connection, f"UPDATE {table} SET {key} = {rekeyed} WHERE {key} = '{row[column]}'")
         await _refused(connection, f"TRUNCATE {table} CASCADE")
     # A row no aviso references may still go.
     await connection.execute(text("INSERT INTO nrp (nrp, rfc_patron) VALUES ('Y5412345110', 'AAA010101AAA')"))
