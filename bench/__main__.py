@@ -41,6 +41,7 @@ from app.main import load_keys
 from app.models.aviso import CAMPOS_AVISO, CAMPOS_CARGA_AVISO
 from app.security import tokens
 from app.settings import Settings
+from bench import publicacion as publicacion_bench
 
 BENCH_DIR = Path(".bench").resolve()
 DATA_VERSION = "10M-v2"  # v2: publication seq (migration 20261202_seq)
@@ -354,6 +355,7 @@ def main() -> None:
             textbook = _best_download(
                 f"http://127.0.0.1:{textbook_port}", token, rfc, str(DOWNLOAD), str(PAGE), "--textbook"
             )
+        publication = asyncio.run(publicacion_bench.measure(server_url, rows=100_000, other_rows=300_000))
 
     sia_rate = download["rows"] / download["seconds"]
     textbook_rate = textbook["rows"] / textbook["seconds"]
@@ -406,6 +408,8 @@ def main() -> None:
         "≥ 0.40",
         avisos_rps / livez_rps >= 0.4,
     )
+    for bar in publicacion_bench.rows_for_table(publication):
+        row(*bar)
     console.print(table)
     console.print(
         f"Descarga: {download['rows']:,} avisos en páginas de {PAGE:,}, contados por un cliente en otro proceso. "

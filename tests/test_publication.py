@@ -13,8 +13,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import avisos, loaders, publicacion
-from app.db import async_url
+from app.db import Database, async_url
 from app.demo import demo_avisos
+from app.settings import Settings
 from tests import factories as f
 from tests.avisos_world import A, B
 
@@ -225,3 +226,19 @@ def test_fast_and_exact_row_paths_agree():
     assert fast == exact and fast["nombre_trabajador"] == "MUÑOZ PEREZ JUAN"
     tricky = plain.replace(b"MU\xc3\x91OZ PEREZ JUAN", b'JUAN \\\\ "EL" \\t PEREZ')
     assert orjson.loads(avisos.row_to_json(tricky))["nombre_trabajador"] == 'JUAN \\ "EL" \t PEREZ'
+
+
+async def test_the_services_own_sessions_end_a_transaction_left_idle(db_url, tmp_path):
+    """An idle transaction no longer holds anyone's avisos back, but it would still hold locks and bloat:
+    the service's connections carry idle_in_transaction_session_timeout from its settings."""
+    settings = Settings(database_url=db_url, env="test", data_dir=tmp_path, db_idle_in_transaction_timeout_seconds=0.3)
+    db = Database.from_settings(settings)
+    try:
+        async with db.sessionmaker() as session:
+            assert await session.scalar(text("SHOW idle_in_transaction_session_timeout")) == "300ms"
+            await session.execute(text("SELECT pg_current_xact_id()"))
+            await asyncio.sleep(1)
+            with pytest.raises(DBAPIError, match=r"idle-in-transaction timeout|terminat|closed"):
+                await session.execute(text("SELECT 1"))
+    finally:
+        await db.dispose()
