@@ -438,6 +438,9 @@ async def load_avisos(
             text("DELETE FROM carga_aviso c USING carga_aviso d WHERE c.folio = d.folio AND c.linea > d.linea")
         )
     staged = await conn.scalar(text("SELECT count(*) FROM carga_aviso"))
+    # Already published with the same content (other content was refused above): nothing to publish. Once,
+    # here, as a set; chunks then skip only what a concurrent load publishes meanwhile (ON CONFLICT).
+    await conn.execute(text("DELETE FROM carga_aviso c USING aviso a WHERE a.folio = c.folio"))
     report.nuevos = await _publish_staged(conn, commit=own_transactions)
     report.existentes = staged - report.nuevos
     await staging.drop()
@@ -447,10 +450,9 @@ async def load_avisos(
     return report
 
 
-# Staged rows of one chunk (lines in (:desde, :hasta]), typed, in file order, leaving out published folios.
+# Staged rows of one chunk (lines in (:desde, :hasta]), typed, in file order.
 _CHUNK_SOURCE = f"""SELECT {", ".join(f"{_typed('c', col)} AS {col}" for col in _AVISO_COLUMNS)}, c.linea AS orden
-    FROM carga_aviso c
-    WHERE c.linea > :desde AND c.linea <= :hasta AND NOT EXISTS (SELECT 1 FROM aviso a WHERE a.folio = c.folio)"""
+    FROM carga_aviso c WHERE c.linea > :desde AND c.linea <= :hasta"""
 
 
 async def _publish_staged(conn: AsyncConnection, *, commit: bool) -> int:

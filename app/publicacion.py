@@ -35,7 +35,7 @@ def publish_statements(table: str, columns: tuple[str, ...], source: str, on_con
     )
     cols = ", ".join(columns)
     insert = f"""WITH s AS ({source}),
-        base AS (
+        base AS MATERIALIZED (  -- once per employer, not once per row
             SELECT e.rfc_patron, COALESCE((SELECT max(t.seq) FROM {table} t WHERE t.rfc_patron = e.rfc_patron), 0) AS b
             FROM (SELECT DISTINCT rfc_patron FROM s) AS e)
         INSERT INTO {table} ({cols}, seq)
