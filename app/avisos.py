@@ -1,8 +1,8 @@
 """Reading avisos: publication order, keyset cursor, filters, and streaming straight from a COPY.
 
-Publication order is (publicacion_xid, id), read only below pg_snapshot_xmin(pg_current_snapshot()): a
-row is returned only once no running transaction can still add a row before it, so an aviso published
-while a client pages or syncs is delivered exactly once, even when loads commit out of order.
+Publication order is each employer's seq, which publishers assign under a per-employer lock held until
+commit (app/publicacion.py): within one employer seq order is commit order, so a reader needs no horizon
+and an aviso published while a client pages or syncs is delivered exactly once, even under concurrent loads.
 
 Rows leave PostgreSQL as COPY text (its fastest output) and become JSON here with one bytes-format per
 row; a bounded queue between the COPY and the socket keeps memory flat whatever the page size."""
@@ -22,7 +22,6 @@ from app.models.aviso import CAMPOS_AVISO
 
 CHUNK_BYTES = 128 * 1024
 QUEUE_CHUNKS = 8  # at most this many COPY chunks wait for the socket: memory stays flat
-HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot()))"
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,7 @@ class Filtros:
 
 @dataclass(frozen=True)
 class Cursor:
-    xid: str
-    id: int
+    seq: int  # the publication seq of the folio the client holds
 
 
 class CursorDesconocido(Exception):
@@ -85,7 +83,7 @@ def _literal(value: object) -> str:
 
 
 def _where(f: Filtros, cursor: Cursor | None) -> str:
-    conditions = [f"rfc_patron = {_literal(f.rfc_patron)}", f"publicacion_xid < {HORIZON}"]
+    conditions = [f"rfc_patron = {_literal(f.rfc_patron)}"]
     if f.scope.certificacion_id is not None:
         conditions.append(f"certificacion_id = {_literal(str(f.scope.certificacion_id))}")
     if f.nrps is not None:
@@ -98,7 +96,7 @@ def _where(f: Filtros, cursor: Cursor | None) -> str:
     if f.emitidos_hasta is not None:
         conditions.append(f"fecha_emision <= {_literal(f.emitidos_hasta)}")
     if cursor is not None:
-        conditions.append(f"(publicacion_xid, id) > ({_literal(cursor.xid)}::xid8, {_literal(cursor.id)})")
+        conditions.append(f"seq > {_literal(cursor.seq)}")
     return " AND ".join(conditions)
 
 
@@ -111,10 +109,7 @@ _COLUMNS = ", ".join(_RENDERED.get(c, c) for c in CAMPOS_AVISO)
 
 
 def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
-    return (
-        f"SELECT {_COLUMNS} FROM {f.scope.table} WHERE {_where(f, cursor)} "
-        f"ORDER BY publicacion_xid, id LIMIT {_literal(limite)}"
-    )
+    return f"SELECT {_COLUMNS} FROM {f.scope.table} WHERE {_where(f, cursor)} ORDER BY seq LIMIT {_literal(limite)}"
 
 
 async def find_cursor(
@@ -123,11 +118,10 @@ async def find_cursor(
     """The position of a folio the client holds; only within what it may read (the employer, the sandbox, the
     NRPs its relationship covers), so a folio it may not read is as unknown as one that does not exist."""
     f = Filtros(rfc_patron, nrps=nrps, folio=folio, scope=scope)
-    where = _where(f, None).replace(f" AND publicacion_xid < {HORIZON}", "")
-    row = (await conn.execute(text(f"SELECT publicacion_xid::text, id FROM {scope.table} WHERE {where}"))).first()
-    if row is None:
+    seq = await conn.scalar(text(f"SELECT seq FROM {scope.table} WHERE {_where(f, None)}"))
+    if seq is None:
         raise CursorDesconocido(folio)
-    return Cursor(row[0], row[1])
+    return Cursor(seq)
 
 
 async def has_rows(engine: AsyncEngine, query: str) -> bool:
@@ -140,9 +134,7 @@ async def locate(conn: AsyncConnection, folio: str, scope: Scope = PRODUCTION) -
     owner = f" AND certificacion_id = {_literal(str(scope.certificacion_id))}" if scope.certificacion_id else ""
     row = (
         await conn.execute(
-            text(
-                f"SELECT rfc_patron, nrp FROM {scope.table} WHERE folio = :folio AND publicacion_xid < {HORIZON}{owner}"
-            ),
+            text(f"SELECT rfc_patron, nrp FROM {scope.table} WHERE folio = :folio{owner}"),
             {"folio": folio},
         )
     ).first()

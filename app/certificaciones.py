@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import acuses
+from app import acuses, publicacion
 from app.demo import CLASE_POR_TIPO_AVISO, DemoPatron, demo_avisos, demo_patrones
 from app.models import Certificacion, SandboxAviso, SandboxSolicitud
 from app.models.aviso import CAMPOS_CARGA_AVISO
@@ -70,9 +70,7 @@ async def _insert_avisos(session: AsyncSession, cert_id: uuid.UUID, lote: int, a
         )
         for a in avisos
     ]
-    raw = await (await session.connection()).get_raw_connection()
-    assert raw.driver_connection is not None  # None only for a closed connection
-    await raw.driver_connection.copy_records_to_table("sandbox_aviso", records=records, columns=columns)
+    await publicacion.publish_records(await session.connection(), "sandbox_aviso", columns, records)
 
 
 async def open_intento(session: AsyncSession, rfc: str, settings: Settings, now: dt.datetime) -> Certificacion:

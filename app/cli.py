@@ -51,12 +51,17 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+def _in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]], *, begin: bool = True) -> T:
+    """Runs work on one connection, in one transaction; with begin=False, work commits its own."""
+
     async def run() -> T:
         engine = create_async_engine(async_url(url), poolclass=NullPool, hide_parameters=True)  # rows hold NSS, CURP
         try:
-            async with engine.begin() as conn:
-                return await work(conn)
+            async with engine.connect() as conn:
+                if not begin:
+                    return await work(conn)
+                async with conn.begin():
+                    return await work(conn)
         finally:
             await engine.dispose()
 
@@ -227,13 +232,16 @@ def _load_file(
     rejects: Path | None = None,
     actor: str = "operador",
 ) -> None:
-    """One load in one transaction, reported for a person; exits non-zero when nothing could be loaded."""
+    """One load, reported for a person; exits non-zero when nothing could be loaded. Patrones load in one
+    transaction; avisos are published in chunks, each committed on its own (app/loaders.py)."""
     load = loaders.load_avisos if kind == "avisos" else loaders.load_patrones
     progress, stop = _progress_printer(f"Cargando {kind}", file.stat().st_size)
     started = time.monotonic()
     try:
         report = _in_transaction(
-            url, lambda conn: load(conn, file, skip_invalid=skip_invalid, progress=progress, actor=actor)
+            url,
+            lambda conn: load(conn, file, skip_invalid=skip_invalid, progress=progress, actor=actor),
+            begin=kind != "avisos",
         )
     except loaders.FileFormatError as e:
         stop()

@@ -84,7 +84,7 @@ async def relate(client, app_settings, *, nrps=None, inicio=None, fin=None, deve
 async def folios_in_order(db, rfc: str, where: str = "true") -> list[str]:
     async with db.connect() as conn:
         rows = await conn.execute(
-            text(f"SELECT folio FROM aviso WHERE rfc_patron = :r AND {where} ORDER BY publicacion_xid, id"), {"r": rfc}
+            text(f"SELECT folio FROM aviso WHERE rfc_patron = :r AND {where} ORDER BY seq"), {"r": rfc}
         )
         return [r[0] for r in rows]
 

@@ -90,7 +90,7 @@ def _folios(url: str) -> list[str]:
         engine = create_async_engine(async_url(url))
         async with engine.connect() as conn:
             rows = await conn.execute(
-                text("SELECT folio FROM aviso WHERE rfc_patron = :r ORDER BY publicacion_xid, id"), {"r": EMPLOYER.rfc}
+                text("SELECT folio FROM aviso WHERE rfc_patron = :r ORDER BY seq"), {"r": EMPLOYER.rfc}
             )
             folios = [row.folio for row in rows]
         await engine.dispose()

@@ -173,7 +173,7 @@ def test_the_guide_runs_against_make_run(new_database, tmp_path):
         r["folio"]
         for r in _rows(
             url,
-            "SELECT folio FROM aviso WHERE rfc_patron = $1 AND nrp = ANY($2) ORDER BY publicacion_xid, id",
+            "SELECT folio FROM aviso WHERE rfc_patron = $1 AND nrp = ANY($2) ORDER BY seq",
             EMPLOYER,
             GRANTED_NRPS,
         )

@@ -86,7 +86,7 @@ class SandboxAviso(AvisoColumns, Base):
 
     __tablename__ = "sandbox_aviso"
     __table_args__ = (
-        Index("ix_sandbox_aviso_publicacion", "certificacion_id", "publicacion_xid", "id"),
+        Index("uq_sandbox_aviso_publicacion", "rfc_patron", "seq", unique=True),
         Index("uq_sandbox_aviso_folio", "certificacion_id", "folio", unique=True),
     )
 
