@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -40,8 +41,8 @@ async def _admin(url: str, *statements: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
+@contextmanager
+def _server() -> Iterator[str]:
     """The PostgreSQL server of this run: DATABASE_URL's, or an embedded one in a temporary folder."""
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
@@ -55,8 +56,8 @@ def server_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def template_database(server_url: str) -> Iterator[str]:
+@contextmanager
+def _template(server_url: str) -> Iterator[str]:
     """A database migrated once, with the catalogs; other databases are copied from it."""
     name = f"sia_test_{os.getpid()}_template"
     asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"))
@@ -70,8 +71,51 @@ def template_database(server_url: str) -> Iterator[str]:
         await engine.dispose()
 
     asyncio.run(catalogs())
-    yield name
-    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
+    try:
+        yield name
+    finally:
+        asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
+
+
+# pytest-xdist (`make test` runs two workers): the controller starts the run's one PostgreSQL and migrates the
+# one template before the first worker starts; the workers copy their databases from that template.
+_SHARED = pytest.StashKey[tuple[str, str]]()
+_SHARED_STACK = pytest.StashKey[ExitStack]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    config = node.config
+    if _SHARED not in config.stash:
+        stack = config.stash[_SHARED_STACK] = ExitStack()
+        server_url = stack.enter_context(_server())
+        config.stash[_SHARED] = (server_url, stack.enter_context(_template(server_url)))
+    node.workerinput["sia_server_url"], node.workerinput["sia_template"] = config.stash[_SHARED]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SHARED_STACK in config.stash:
+        config.stash[_SHARED_STACK].close()
+
+
+@pytest.fixture(scope="session")
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    shared = getattr(request.config, "workerinput", {})
+    if "sia_server_url" in shared:
+        yield shared["sia_server_url"]
+        return
+    with _server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_database(request: pytest.FixtureRequest, server_url: str) -> Iterator[str]:
+    shared = getattr(request.config, "workerinput", {})
+    if "sia_template" in shared:
+        yield shared["sia_template"]
+        return
+    with _template(server_url) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,8 @@ START = 1_800_000_000 + 5  # 5 s into a TOTP step
 class FakeTime:
     """The client's clock: sleeping moves it forward, instantly."""
 
-    def __init__(self) -> None:
-        self.now = float(START)
+    def __init__(self, start: float = START) -> None:
+        self.now = float(start)
         self.slept: list[float] = []
 
     def time(self) -> float:
