@@ -142,10 +142,10 @@ class Replica:
             self.process.kill()
 
 
-def sia_load(url: str, work: Path, file: Path) -> subprocess.Popen:
+def sia_load(url: str, work: Path, file: Path, kind: str = "avisos") -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": url, "SIA_DATA_DIR": str(work / "operador")}
     return subprocess.Popen(
-        [SIA, "load", "avisos", str(file)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [SIA, "load", kind, str(file)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -346,16 +346,16 @@ def restart_mid_download(run: Run) -> Row:
     )
 
 
-def _watch(url: str, pattern: str, timeout: float) -> bool:
-    """Waits until a backend (not this one) runs a statement matching `pattern`."""
+def _watch(url: str, pattern: str, load: subprocess.Popen) -> bool:
+    """Waits until a backend (not this one) runs a statement matching `pattern`; False if the load ends first."""
 
     async def run() -> bool:
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
+            while load.poll() is None:
                 if await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query ~* $1"
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                    " AND datname = current_database() AND query ~* $1"
                     " AND (state = 'active' OR $1 = $2)",
                     pattern,
                     STAGING,
@@ -372,34 +372,35 @@ def _watch(url: str, pattern: str, timeout: float) -> bool:
 def _orphans(url: str) -> int:
     return sql(
         url,
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (query ~* $1 OR query ~* $2)"
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database()"
+        " AND (query ~* $1 OR query ~* $2)"
         " AND state <> 'idle'",
         STAGING,
         PUBLISHING,
     )[0]["n"]
 
 
-def kill_load(run: Run, phase: str, pattern: str, seed: int) -> Row:
-    """`sia load avisos` killed with -9 while it stages (or publishes), then run again to the end."""
-    file = run.work / f"carga-{seed}.ndjson"
-    folios = avisos_file(file, run.args.load_avisos, seed)
-    load = sia_load(run.pg.url, run.work, file)
-    seen = _watch(run.pg.url, pattern, timeout=300)
+def kill_load(url: str, work: Path, count: int, phase: str, pattern: str, seed: int) -> Row:
+    """`sia load avisos` of `count` new avisos killed with -9 while it stages (or publishes), then run again to
+    the end. Needs only the database (migrated, the demo employer registered), not the service."""
+    file = work / f"carga-{seed}.ndjson"
+    folios = avisos_file(file, count, seed)
+    load = sia_load(url, work, file)
+    seen = _watch(url, pattern, load)
     if phase == "publicando" and seen:
         time.sleep(0.3)  # well inside the INSERT, not at its first row
-    os.kill(load.pid, signal.SIGKILL)
+    if load.poll() is None:
+        os.kill(load.pid, signal.SIGKILL)
     load.wait()
     killed = time.monotonic()
-    visible = sql(run.pg.url, "SELECT count(*) AS n FROM aviso WHERE folio = ANY($1)", folios)[0]["n"]
-    while _orphans(run.pg.url) and time.monotonic() - killed < 120:
+    visible = sql(url, "SELECT count(*) AS n FROM aviso WHERE folio = ANY($1)", folios)[0]["n"]
+    while _orphans(url) and time.monotonic() - killed < 120:
         time.sleep(0.1)
     orphan_seconds = time.monotonic() - killed
-    again = sia_load(run.pg.url, run.work, file)
+    again = sia_load(url, work, file)
     _, stderr = again.communicate(timeout=900)
     rerun_seconds = time.monotonic() - killed - orphan_seconds
-    [counts] = sql(
-        run.pg.url, "SELECT count(*) AS n, count(DISTINCT folio) AS d FROM aviso WHERE folio = ANY($1)", folios
-    )
+    [counts] = sql(url, "SELECT count(*) AS n, count(DISTINCT folio) AS d FROM aviso WHERE folio = ANY($1)", folios)
     ok = seen and again.returncode == 0 and counts["n"] == counts["d"] == len(folios)
     figures = (
         f"fase {'vista' if seen else 'NO vista'}; tras el kill {visible:,} filas visibles, backend huérfano "
@@ -469,8 +470,10 @@ def table_lock(run: Run) -> Row:
     readyz = max((a.seconds for a in answers if a.kind == "readyz"), default=0)
     ok = statuses[500] == 0 and statuses[None] == 0 and cut == 0 and without_retry == 0 and recovery is not None
     figures = (
-        f"{len(data)} lecturas: {dict(sorted(statuses.items(), key=str))}; 503 sin Retry-After {without_retry}; "
-        f"cuerpos cortados {cut}; la más lenta durante el bloqueo {slowest:.1f} s; /readyz la más lenta {readyz:.1f} s; "
+        f"{len(data)} lecturas: {dict(sorted(statuses.items(), key=str))} ({len(during)} durante el bloqueo: "
+        f"{dict(Counter(a.status for a in during))}); 503 sin Retry-After {without_retry}; "
+        f"cuerpos cortados {cut}; la más lenta durante el bloqueo {slowest:.1f} s; "
+        f"/readyz la más lenta {readyz:.1f} s; "
         + (f"primera lectura completa {recovery:.1f} s tras liberar" if recovery is not None else "sin recuperación")
     )
     return Row(f"ACCESS EXCLUSIVE de {run.args.lock_seconds:.0f} s sobre aviso", figures, ok)
@@ -504,22 +507,29 @@ def replicas_rotation(run: Run) -> Row:
                 if new_kid in kids and r.name not in published:
                     published[r.name] = time.monotonic() - started
             time.sleep(0.2)
-        # The new key signs two refreshes after the rotation: tokens are asked for until one carries it.
-        signed = None
-        while time.monotonic() - started < 120:
-            client = run.caller.fresh_client(run.a.base)
-            token = client.token()
-            if kid_of(token) == new_kid:
-                signed, run.caller.client = time.monotonic() - started, client
-                break
+        # It signs from the time `sia keys rotate` announces (two key refreshes later, so that every replica
+        # knows it first): the first token asked for after that time must carry it.
+        announced = re.search(r"firma desde (\S+ \S+) UTC", rotated.stdout)
+        signs_at = dt.datetime.fromisoformat(announced.group(1)).replace(tzinfo=dt.UTC) if announced else None
+        wait = (signs_at - dt.datetime.now(dt.UTC)).total_seconds() if signs_at else 0
+        delay = time.monotonic() - started + wait  # since the rotation, as the other figures
+        time.sleep(max(0, wait) + 0.5)
+        client = run.caller.fresh_client(run.a.base)
+        token = client.token()
+        signed = time.monotonic() - started if kid_of(token) == new_kid else None
+        if signed is not None:
+            run.caller.client = client  # its token is the one that lasts; the older client's step is stale
+        before_signing = all(v < delay for v in published.values())
         after = verifies(token) if signed is not None else {}
         checks = {"de a antes": verifies(old), "de b": verifies(from_b), "nuevo de a": after}
         every = all(set(v.values()) == {200} for v in checks.values())
-        ok = every and len(published) == 2 and signed is not None
+        ok = every and len(published) == 2 and before_signing and signed is not None
         figures = (
             f"llave {new_kid[:12]}… publicada en "
             + ", ".join(f"{k} a los {v:.1f} s" for k, v in published.items())
-            + (f"; firma desde los {signed:.1f} s" if signed is not None else "; nunca firmó")
+            + f" (firma anunciada a los {delay:.1f} s: {'después' if before_signing else 'ANTES'} de que ambas"
+            + " la vean)"
+            + (f"; primer token nuevo a los {signed:.1f} s con ella" if signed is not None else "; no firmó a tiempo")
             + "; tokens verificados (a, b): "
             + "; ".join(f"{k} {list(v.values())}" for k, v in checks.items())
         )
@@ -539,7 +549,8 @@ def soak(run: Run) -> Row:
         ("uno", lambda: f"/v1/avisos/{random.choice(folios)}", {}, False),
         ("abandonada", lambda: f"/v1/avisos?rfc_patron={EMPLOYER}&limite=10000", ndjson, True),
     ]
-    weights = [50, 30, 10, 10]
+    abandoned = run.args.abandon_percent
+    weights = [50 * (100 - abandoned), 30 * (100 - abandoned), 20 * (100 - abandoned), 100 * abandoned]
     answers: list[Answer] = []
     rss: list[float] = []
     http = httpx2.Client(base_url=run.a.base, timeout=120, limits=httpx2.Limits(max_connections=64))
@@ -557,18 +568,22 @@ def soak(run: Run) -> Row:
             pool.submit(one, random.choices(mix, weights)[0])
             n += 1
             time.sleep(max(0, started + n / 10 - time.monotonic()))
+    elapsed = time.monotonic() - started
+    soaked = len(answers)
     for _ in range(100):  # afterwards, plain requests: an abandoned stream must not have poisoned anything
         one(mix[0])
     http.close()
     rss.append(run.a.rss_mb())
     bad = [a for a in answers if a.status != 200 or a.cut]
+    bad_after = sum(a.status != 200 or a.cut for a in answers[soaked:])
     kinds = Counter(f"{a.kind} {a.status}{' cortada' if a.cut else ''}" for a in bad)
     latencies = sorted(a.seconds for a in answers if a.kind != "abandonada" and a.status == 200)
     p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0
     baseline = statistics.median(rss[1:4]) if len(rss) > 4 else rss[0]
     figures = (
-        f"{len(answers):,} solicitudes en {seconds / 60:.1f} min ({len(answers) / (time.monotonic() - started):.1f}/s), "
-        f"{sum(a.kind == 'abandonada' for a in answers)} abandonadas; errores {len(bad)} {dict(kinds)}; "
+        f"{soaked:,} solicitudes en {elapsed / 60:.1f} min ({soaked / elapsed:.1f}/s), "
+        f"{sum(a.kind == 'abandonada' for a in answers)} abandonadas tras el primer trozo, y 100 después; "
+        f"errores {len(bad)} ({len(bad) / len(answers):.1%}; {bad_after} de las 100 de después) {dict(kinds)}; "
         f"latencia p50 {statistics.median(latencies) if latencies else 0:.3f} s, p99 {p99:.3f} s; RSS del servicio "
         f"{baseline:.0f} → {rss[-1]:.0f} MB (máx. {max(rss):.0f}), crecimiento {rss[-1] - baseline:+.1f} MB "
         f"en {len(rss)} muestras"
@@ -579,8 +594,8 @@ def soak(run: Run) -> Row:
 SCENARIOS: dict[str, Callable[[Run], list[Row]]] = {
     "reinicio": lambda run: [restart_mid_download(run)],
     "carga": lambda run: [
-        kill_load(run, "preparando", STAGING, seed=41),
-        kill_load(run, "publicando", PUBLISHING, seed=42),
+        kill_load(run.pg.url, run.work, run.args.load_avisos, "preparando", STAGING, seed=41),
+        kill_load(run.pg.url, run.work, run.args.load_avisos, "publicando", PUBLISHING, seed=42),
     ],
     "bloqueo": lambda run: [table_lock(run)],
     "replicas": lambda run: [replicas_rotation(run)],
@@ -611,6 +626,8 @@ def service(args: argparse.Namespace) -> Iterator[Run]:
         if a is not None:
             a.stop()
         pg.close()
+        for data in work.glob("*.ndjson"):  # the generated files (~100 MB in a full run); the logs stay
+            data.unlink()
 
 
 def main() -> None:
@@ -618,6 +635,7 @@ def main() -> None:
     parser.add_argument("--short", action="store_true", help="soak de 1.5 minutos y datos más chicos")
     parser.add_argument("--soak-minutes", type=float)
     parser.add_argument("--lock-seconds", type=float, default=40)
+    parser.add_argument("--abandon-percent", type=int, default=10, help="del soak (0: el control sin abandonos)")
     parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
     args = parser.parse_args()
     args.soak_minutes = args.soak_minutes or (1.5 if args.short else 10)
@@ -626,6 +644,7 @@ def main() -> None:
     started = time.monotonic()
     rows: list[Row] = []
     with service(args) as run:
+        console.print(f"Registros del servicio y de las cargas en {run.work}")
         for name in args.only:
             console.print(f"[bold]{name}[/bold]…")
             if not run.a.alive():
