@@ -51,6 +51,7 @@ from app.db import asyncpg_dsn
 from app.demo import demo_avisos, demo_patrones
 from tests.identity_helpers import Efirma, password_from_message
 from tests.live import SIA
+from tests.live import rows as sql
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "clients" / "python"))
@@ -66,17 +67,6 @@ PUBLISHING = r"INSERT\s+INTO\s+(public\.)?aviso\s*\("
 
 
 # ------------------------------------------------------------------ PostgreSQL and the service
-
-
-def sql(url: str, query: str, *args: object) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 class Postgres:
@@ -494,8 +484,8 @@ def replicas_rotation(run: Run) -> Row:
         old = run.caller.token()
         from_b = run.caller.fresh_client(b.base).token()
         env = {**os.environ, "DATABASE_URL": run.pg.url, "SIA_DATA_DIR": str(run.a.data_dir)}
+        started = time.monotonic()  # the figures count from the rotation's start: the command takes seconds
         rotated = subprocess.run([SIA, "keys", "rotate"], env=env, capture_output=True, text=True)
-        started = time.monotonic()
         match = re.search(r"Llave nueva (\S+)", rotated.stdout)
         if rotated.returncode or not match:
             return Row("dos réplicas y rotación de llave", f"sia keys rotate falló: {rotated.stderr[-300:]}", False)
