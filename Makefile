@@ -33,7 +33,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
 
-# The fault suite (issue 15): ~17 minutes, its own PostgreSQL; `make chaos CHAOS=--short` for ~6 (a 90 s soak).
+# The fault suite (issue 15): ~19 minutes, its own PostgreSQL; `make chaos CHAOS=--short` for ~9 (a 90 s soak).
 chaos: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.chaos $(CHAOS)
 

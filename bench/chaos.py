@@ -1,6 +1,9 @@
 """`make chaos`: the fault suite of issue 15, one row per scenario with its figures and a yes/no.
 
-    python -m bench.chaos [--short] [--soak-minutes M] [--lock-seconds S] [--only NAME ...]
+    python -m bench.chaos [--short] [--soak-minutes M] [--lock-seconds S] [--abandon-percent P] [--only NAME ...]
+
+It exits 1 when a row says no. `--abandon-percent 0` is the soak's control: the same mix with no download
+abandoned, which tells a harness problem from the service's.
 
 Every run starts its own embedded PostgreSQL in a temporary folder and, on it, `sia serve --upgrade --demo`
 (what `make run` starts: demo data, demo e.firmas, every core), and talks to the service only as its users and
