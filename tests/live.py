@@ -1,5 +1,6 @@
 """`sia serve` in its own process on loopback, for tests that need a real server (streaming, clients, fuzzing)."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -11,9 +12,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx2
 
+from app.db import asyncpg_dsn
+
 SIA = str(Path(sys.executable).with_name("sia"))
+
+
+def rows(url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """One query on a connection of its own, from synchronous code (a test beside a live server, make chaos)."""
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 @contextmanager
