@@ -1,27 +1,19 @@
-"""Reading avisos: publication order, keyset cursor, filters, and streaming straight from a COPY.
+"""The SQL of reading avisos: publication order, keyset cursor, filters, and the page query the COPY runs.
 
 Publication order is (publicacion_xid, id), read only below pg_snapshot_xmin(pg_current_snapshot()): a
 row is returned only once no running transaction can still add a row before it, so an aviso published
-while a client pages or syncs is delivered exactly once, even when loads commit out of order.
+while a client pages or syncs is delivered exactly once, even when loads commit out of order."""
 
-Rows leave PostgreSQL as COPY text (its fastest output) and become JSON here with one bytes-format per
-row; a bounded queue between the COPY and the socket keeps memory flat whatever the page size."""
-
-import asyncio
 import datetime as dt
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.models.aviso import CAMPOS_AVISO
 
-CHUNK_BYTES = 128 * 1024
-QUEUE_CHUNKS = 8  # at most this many COPY chunks wait for the socket: memory stays flat
 HORIZON = "(SELECT pg_snapshot_xmin(pg_current_snapshot()))"
 
 
@@ -84,8 +76,11 @@ def _literal(value: object) -> str:
     return "'" + rendered + "'"
 
 
-def _where(f: Filtros, cursor: Cursor | None) -> str:
-    conditions = [f"rfc_patron = {_literal(f.rfc_patron)}", f"publicacion_xid < {HORIZON}"]
+def _where(f: Filtros, cursor: Cursor | None, *, horizon: bool = True) -> str:
+    """horizon=False: every row, visible or not yet (a cursor's own aviso was visible when it was served)."""
+    conditions = [f"rfc_patron = {_literal(f.rfc_patron)}"]
+    if horizon:
+        conditions.append(f"publicacion_xid < {HORIZON}")
     if f.scope.certificacion_id is not None:
         conditions.append(f"certificacion_id = {_literal(str(f.scope.certificacion_id))}")
     if f.nrps is not None:
@@ -123,16 +118,17 @@ async def find_cursor(
     """The position of a folio the client holds; only within what it may read (the employer, the sandbox, the
     NRPs its relationship covers), so a folio it may not read is as unknown as one that does not exist."""
     f = Filtros(rfc_patron, nrps=nrps, folio=folio, scope=scope)
-    where = _where(f, None).replace(f" AND publicacion_xid < {HORIZON}", "")
+    where = _where(f, None, horizon=False)
     row = (await conn.execute(text(f"SELECT publicacion_xid::text, id FROM {scope.table} WHERE {where}"))).first()
     if row is None:
         raise CursorDesconocido(folio)
     return Cursor(row[0], row[1])
 
 
-async def has_rows(engine: AsyncEngine, query: str) -> bool:
+async def has_rows(engine: AsyncEngine, f: Filtros, cursor: Cursor | None) -> bool:
+    """Whether a page after cursor would hold anything (a long poll's question), on a connection of its own."""
     async with engine.connect() as conn:
-        return bool(await conn.scalar(text(f"SELECT EXISTS ({query})")))
+        return bool(await conn.scalar(text(f"SELECT EXISTS ({page_query(f, cursor, 1)})")))
 
 
 async def locate(conn: AsyncConnection, folio: str, scope: Scope = PRODUCTION) -> tuple[str, str] | None:
@@ -152,111 +148,3 @@ async def locate(conn: AsyncConnection, folio: str, scope: Scope = PRODUCTION) -
 async def fetch_one(conn: AsyncConnection, filtros: Filtros) -> dict | None:
     row = (await conn.execute(text(page_query(filtros, None, 1)))).first()
     return dict(zip(CAMPOS_AVISO, row, strict=True)) if row else None
-
-
-# ------------------------------------------------------------------ COPY text -> JSON
-
-# One aviso as JSON, filled from the COPY text fields with a single bytes-format.
-_TEMPLATE = (b"{" + b",".join(b'"%s":"%%s"' % c.encode() for c in CAMPOS_AVISO) + b"}").replace(b"%%s", b"%s")
-# Characters JSON must escape, except the tab that separates COPY fields and the newline that ends a row. A
-# newline inside a field never reaches here raw: COPY text writes it as a backslash sequence, which matches.
-_NEEDS_CARE = re.compile(rb'["\\\x00-\x08\x0b-\x1f]')
-
-
-def _copy_text_field(raw: bytes) -> str:
-    """Undo COPY text escaping (backslash sequences)."""
-    out, i, text_ = [], 0, raw.decode()
-    escapes = {"t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "\\": "\\"}
-    while i < len(text_):
-        ch = text_[i]
-        if ch == "\\" and i + 1 < len(text_):
-            out.append(escapes.get(text_[i + 1], text_[i + 1]))
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
-
-
-def row_to_json(line: bytes) -> bytes:
-    """A COPY text line of the page query as one JSON object."""
-    if _NEEDS_CARE.search(line) is None:
-        return _TEMPLATE % tuple(line.split(b"\t"))
-    # Quotes, backslashes or control characters (only nombre_trabajador can carry them): the slow, exact path.
-    return orjson.dumps(dict(zip(CAMPOS_AVISO, (_copy_text_field(f) for f in line.split(b"\t")), strict=True)))
-
-
-@dataclass
-class Stream:
-    """Counts what was handed to the server, for the audit row."""
-
-    entregados: int = 0
-    hay_mas: bool = False
-    completo: bool = False
-    recibida_en: dt.datetime | None = None
-
-
-async def stream_page(
-    engine: AsyncEngine, query: str, limite: int, stream: Stream, *, ndjson: bool
-) -> AsyncIterator[bytes]:
-    """Yields the response body in ~64 KiB chunks; the query asks for limite + 1 rows to learn hay_mas."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
-
-    async def produce() -> None:
-        # asyncpg hands over one COPY message per row: batch them, or every row pays a queue hand-off.
-        batch = bytearray()
-
-        async def collect(data: bytes) -> None:
-            batch.extend(data)
-            if len(batch) >= CHUNK_BYTES:
-                await queue.put(bytes(batch))
-                batch.clear()
-
-        try:
-            async with engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                assert raw.driver_connection is not None  # None only for a closed connection
-                await raw.driver_connection.copy_from_query(query, output=collect)
-            if batch:
-                await queue.put(bytes(batch))
-        finally:
-            await queue.put(None)
-
-    producer = asyncio.create_task(produce())
-    pending, rows_seen, first = b"", 0, True
-    separator = b"\n" if ndjson else b","
-    try:
-        while (chunk := await queue.get()) is not None:
-            block, _, pending = (pending + chunk).rpartition(b"\n")
-            if not block:
-                continue
-            lines = block.split(b"\n")
-            room = limite - rows_seen
-            rows_seen += len(lines)
-            if rows_seen > limite:  # the query asked for one row more than the page, to learn hay_mas
-                stream.hay_mas = True
-                lines = lines[: max(room, 0)]
-            if not lines:
-                continue
-            if _NEEDS_CARE.search(block) is None:
-                # The common case, in one comprehension: a bytes-format per row, no per-row branching.
-                rendered = separator.join([_TEMPLATE % tuple(line.split(b"\t")) for line in lines])
-            else:  # some row needs escaping: each row checks for itself
-                rendered = separator.join([row_to_json(line) for line in lines])
-            if ndjson:
-                body = rendered + b"\n"
-            else:
-                body = (b'{"avisos":[' if first else b",") + rendered
-            first = False
-            # Counted when handed to the server: what leaves the socket after that is not knowable here.
-            stream.entregados = min(rows_seen, limite)
-            yield body
-        await producer  # surfaces a database error
-        stream.completo = True
-        if not ndjson:
-            yield (
-                (b'{"avisos":[' if first else b"") + b'],"hay_mas":' + (b"true" if stream.hay_mas else b"false") + b"}"
-            )
-    finally:
-        if not producer.done():
-            producer.cancel()
