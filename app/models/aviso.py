@@ -46,7 +46,7 @@ class Aviso(Base):
     time, so a reader could pass id 10 before a slower transaction commits id 9. The id of the inserting
     transaction (xid8) fixes this: readers only return rows whose transaction id is below
     pg_snapshot_xmin(pg_current_snapshot()), i.e. rows no still-running transaction can precede; every row
-    that becomes visible later sorts after everything already returned. See app/avisos (the avisos issue).
+    that becomes visible later sorts after everything already returned. See app/avisos/sql.py.
     """
 
     __tablename__ = "aviso"

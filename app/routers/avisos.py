@@ -192,16 +192,22 @@ async def _one(policy: Policy, folio: str, ctx: reading.Context) -> "Aviso":
     return Aviso.model_validate(await reading.read_one(policy, folio, ctx))
 
 
+# The page's final line, as app.avisos.stream.ndjson_end writes it.
+NDJSON_END = (
+    'y al final una línea que no es un aviso: `{"fin":true,"hay_mas":false}`. Dice que la página llegó entera '
+    "y, como `hay_mas` en JSON, si hay más después (pida `despues_de` = el último folio). Una página sin esa "
+    "línea se cortó: siga después de su último aviso completo."
+)
 LIST_DOC: dict[str, Any] = {
     "response_model": PaginaAvisos,
     "response_description": (
         "Avisos en orden de publicación. `application/json`: `{avisos, hay_mas}`. "
-        "`Accept: application/x-ndjson`, o la misma ruta terminada en `.ndjson`: un aviso por línea "
-        "(la última página trae menos de `limite`)."
+        "`Accept: application/x-ndjson`, o la misma ruta terminada en `.ndjson`: un aviso por línea, " + NDJSON_END
     ),
 }
 # One aviso per line: the same object as in application/json, without the page around it. The schema and the
-# example are those of one line (OpenAPI 3.1 has no item schema for sequential media types; 3.2 will).
+# example are those of an aviso's line (OpenAPI 3.1 has no item schema for sequential media types; 3.2 will);
+# the final line is described in words, so generators still read one aviso per line.
 NDJSON_MEDIA = {
     NDJSON: {
         "schema": {"$ref": "#/components/schemas/Aviso"},
@@ -212,7 +218,7 @@ NDJSON_PAGE: dict[int | str, dict[str, Any]] = {200: {"headers": RATE_LIMIT_HEAD
 NDJSON_ONLY: dict[str, Any] = {
     # Its media_type is None: FastAPI then adds no media type of its own beside NDJSON_MEDIA.
     "response_class": StreamingResponse,
-    "response_description": "Avisos en orden de publicación, uno por línea (la última página trae menos de `limite`).",
+    "response_description": "Avisos en orden de publicación, uno por línea, " + NDJSON_END,
 }
 LIST_PROBLEMS: tuple[ProblemCode, ...] = (
     *CALLER_PROBLEMS,
