@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import anyio
-from sqlalchemy import case, delete, select, text, update
+from sqlalchemy import case, delete, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
@@ -427,3 +427,22 @@ def _throttled(limited: RateLimited) -> TokenError:
         retry_after=retry,
         problem="limite_de_tasa",
     )
+
+
+def credential_gone() -> Problem:
+    """The 401 of a token whose password was renewed or cancelled after it was issued."""
+    return Problem(
+        "credencial_no_vigente",
+        "La contraseña con la que se emitió este token fue renovada o cancelada.",
+        headers={"WWW-Authenticate": 'Bearer realm="sia", error="invalid_token"'},
+    )
+
+
+async def require_still_active(session: AsyncSession, caller: tokens.Caller) -> None:
+    """For a request that waited (a long poll) after the caller dependency let it in: its credential may have
+    been renewed or cancelled meanwhile."""
+    active = await session.scalar(
+        select(exists().where(Credencial.id == caller.credencial_id, Credencial.estado == "activa"))
+    )
+    if not active:
+        raise credential_gone()

@@ -17,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import credenciales
 from app.db import Database, is_unavailable, unavailable_problem
 from app.models import Credencial
 from app.notify import Notifier
@@ -140,13 +141,6 @@ def _unauthorized(code: ProblemCode, detail: str, error: str | None) -> Problem:
     return Problem(code, detail, headers={"WWW-Authenticate": challenge})
 
 
-def _credential_gone() -> Problem:
-    return _unauthorized(
-        "credencial_no_vigente",
-        "La contraseña con la que se emitió este token fue renovada o cancelada.",
-        "invalid_token",
-    )
-
 
 async def current_caller(
     session: SessionDep,
@@ -179,21 +173,11 @@ async def current_caller(
         )
     )
     if not active:
-        raise _credential_gone()
+        raise credenciales.credential_gone()
     return Caller(claims.sub, claims.credencial_id, claims.jti)
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
-
-
-async def require_still_active(session: AsyncSession, caller: Caller) -> None:
-    """For a request that waited (a long poll) after current_caller let it in: its credential may have been
-    renewed or cancelled meanwhile."""
-    active = await session.scalar(
-        select(exists().where(Credencial.id == caller.credencial_id, Credencial.estado == "activa"))
-    )
-    if not active:
-        raise _credential_gone()
 
 
 # ------------------------------------------------------------------ the database unavailable

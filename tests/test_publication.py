@@ -12,7 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app import avisos, loaders, publicacion
+from app import loaders, publicacion
+from app.avisos import sql
+from app.avisos import stream as streaming
 from app.db import Database, async_url
 from app.demo import demo_avisos
 from app.settings import Settings
@@ -39,16 +41,18 @@ def _batch(folder: Path, index: int, count: int, employer=A) -> tuple[Path, list
     return f.write_ndjson(folder / f"lote-{index}.ndjson", records), [r["folio"] for r in records]
 
 
-async def _sync(engine, cursor: avisos.Cursor | None, limite: int = 10) -> tuple[list[str], avisos.Cursor | None]:
+async def _sync(engine, cursor: sql.Cursor | None, limite: int = 10) -> tuple[list[str], sql.Cursor | None]:
     """One incremental sync step, as a client does it: a page after its cursor."""
-    stream, body = avisos.Stream(), b""
-    query = avisos.page_query(avisos.Filtros(A.rfc), cursor, limite + 1)
-    async for chunk in avisos.stream_page(engine, query, limite, stream, ndjson=True):
+    stream, body = streaming.Stream(), b""
+    query = sql.page_query(sql.Filtros(A.rfc), cursor, limite + 1)
+    async for chunk in streaming.stream_page(engine, query, limite, stream, ndjson=True):
         body += chunk
-    folios = [orjson.loads(line)["folio"] for line in body.splitlines()]
+    *lines, end = body.splitlines()
+    assert orjson.loads(end) == {"fin": True, "hay_mas": stream.hay_mas}, "a whole page ends with its final line"
+    folios = [orjson.loads(line)["folio"] for line in lines]
     if folios:
         async with engine.connect() as conn:
-            cursor = await avisos.find_cursor(conn, A.rfc, folios[-1])
+            cursor = await sql.find_cursor(conn, A.rfc, folios[-1])
     return folios, cursor
 
 
@@ -183,18 +187,20 @@ async def test_large_pages_span_many_chunks_in_both_formats(engine):
         path, folios = _batch(Path(folder), 5, 3000)
         async with engine.begin() as conn:
             await loaders.load_avisos(conn, path, today=f.TODAY)
-    query = avisos.page_query(avisos.Filtros(A.rfc), None, 2501)
+    query = sql.page_query(sql.Filtros(A.rfc), None, 2501)
     bodies = {}
     for ndjson in (True, False):
-        stream, chunks = avisos.Stream(), []
-        async for chunk in avisos.stream_page(engine, query, 2500, stream, ndjson=ndjson):
+        stream, chunks = streaming.Stream(), []
+        async for chunk in streaming.stream_page(engine, query, 2500, stream, ndjson=ndjson):
             chunks.append(chunk)
         # Several chunks: the framing (separators, the closing member) is exercised across chunk boundaries.
         assert len(chunks) >= 2 and stream.hay_mas and stream.completo and stream.entregados == 2500
         bodies[ndjson] = b"".join(chunks)
     as_json = orjson.loads(bodies[False])
     assert as_json["hay_mas"] is True
-    assert [orjson.loads(line) for line in bodies[True].splitlines()] == as_json["avisos"]
+    *lines, end = bodies[True].splitlines()
+    assert [orjson.loads(line) for line in lines] == as_json["avisos"]
+    assert orjson.loads(end) == {"fin": True, "hay_mas": True}
     assert [a["folio"] for a in as_json["avisos"]] == folios[:2500]
 
 
@@ -220,12 +226,12 @@ def test_fast_and_exact_row_paths_agree():
             b"2026-01-02T00:00:00.000000Z",
         ]
     )
-    assert avisos._NEEDS_CARE.search(plain) is None, "a plain row takes the fast path"
-    fast = orjson.loads(avisos.row_to_json(plain))
-    exact = dict(zip(avisos.CAMPOS_AVISO, (avisos._copy_text_field(x) for x in plain.split(b"\t")), strict=True))
+    assert streaming._NEEDS_CARE.search(plain) is None, "a plain row takes the fast path"
+    fast = orjson.loads(streaming.row_to_json(plain))
+    exact = dict(zip(streaming.CAMPOS_AVISO, (streaming._copy_text_field(x) for x in plain.split(b"\t")), strict=True))
     assert fast == exact and fast["nombre_trabajador"] == "MUÑOZ PEREZ JUAN"
     tricky = plain.replace(b"MU\xc3\x91OZ PEREZ JUAN", b'JUAN \\\\ "EL" \\t PEREZ')
-    assert orjson.loads(avisos.row_to_json(tricky))["nombre_trabajador"] == 'JUAN \\ "EL" \t PEREZ'
+    assert orjson.loads(streaming.row_to_json(tricky))["nombre_trabajador"] == 'JUAN \\ "EL" \t PEREZ'
 
 
 async def test_the_services_own_sessions_end_a_transaction_left_idle(db_url, tmp_path):
