@@ -37,7 +37,7 @@ async def record_event(db: AsyncSession | AsyncConnection, **event: Unpack[Event
     await db.execute(insert(EventoAuditoria).values(event_values(**event)))
 
 
-async def events_of_employer(
+async def list_eventos(
     session: AsyncSession,
     rfc_patron: str,
     *,

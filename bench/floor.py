@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app import avisos
+from app.avisos.sql import Filtros, page_query
+from app.avisos.stream import row_to_json
 from app.db import asyncpg_dsn
 
 
@@ -35,7 +36,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 async def page(request: Request) -> Response:
     limite = int(request.query_params.get("limite", "100"))
-    query = avisos.page_query(avisos.Filtros(request.query_params["rfc_patron"]), None, limite + 1)
+    query = page_query(Filtros(request.query_params["rfc_patron"]), None, limite + 1)
     chunks: list[bytes] = []
 
     async def collect(data: bytes) -> None:
@@ -44,7 +45,7 @@ async def page(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn:
         await conn.copy_from_query(query, output=collect)
     lines = b"".join(chunks).split(b"\n")[:-1]
-    rendered = b",".join(avisos.row_to_json(line) for line in lines[:limite])
+    rendered = b",".join(row_to_json(line) for line in lines[:limite])
     more = b"true" if len(lines) > limite else b"false"
     return Response(b'{"avisos":[' + rendered + b'],"hay_mas":' + more + b"}", media_type="application/json")
 

@@ -45,12 +45,12 @@ from app.settings import Settings
 
 # The pieces issue 14's profile lists: (label, where the request path calls it: module:attribute | alternative).
 PIECES = [
-    ("audit (_audit)", "app.routers.avisos:_audit"),
+    ("audit (_audit)", "app.avisos.reading:_audit | app.routers.avisos:_audit"),
     ("credential query (AsyncSession.scalar)", "sqlalchemy.ext.asyncio:AsyncSession.scalar"),
     # Before the verified-token cache the caller verified itself; after it, through the cache.
-    ("token verify", "app.security.token_cache:VerifiedTokens.verify | app.security.caller:verify_access_token"),
-    ("authorize()", "app.routers.avisos:authorize"),
-    ("COPY + JSON (stream_page)", "app.avisos:stream_page"),
+    ("token verify", "app.security.token_cache:VerifiedTokens.verify | app.deps:verify_access_token | app.security.caller:verify_access_token"),
+    ("authorize()", "app.avisos.reading:authorize | app.routers.avisos:authorize"),
+    ("COPY + JSON (stream_page)", "app.avisos.reading:stream_page | app.avisos:stream_page"),
 ]
 SPENT: dict[str, float] = {}
 
