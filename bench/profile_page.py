@@ -1,4 +1,4 @@
-"""Where one small authenticated page spends its round trips and its CPU (issue 14's "profile of one page").
+"""Where one small authenticated page spends its round trips and its CPU.
 
     python -m bench.profile_page [--requests 300] [--avisos 2000]
 
@@ -43,7 +43,7 @@ from app.embedded import database_url
 from app.main import create_app
 from app.settings import Settings
 
-# The pieces issue 14's profile lists: (label, where the request path calls it: module:attribute | alternative).
+# The pieces of a page worth timing apart: (label, where the request path calls it: module:attribute | alternative).
 PIECES = [
     ("audit (_audit)", "app.avisos.reading:_audit | app.routers.avisos:_audit"),
     ("credential query (AsyncSession.scalar)", "sqlalchemy.ext.asyncio:AsyncSession.scalar"),
