@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from starlette.responses import Content
 from starlette.types import Send
 
@@ -156,6 +156,7 @@ class Permiso:
     # The NRPs a despues_de folio may belong to (None = any of the employer): what the caller may read, not
     # only what this request filters, so that a cursor of another readable NRP still works.
     nrps_cursor: list[str] | None = None
+    lote: int = 0  # sandbox: the attempt's last published lot, which a replica must hold before serving it
 
 
 class Alcance(Protocol):
@@ -170,6 +171,10 @@ class Alcance(Protocol):
     async def registrar(
         self, database: Database, caller: Caller, permiso: Permiso, c: Consulta, stream: avisos.Stream
     ) -> None: ...
+
+    async def lecturas(self, database: Database, permiso: Permiso) -> AsyncEngine:
+        """Where the pages of this read come from: the replica (DATABASE_READ_URL) or the primary."""
+        ...
 
     async def permitir_folio(
         self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
@@ -224,11 +229,15 @@ class Produccion:
         detalle = {"limite": c.limite, "despues_de": c.despues_de, "completo": stream.completo}
         await _audit(database, caller, permiso, stream.entregados, detalle)
 
+    async def lecturas(self, database: Database, permiso: Permiso) -> AsyncEngine:
+        # A lagging replica serves a prefix of the publication order: later avisos arrive on a later call.
+        return database.reads
+
     async def permitir_folio(
         self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
     ) -> avisos.Filtros:
         certified = await is_certified(session, caller.rfc, now)
-        located = await avisos.locate(await session.connection(), folio)
+        located = await database.lookup(session, lambda conn: avisos.locate(conn, folio), database.reads)
         if not certified:
             # Whether or not the folio exists: an uncertified caller cannot tell existing folios from missing ones.
             denial = Denegacion("sin_certificacion")
@@ -292,7 +301,7 @@ class Sandbox:
             c.emitidos_hasta,
             scope=avisos.sandbox_scope(cert.id),
         )
-        return Permiso(filtros, [], cert.id)
+        return Permiso(filtros, [], cert.id, lote=certificaciones.ultimo_lote(cert))
 
     async def registrar(
         self, database: Database, caller: Caller, permiso: Permiso, c: Consulta, stream: avisos.Stream
@@ -312,12 +321,27 @@ class Sandbox:
                 )
                 await session.commit()
 
+    async def lecturas(self, database: Database, permiso: Permiso) -> AsyncEngine:
+        # The service judges the attempt's evidence against its own rows: a replica that has not replayed the
+        # attempt's last lot yet would serve a short download, and a correct client would fail the scenario.
+        assert permiso.certificacion_id is not None  # Sandbox.permitir names the attempt
+        replica = database.read_engine
+        if replica is not None and await certificaciones.sandbox_replicado(
+            replica, permiso.certificacion_id, permiso.lote
+        ):
+            return replica
+        return database.engine
+
     async def permitir_folio(
         self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
     ) -> avisos.Filtros:
         cert = await certificaciones.current_attempt(session, caller.rfc, now)
         scope = avisos.sandbox_scope(cert.id) if cert else None
-        located = await avisos.locate(await session.connection(), folio, scope) if scope else None
+        located = (
+            await database.lookup(session, lambda conn: avisos.locate(conn, folio, scope), database.reads)
+            if scope
+            else None
+        )
         if located is None or scope is None:
             raise _aviso_no_encontrado(folio)
         # Not logged: the scenarios judge list requests, and a single read is not a download.
@@ -428,17 +452,22 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto, ndjson: bool | N
     if isinstance(permiso, Problem):
         return problem_response(request, permiso)  # returned, so what permitir wrote is committed
     filtros = permiso.filtros
+    engine = await alcance.lecturas(database, permiso)
     cursor = None
     if c.despues_de is not None:
-        try:
-            cursor = await avisos.find_cursor(
-                await session.connection(), filtros.rfc_patron, c.despues_de, filtros.scope, nrps=permiso.nrps_cursor
-            )
-        except avisos.CursorDesconocido:
-            raise Problem(
-                "despues_de_desconocido",
-                f"{c.despues_de} no es un aviso de {filtros.rfc_patron}.",
-            ) from None
+        folio = c.despues_de
+
+        async def find_cursor(conn: AsyncConnection) -> avisos.Cursor | None:
+            try:
+                return await avisos.find_cursor(
+                    conn, filtros.rfc_patron, folio, filtros.scope, nrps=permiso.nrps_cursor
+                )
+            except avisos.CursorDesconocido:
+                return None
+
+        cursor = await database.lookup(session, find_cursor, engine)
+        if cursor is None:
+            raise Problem("despues_de_desconocido", f"{folio} no es un aviso de {filtros.rfc_patron}.")
     query = avisos.page_query(filtros, cursor, c.limite + 1)
     if ndjson is None:
         accept = request.headers.get("accept", "")
@@ -447,13 +476,15 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto, ndjson: bool | N
     async def body() -> AsyncIterator[bytes]:
         stream = avisos.Stream(recibida_en=received)
         current: Permiso | None
-        current, page = permiso, query
+        current, page, source = permiso, query, engine
         try:
-            if c.espera and not await avisos.has_rows(database.engine, page):
+            if c.espera and not await avisos.has_rows(source, page):
                 deadline = time.monotonic() + c.espera
                 while (remaining := deadline - time.monotonic()) > 0:
+                    # NOTIFY comes from the primary, maybe before a replica replays the commit: RECHECK_SECONDS
+                    # bounds what that lag adds.
                     await ctx.notifier.wait(filtros.rfc_patron, min(remaining, RECHECK_SECONDS))
-                    if await avisos.has_rows(database.engine, page):
+                    if await avisos.has_rows(source, page):
                         break
                 # Authorized when it arrived, but a relationship may have been revoked while it waited.
                 try:
@@ -462,7 +493,8 @@ async def _listar(alcance: Alcance, c: Consulta, ctx: Contexto, ndjson: bool | N
                     current = None
                     raise
                 page = avisos.page_query(current.filtros, cursor, c.limite + 1)
-            async for chunk in avisos.stream_page(database.engine, page, c.limite, stream, ndjson=ndjson):
+                source = await alcance.lecturas(database, current)
+            async for chunk in avisos.stream_page(source, page, c.limite, stream, ndjson=ndjson):
                 yield chunk
         finally:
             if current is not None:
@@ -517,8 +549,11 @@ class StatusWithFirstChunk(StreamingResponse):
 
 async def _uno(alcance: Alcance, folio: str, ctx: Contexto) -> Aviso:
     await ctx.limiter.hit(ctx.settings.rate_limit_avisos, f"avisos:{alcance.nombre}:{ctx.caller.rfc}")
-    filtros = await alcance.permitir_folio(ctx.session, ctx.database, ctx.caller, folio, dt.datetime.now(dt.UTC))
-    return Aviso.model_validate(await avisos.fetch_one(await ctx.session.connection(), filtros))
+    database = ctx.database
+    filtros = await alcance.permitir_folio(ctx.session, database, ctx.caller, folio, dt.datetime.now(dt.UTC))
+    return Aviso.model_validate(
+        await database.lookup(ctx.session, lambda conn: avisos.fetch_one(conn, filtros), database.reads)
+    )
 
 
 def _aviso_no_encontrado(folio: str) -> Problem:
