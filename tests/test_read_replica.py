@@ -6,6 +6,7 @@ Both servers belong to this module (started once for it): other tests do not pay
 shared server is never base-backed-up or made to stream."""
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -153,44 +154,54 @@ async def primary(replication: Replication) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@contextlib.asynccontextmanager
+async def _service(settings: Settings) -> AsyncIterator[httpx2.AsyncClient]:
+    """The real app (its own sessions and commits, on the primary; its reads on the standby)."""
+    async with (
+        LifespanManager(create_app(settings)) as manager,
+        httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False),
+            base_url="http://testserver",
+            timeout=30,
+            event_hooks=documented_problems.event_hooks(),
+        ) as client,
+    ):
+        yield client
+
+
 @pytest.fixture
 async def client(replication: Replication, replica_settings: Settings) -> AsyncIterator[httpx2.AsyncClient]:
-    app = create_app(replica_settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        hooks = documented_problems.event_hooks()
-        async with httpx2.AsyncClient(
-            transport=transport, base_url="http://testserver", timeout=30, event_hooks=hooks
-        ) as client:
-            yield client
+    async with _service(replica_settings) as client:
+        yield client
     await replication.resume()  # a test that failed while the standby was paused must not leave it paused
+
+
+async def _grant(client: httpx2.AsyncClient, settings: Settings, engine: AsyncEngine, developer: str) -> dict:
+    """The developer certified, and trusted by A with every NRP: committed on the primary."""
+    async with engine.begin() as conn:
+        await conn.execute(CERTIFICACION.insert().values(**certification(developer)))
+    now = dt.datetime.now(dt.UTC)
+    body = {
+        "rfc_desarrollador": developer,
+        "vigencia_inicio": now.isoformat(),
+        "vigencia_fin": (now + dt.timedelta(days=30)).isoformat(),
+    }
+    response = await client.post("/v1/relaciones-confianza", json=body, headers=bearer(settings, A.rfc))
+    assert response.status_code == 201, response.text
+    return response.json()
 
 
 @pytest.fixture(scope="module")
 def relacion(replication: Replication, replica_settings: Settings) -> dict:
-    """DEV certified and trusted by A, committed on the primary and replayed by the standby."""
+    """DEV's relationship with A, replayed by the standby."""
 
     async def make() -> dict:
         engine = create_async_engine(async_url(replication.primary_url))
-        async with engine.begin() as conn:
-            await conn.execute(CERTIFICACION.insert().values(**certification(DEV)))
+        async with _service(replica_settings) as client:
+            granted = await _grant(client, replica_settings, engine, DEV)
         await engine.dispose()
-        app = create_app(replica_settings)
-        now = dt.datetime.now(dt.UTC)
-        body = {
-            "rfc_desarrollador": DEV,
-            "vigencia_inicio": now.isoformat(),
-            "vigencia_fin": (now + dt.timedelta(days=30)).isoformat(),
-        }
-        async with LifespanManager(app) as manager:
-            transport = httpx2.ASGITransport(app=manager.app)
-            async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
-                response = await client.post(
-                    "/v1/relaciones-confianza", json=body, headers=bearer(replica_settings, A.rfc)
-                )
-        assert response.status_code == 201, response.text
         await replication.caught_up()
-        return response.json()
+        return granted
 
     return asyncio.run(make())
 
@@ -313,23 +324,12 @@ async def test_an_unknown_cursor_is_still_unknown(replica_settings: Settings, re
 async def test_revocation_on_the_primary_is_immediate_while_the_standby_lags(
     replication: Replication, replica_settings: Settings, client, primary
 ):
-    now = dt.datetime.now(dt.UTC)
-    body = {
-        "rfc_desarrollador": OTHER,
-        "vigencia_inicio": now.isoformat(),
-        "vigencia_fin": (now + dt.timedelta(days=9)).isoformat(),
-    }
-    async with primary.begin() as conn:
-        await conn.execute(CERTIFICACION.insert().values(**certification(OTHER)))
-    granted = await client.post("/v1/relaciones-confianza", json=body, headers=bearer(replica_settings, A.rfc))
-    assert granted.status_code == 201, granted.text
+    granted = await _grant(client, replica_settings, primary, OTHER)
     await replication.caught_up()
     who = bearer(replica_settings, OTHER)
     assert (await client.get("/v1/avisos", params={"rfc_patron": A.rfc, "limite": 1}, headers=who)).status_code == 200
     await replication.pause()  # the standby keeps the relationship and the credential as they were
-    revoked = await client.delete(
-        f"/v1/relaciones-confianza/{granted.json()['id']}", headers=bearer(replica_settings, A.rfc)
-    )
+    revoked = await client.delete(f"/v1/relaciones-confianza/{granted['id']}", headers=bearer(replica_settings, A.rfc))
     assert revoked.status_code == 200, revoked.text
     refused = await client.get("/v1/avisos", params={"rfc_patron": A.rfc, "limite": 1}, headers=who)
     assert refused.status_code == 403 and refused.json()["code"] == "sin_autorizacion", refused.text
