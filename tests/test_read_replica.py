@@ -399,3 +399,22 @@ async def test_a_read_cancelled_by_a_recovery_conflict_counts_as_unavailable(rep
         await primary.execute("DROP TABLE IF EXISTS conflicto")
         await standby.close()
         await primary.close()
+
+
+async def test_a_later_load_committing_first_is_held_back_on_the_standby_too(
+    replication: Replication, replica_settings: Settings, relacion: dict, client, primary, tmp_path
+):
+    """The deterministic form of the race: served through the standby, the later load's avisos wait for the
+    older load that is still running, so that its avisos are not left behind the client's cursor."""
+    cursor = (await _in_order(primary))[-1]
+    older, newer = _records(5, 500), _records(5, 501)
+    async with primary.connect() as slow:
+        transaction = await slow.begin()
+        await loaders.load_avisos(slow, f.write_ndjson(tmp_path / "older.ndjson", older), today=f.TODAY)
+        async with primary.begin() as fast:
+            await loaders.load_avisos(fast, f.write_ndjson(tmp_path / "newer.ndjson", newer), today=f.TODAY)
+        await replication.caught_up()
+        assert await _page(client, replica_settings, cursor, 100) == [], "committed, but behind a running load"
+        await transaction.commit()
+    await replication.caught_up()
+    assert await _page(client, replica_settings, cursor, 100) == [r["folio"] for r in older + newer]
