@@ -3,15 +3,14 @@ the parties, the facts, the cadena original, the digital seal, and a QR code to 
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import segno
 from fpdf import FPDF
 from fpdf.enums import WrapMode, XPos, YPos
 
+from app.identifiers import MEXICO
 from app.models import Acuse
 
-MEXICO = ZoneInfo("America/Mexico_City")
 TITULOS = {
     "contrasena.emision": "Acuse de emisión de contraseña",
     "contrasena.renovacion": "Acuse de renovación de contraseña",

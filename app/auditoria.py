@@ -39,7 +39,7 @@ async def record_event(
     )
 
 
-async def events_of_employer(
+async def list_eventos(
     session: AsyncSession,
     rfc_patron: str,
     *,

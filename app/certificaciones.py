@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app import acuses
+from app import acuses, publicacion
 from app.demo import CLASE_POR_TIPO_AVISO, DemoPatron, demo_avisos, demo_patrones
-from app.deps import Keys
 from app.models import Certificacion, SandboxAviso, SandboxSolicitud
 from app.models.aviso import CAMPOS_CARGA_AVISO
 from app.problems import Problem
+from app.security.keys import Keys
 from app.settings import Settings
 
 ESCENARIOS = ("descarga_completa", "descarga_filtrada", "sincronizacion_incremental", "limite_de_tasa")
@@ -70,12 +70,10 @@ async def _insert_avisos(session: AsyncSession, cert_id: uuid.UUID, lote: int, a
         )
         for a in avisos
     ]
-    raw = await (await session.connection()).get_raw_connection()
-    assert raw.driver_connection is not None  # None only for a closed connection
-    await raw.driver_connection.copy_records_to_table("sandbox_aviso", records=records, columns=columns)
+    await publicacion.publish_records(await session.connection(), "sandbox_aviso", columns, records)
 
 
-async def open_attempt(session: AsyncSession, rfc: str, settings: Settings, now: dt.datetime) -> Certificacion:
+async def open_intento(session: AsyncSession, rfc: str, settings: Settings, now: dt.datetime) -> Certificacion:
     rng = random.SystemRandom()  # the attempt's content must not be predictable
     seed = rng.randrange(10**6)
     employer = demo_patrones(1, seed=seed)[0]
@@ -112,7 +110,7 @@ async def open_attempt(session: AsyncSession, rfc: str, settings: Settings, now:
     return cert
 
 
-async def attempt_of(session: AsyncSession, cert_id: uuid.UUID, rfc: str, *, lock: bool = False) -> Certificacion:
+async def intento_of(session: AsyncSession, cert_id: uuid.UUID, rfc: str, *, lock: bool = False) -> Certificacion:
     query = select(Certificacion).where(Certificacion.id == cert_id, Certificacion.rfc == rfc)
     cert = await session.scalar(query.with_for_update() if lock else query)
     if cert is None:
@@ -120,7 +118,7 @@ async def attempt_of(session: AsyncSession, cert_id: uuid.UUID, rfc: str, *, loc
     return cert
 
 
-async def attempts_of(session: AsyncSession, rfc: str) -> list[Certificacion]:
+async def intentos_of(session: AsyncSession, rfc: str) -> list[Certificacion]:
     return list(
         await session.scalars(
             select(Certificacion).where(Certificacion.rfc == rfc).order_by(Certificacion.creada_en.desc())
@@ -136,8 +134,8 @@ async def current_attempt(session: AsyncSession, rfc: str, now: dt.datetime) -> 
     )
 
 
-async def cancel_attempt(session: AsyncSession, cert_id: uuid.UUID, rfc: str, now: dt.datetime) -> Certificacion:
-    cert = await attempt_of(session, cert_id, rfc, lock=True)
+async def cancel_intento(session: AsyncSession, cert_id: uuid.UUID, rfc: str, now: dt.datetime) -> Certificacion:
+    cert = await intento_of(session, cert_id, rfc, lock=True)
     if cert.estado != "cancelada":
         cert.estado, cert.cancelada_en = "cancelada", now
         await session.flush()
@@ -154,10 +152,10 @@ def _with(cert: Certificacion, name: str, **changes: Any) -> None:
     cert.escenarios = {**cert.escenarios, name: {**cert.escenarios[name], **changes}}
 
 
-async def start_scenario(
+async def start_escenario(
     session: AsyncSession, cert_id: uuid.UUID, rfc: str, escenario: str, now: dt.datetime
 ) -> Certificacion:
-    cert = await attempt_of(session, cert_id, rfc, lock=True)
+    cert = await intento_of(session, cert_id, rfc, lock=True)
     _require_open(cert, now)
     if escenario == "sincronizacion_incremental":
         if cert.escenarios["descarga_completa"]["estado"] != "aprobado":
@@ -270,80 +268,52 @@ async def _log(session: AsyncSession, cert_id: uuid.UUID, since: dt.datetime | N
     return list(await session.scalars(query.order_by(s.id)))
 
 
-async def judge(
-    session: AsyncSession,
-    keys: Keys,
-    settings: Settings,
-    cert_id: uuid.UUID,
-    rfc: str,
-    escenario: str,
-    total: int,
-    digest: str,
-    now: dt.datetime,
-) -> tuple[Certificacion, Veredicto]:
-    cert = await attempt_of(session, cert_id, rfc, lock=True)
-    _require_open(cert, now)
-    state = cert.escenarios[escenario]
-    s = SandboxAviso
-    reason: str | None
-    if escenario == "descarga_completa":
-        reason = _compare(await _folios(session, cert.id, s.lote == 0), total, digest)
-    elif escenario == "descarga_filtrada":
-        p = state["parametros"]
-        expected = await _folios(
-            session,
-            cert.id,
-            s.lote == 0,
-            s.clase == p["clase"],
-            s.fecha_emision >= dt.date.fromisoformat(p["emitidos_desde"]),
-            s.fecha_emision <= dt.date.fromisoformat(p["emitidos_hasta"]),
-        )
-        used_filters = any(
-            r.estado_http == 200
-            and r.parametros.get("clase") == p["clase"]
-            and r.parametros.get("emitidos_desde") == p["emitidos_desde"]
-            and r.parametros.get("emitidos_hasta") == p["emitidos_hasta"]
-            for r in await _log(session, cert.id)
-        )
-        reason = _compare(expected, total, digest) or (
-            None if used_filters else "no pidió los filtros clase, emitidos_desde y emitidos_hasta del escenario"
-        )
-    elif escenario == "sincronizacion_incremental":
-        if "inicio" not in state:
-            reason = "aún no llama a .../escenarios/sincronizacion_incremental/inicio"
-        else:
-            reason = _compare(await _folios(session, cert.id, s.lote == 1), total, digest)
-            full = [
-                r
-                for r in await _log(session, cert.id, dt.datetime.fromisoformat(state["inicio"]))
-                if r.despues_de is None
-            ]
-            if reason is None and full:
-                reason = (
-                    f"descargó de nuevo {sum(r.entregados for r in full)} avisos sin despues_de; "
-                    "pida solo lo nuevo con despues_de = el último folio que ya tiene"
-                )
-    else:  # limite_de_tasa
-        reason = await _judge_rate_limit(session, cert, state, total, digest)
-    verdict = Veredicto(escenario, reason is None, reason or "aprobado")
-    _with(cert, escenario, estado="aprobado" if verdict.aprobado else "reprobado", motivo=verdict.motivo)
-    if all(cert.escenarios[e]["estado"] == "aprobado" for e in ESCENARIOS):
-        cert.estado, cert.aprobada_en = "aprobada", now
-        cert.vigente_hasta = now + dt.timedelta(days=settings.certificacion_vigencia_dias)
-        acuse = await acuses.issue_acuse(
-            session,
-            keys.sellos,
-            tipo="certificacion.aprobacion",
-            partes=[rfc],
-            datos={"certificacion_id": str(cert.id), "rfc": rfc, "vigente_hasta": cert.vigente_hasta.isoformat()},
-            now=now,
-        )
-        cert.folio_acuse = acuse.folio
-    await session.flush()
-    return cert, verdict
+async def _judge_descarga_completa(
+    session: AsyncSession, cert: Certificacion, state: dict, total: int, digest: str
+) -> str | None:
+    return _compare(await _folios(session, cert.id, SandboxAviso.lote == 0), total, digest)
 
 
-async def _judge_rate_limit(
+async def _judge_descarga_filtrada(
+    session: AsyncSession, cert: Certificacion, state: dict, total: int, digest: str
+) -> str | None:
+    s, p = SandboxAviso, state["parametros"]
+    expected = await _folios(
+        session,
+        cert.id,
+        s.lote == 0,
+        s.clase == p["clase"],
+        s.fecha_emision >= dt.date.fromisoformat(p["emitidos_desde"]),
+        s.fecha_emision <= dt.date.fromisoformat(p["emitidos_hasta"]),
+    )
+    used_filters = any(
+        r.estado_http == 200
+        and r.parametros.get("clase") == p["clase"]
+        and r.parametros.get("emitidos_desde") == p["emitidos_desde"]
+        and r.parametros.get("emitidos_hasta") == p["emitidos_hasta"]
+        for r in await _log(session, cert.id)
+    )
+    return _compare(expected, total, digest) or (
+        None if used_filters else "no pidió los filtros clase, emitidos_desde y emitidos_hasta del escenario"
+    )
+
+
+async def _judge_sincronizacion_incremental(
+    session: AsyncSession, cert: Certificacion, state: dict, total: int, digest: str
+) -> str | None:
+    if "inicio" not in state:
+        return "aún no llama a .../escenarios/sincronizacion_incremental/inicio"
+    reason = _compare(await _folios(session, cert.id, SandboxAviso.lote == 1), total, digest)
+    full = [r for r in await _log(session, cert.id, dt.datetime.fromisoformat(state["inicio"])) if r.despues_de is None]
+    if reason is None and full:
+        return (
+            f"descargó de nuevo {sum(r.entregados for r in full)} avisos sin despues_de; "
+            "pida solo lo nuevo con despues_de = el último folio que ya tiene"
+        )
+    return reason
+
+
+async def _judge_limite_de_tasa(
     session: AsyncSession, cert: Certificacion, state: dict, total: int, digest: str
 ) -> str | None:
     if "inicio" not in state:
@@ -358,3 +328,51 @@ async def _judge_rate_limit(
     if waited < state["retry_after"]:
         return f"reintentó a los {waited:.1f} s; Retry-After pedía {state['retry_after']} s"
     return _compare(await _folios(session, cert.id), total, digest)
+
+
+# Each scenario's judge: the reason it fails, or None when it passes.
+_JUDGES = {
+    "descarga_completa": _judge_descarga_completa,
+    "descarga_filtrada": _judge_descarga_filtrada,
+    "sincronizacion_incremental": _judge_sincronizacion_incremental,
+    "limite_de_tasa": _judge_limite_de_tasa,
+}
+
+
+async def _approve_when_all_passed(
+    session: AsyncSession, keys: Keys, settings: Settings, cert: Certificacion, now: dt.datetime
+) -> None:
+    if any(cert.escenarios[e]["estado"] != "aprobado" for e in ESCENARIOS):
+        return
+    cert.estado, cert.aprobada_en = "aprobada", now
+    cert.vigente_hasta = now + dt.timedelta(days=settings.certificacion_vigencia_dias)
+    acuse = await acuses.issue_acuse(
+        session,
+        keys.sellos,
+        tipo="certificacion.aprobacion",
+        partes=[cert.rfc],
+        datos={"certificacion_id": str(cert.id), "rfc": cert.rfc, "vigente_hasta": cert.vigente_hasta.isoformat()},
+        now=now,
+    )
+    cert.folio_acuse = acuse.folio
+
+
+async def judge(
+    session: AsyncSession,
+    keys: Keys,
+    settings: Settings,
+    cert_id: uuid.UUID,
+    rfc: str,
+    escenario: str,
+    total: int,
+    digest: str,
+    now: dt.datetime,
+) -> tuple[Certificacion, Veredicto]:
+    cert = await intento_of(session, cert_id, rfc, lock=True)
+    _require_open(cert, now)
+    reason = await _JUDGES[escenario](session, cert, cert.escenarios[escenario], total, digest)
+    verdict = Veredicto(escenario, reason is None, reason or "aprobado")
+    _with(cert, escenario, estado="aprobado" if verdict.aprobado else "reprobado", motivo=verdict.motivo)
+    await _approve_when_all_passed(session, keys, settings, cert, now)
+    await session.flush()
+    return cert, verdict

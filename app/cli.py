@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict, TypeVar
 
 import typer
 from rich.console import Console
@@ -51,12 +51,17 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+def _in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]], *, begin: bool = True) -> T:
+    """Runs work on one connection, in one transaction; with begin=False, work commits its own."""
+
     async def run() -> T:
         engine = create_async_engine(async_url(url), poolclass=NullPool, hide_parameters=True)  # rows hold NSS, CURP
         try:
-            async with engine.begin() as conn:
-                return await work(conn)
+            async with engine.connect() as conn:
+                if not begin:
+                    return await work(conn)
+                async with conn.begin():
+                    return await work(conn)
         finally:
             await engine.dispose()
 
@@ -98,7 +103,7 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
     import uvicorn
 
     from app.http_protocol import BoundedHttpToolsProtocol
-    from app.main import load_keys
+    from app.security.keys import load_keys
 
     with database_url(settings) as url:
         if upgrade:
@@ -126,7 +131,7 @@ def _serve(settings: Settings, *, upgrade: bool, demo: bool) -> None:
                 "de tasa (README, «Several processes and replicas»)."
             )
         if demo:
-            from app.security.efirma_demo import DEMO_KEY_PASSWORD
+            from app.efirma_demo import DEMO_KEY_PASSWORD
 
             out.print(
                 "Pruebe el flujo con curl: docs/guia-desarrolladores.md  ·  e.firmas de demostración en "
@@ -227,13 +232,16 @@ def _load_file(
     rejects: Path | None = None,
     actor: str = "operador",
 ) -> None:
-    """One load in one transaction, reported for a person; exits non-zero when nothing could be loaded."""
+    """One load, reported for a person; exits non-zero when nothing could be loaded. Patrones load in one
+    transaction; avisos are published in chunks, each committed on its own (app/loaders.py)."""
     load = loaders.load_avisos if kind == "avisos" else loaders.load_patrones
     progress, stop = _progress_printer(f"Cargando {kind}", file.stat().st_size)
     started = time.monotonic()
     try:
         report = _in_transaction(
-            url, lambda conn: load(conn, file, skip_invalid=skip_invalid, progress=progress, actor=actor)
+            url,
+            lambda conn: load(conn, file, skip_invalid=skip_invalid, progress=progress, actor=actor),
+            begin=kind != "avisos",
         )
     except loaders.FileFormatError as e:
         stop()
@@ -457,8 +465,8 @@ DEMO_DEVELOPER: _DemoPerson = {
 def _ensure_demo_efirma(settings: Settings, *, force: bool = False) -> Path:
     """A demo CA (trusted in development through the default SIA_EFIRMA_TRUST_DIR) and e.firma files for
     the demo employers and a demo developer, in the data folder."""
+    from app import efirma_demo
     from app.demo import demo_patrones
-    from app.security import efirma_demo
 
     folder = settings.resolved_data_dir / "efirma-demo"
     if (folder / "ca" / "ac-demo.cer").exists() and not force:
@@ -502,14 +510,34 @@ def otp(secreto: Annotated[str, typer.Argument(help="El secreto TOTP (base32) de
 # ------------------------------------------------------------------ openapi
 
 
+OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
+
+# The settings the document states, at their defaults whatever the environment says: the committed file must
+# not depend on who runs `sia openapi`.
+STATED_DEFAULTS = {
+    name: Settings.model_fields[name].default for name in ("public_url", "host", "port", "avisos_limite_max")
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The contract as the app builds it (app.openapi completes FastAPI's document); no database is opened."""
+    from app.main import create_app
+
+    return create_app(Settings(database_url="postgresql://unused/unused", **STATED_DEFAULTS)).openapi()
+
+
+def openapi_yaml() -> str:
+    import yaml
+
+    return yaml.safe_dump(openapi_document(), sort_keys=False, allow_unicode=True, width=100)
+
+
 @cli.command()
 def openapi(
     write: Annotated[bool, typer.Option("--write", help="Reescribir openapi.yaml.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Fallar si openapi.yaml no coincide con la app.")] = False,
 ) -> None:
     """El contrato: openapi.yaml generado desde la app."""
-    from app.openapi import OPENAPI_PATH, openapi_yaml
-
     document = openapi_yaml()
     if write:
         OPENAPI_PATH.write_text(document, encoding="utf-8")

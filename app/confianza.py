@@ -3,15 +3,34 @@
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Exists,
+    Select,
+    String,
+    bindparam,
+    case,
+    distinct,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from app import acuses
 from app.auditoria import record_event
-from app.deps import Keys
 from app.models import Certificacion, Credencial, Nrp, Patron, RelacionConfianza
+from app.models.confianza import certificacion_vigente
 from app.problems import Problem
+from app.security.keys import Keys
 
 ESTADOS = ("programada", "vigente", "vencida", "revocada")
 # A start "now" sent by a client arrives a moment later; this much in the past still counts as now.
@@ -36,11 +55,12 @@ def _estado_sql(now: dt.datetime) -> ColumnElement[str]:
     )
 
 
+def _certified(rfc: str | BindParameter[str], at: dt.datetime | BindParameter[dt.datetime]) -> Exists:
+    return exists().where(Certificacion.rfc == rfc, certificacion_vigente(at))
+
+
 async def is_certified(session: AsyncSession, rfc: str, now: dt.datetime) -> bool:
-    c = Certificacion
-    return bool(
-        await session.scalar(select(exists().where(c.rfc == rfc, c.estado == "aprobada", c.vigente_hasta > now)))
-    )
+    return bool(await session.scalar(select(_certified(rfc, now))))
 
 
 async def _patron(session: AsyncSession, rfc: str) -> Patron | None:
@@ -67,47 +87,44 @@ def _whole_second_utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(microsecond=0)
 
 
-async def create_relacion(
+async def _trusted_developer(session: AsyncSession, rfc: str, now: dt.datetime) -> Credencial:
+    """Only a developer that holds an active password and a certification in force can be trusted."""
+    desarrollador = await session.scalar(select(Credencial).where(Credencial.rfc == rfc, Credencial.estado == "activa"))
+    if desarrollador is None:
+        raise Problem("desarrollador_sin_contrasena", f"{rfc} no tiene una contraseña activa del servicio.")
+    if not await is_certified(session, rfc, now):
+        raise Problem("desarrollador_no_certificado", f"{rfc} no tiene una certificación aprobada y vigente.")
+    return desarrollador
+
+
+async def _own_nrps(session: AsyncSession, rfc_patron: str, nrps: list[str] | None) -> list[str] | None:
+    """The NRPs named, each once and sorted, all the employer's own (None: all of them, later ones too)."""
+    if nrps is None:
+        return None
+    foreign = sorted(set(nrps) - set(await nrps_of(session, rfc_patron)))
+    if foreign:
+        raise Problem("nrp_ajeno", f"Estos NRP no son de {rfc_patron}: {', '.join(foreign)}.", nrps=foreign)
+    return sorted(set(nrps))
+
+
+def _check_vigencia(inicio: dt.datetime, fin: dt.datetime, now: dt.datetime) -> None:
+    if inicio < now - TOLERANCIA_INICIO:
+        raise Problem("vigencia_en_el_pasado", "vigencia_inicio no puede estar en el pasado.")
+    if fin <= inicio:
+        raise Problem("vigencia_invalida", "vigencia_fin debe ser posterior a vigencia_inicio.")
+
+
+async def _refuse_overlap(
     session: AsyncSession,
-    keys: Keys,
-    *,
     rfc_patron: str,
     rfc_desarrollador: str,
     nrps: list[str] | None,
     inicio: dt.datetime,
     fin: dt.datetime,
     now: dt.datetime,
-    request_id: str | None,
-) -> RelacionConfianza:
-    # Both ends as a person reads them, and as the relación, its GET and its acuse all show them: whole seconds in
-    # UTC (an omitted start is "now", with microseconds; a sent end may carry a fraction or an offset).
-    inicio, fin = _whole_second_utc(inicio), _whole_second_utc(fin)
-    patron = await require_patron(session, rfc_patron)
-    desarrollador = await session.scalar(
-        select(Credencial).where(Credencial.rfc == rfc_desarrollador, Credencial.estado == "activa")
-    )
-    if desarrollador is None:
-        raise Problem(
-            "desarrollador_sin_contrasena",
-            f"{rfc_desarrollador} no tiene una contraseña activa del servicio.",
-        )
-    if not await is_certified(session, rfc_desarrollador, now):
-        raise Problem(
-            "desarrollador_no_certificado",
-            f"{rfc_desarrollador} no tiene una certificación aprobada y vigente.",
-        )
-    if nrps is not None:
-        own = set(await nrps_of(session, rfc_patron))
-        foreign = sorted(set(nrps) - own)
-        if foreign:
-            raise Problem("nrp_ajeno", f"Estos NRP no son de {rfc_patron}: {', '.join(foreign)}.", nrps=foreign)
-        nrps = sorted(set(nrps))
-    if inicio < now - TOLERANCIA_INICIO:
-        raise Problem("vigencia_en_el_pasado", "vigencia_inicio no puede estar en el pasado.")
-    if fin <= inicio:
-        raise Problem("vigencia_invalida", "vigencia_fin debe ser posterior a vigencia_inicio.")
-
-    # One writer per pair at a time, so two concurrent requests cannot both pass the overlap check.
+) -> None:
+    """A pair has at most one active relationship for an NRP at a time. The lock is held to commit: one writer
+    per pair at a time, so two concurrent requests cannot both pass the check."""
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext(:pair))"), {"pair": f"{rfc_patron}:{rfc_desarrollador}"}
     )
@@ -129,6 +146,28 @@ async def create_relacion(
             f"Ya existe la relación {overlapping} con {rfc_desarrollador} que se traslapa en NRP y fechas.",
             relacion_id=str(overlapping),
         )
+
+
+async def create_relacion(
+    session: AsyncSession,
+    keys: Keys,
+    *,
+    rfc_patron: str,
+    rfc_desarrollador: str,
+    nrps: list[str] | None,
+    inicio: dt.datetime,
+    fin: dt.datetime,
+    now: dt.datetime,
+    request_id: str | None,
+) -> RelacionConfianza:
+    # Both ends as a person reads them, and as the relación, its GET and its acuse all show them: whole seconds in
+    # UTC (an omitted start is "now", with microseconds; a sent end may carry a fraction or an offset).
+    inicio, fin = _whole_second_utc(inicio), _whole_second_utc(fin)
+    patron = await require_patron(session, rfc_patron)
+    desarrollador = await _trusted_developer(session, rfc_desarrollador, now)
+    nrps = await _own_nrps(session, rfc_patron, nrps)
+    _check_vigencia(inicio, fin, now)
+    await _refuse_overlap(session, rfc_patron, rfc_desarrollador, nrps, inicio, fin, now)
     relacion_id = uuid.uuid4()
     acuse = await acuses.issue_acuse(
         session,
@@ -261,22 +300,35 @@ async def list_relaciones(
 # ------------------------------------------------------------------ authorization
 
 
-_AUTHORIZE = text(
-    """
-    WITH vigentes AS (
-        SELECT id, nrps FROM relacion_confianza
-        WHERE rfc_patron = :patron AND rfc_desarrollador = :rfc AND revocada_en IS NULL
-          AND vigencia_inicio <= :at AND vigencia_fin > :at
+def _authorize_query() -> Select[Any]:
+    """One round trip for authorize(): the caller's certification, the employer, and the relationships in force
+    at :at with the NRPs they cover. Built once; each call binds :rfc, :patron and :at."""
+    rfc: BindParameter[str] = bindparam("rfc", type_=String())
+    patron: BindParameter[str] = bindparam("patron", type_=String())
+    at: BindParameter[dt.datetime] = bindparam("at", type_=DateTime(timezone=True))
+    r = RelacionConfianza
+    vigentes = (
+        select(r.id, r.nrps)
+        .where(
+            r.rfc_patron == patron,
+            r.rfc_desarrollador == rfc,
+            r.revocada_en.is_(None),
+            r.vigencia_inicio <= at,
+            r.vigencia_fin > at,
+        )
+        .cte("vigentes")
     )
-    SELECT
-        EXISTS (SELECT 1 FROM certificacion
-                WHERE rfc = :rfc AND estado = 'aprobada' AND vigente_hasta > :at) AS certificado,
-        EXISTS (SELECT 1 FROM patron WHERE rfc = :patron) AS patron,
-        COALESCE((SELECT bool_or(nrps IS NULL) FROM vigentes), false) AS todas,
-        (SELECT array_agg(DISTINCT n) FROM vigentes, unnest(vigentes.nrps) AS n) AS nrps,
-        (SELECT array_agg(id) FROM vigentes) AS relaciones
-    """
-)
+    nrp = func.unnest(vigentes.c.nrps).column_valued("n")
+    return select(
+        _certified(rfc, at).label("certificado"),
+        exists().where(Patron.rfc == patron).label("patron"),
+        func.coalesce(select(func.bool_or(vigentes.c.nrps.is_(None))).scalar_subquery(), false()).label("todas"),
+        select(func.array_agg(distinct(nrp))).select_from(vigentes).scalar_subquery().label("nrps"),
+        select(func.array_agg(vigentes.c.id)).scalar_subquery().label("relaciones"),
+    )
+
+
+_AUTHORIZE = _authorize_query()
 
 
 @dataclass(frozen=True)

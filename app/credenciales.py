@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import anyio
-from sqlalchemy import case, delete, select, text, update
+from sqlalchemy import case, delete, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import acuses
-from app.deps import Keys
 from app.mail import MailError, send_mail
 from app.models import BloqueoToken, Credencial, Reto
 from app.problems import Problem, ProblemCode
 from app.security import efirma, passwords, tokens, totp
-from app.security.rate_limit import RateLimiter
+from app.security.keys import Keys
+from app.security.rate_limit import RateLimited, RateLimiter
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ async def exchange_token(
         await limiter.hit(settings.rate_limit_token, f"token:{rfc}:{source}")
         # Checked, not spent: a right password must not cost the budget of a busy office behind one address.
         await limiter.check(settings.rate_limit_token_fallos, f"token-fallos:{source}")
-    except Problem as e:
+    except RateLimited as e:
         raise _throttled(e) from None
     credential = await session.scalar(select(Credencial).where(Credencial.rfc == rfc, Credencial.estado == "activa"))
     try:
@@ -369,7 +369,7 @@ async def exchange_token(
     if credential is None or not password_ok:
         try:
             await limiter.hit(settings.rate_limit_token_fallos, f"token-fallos:{source}")
-        except Problem:
+        except RateLimited:
             pass  # this one is answered as wrong; the next one from the source gets the 429
         # No lockout row: the RFC may have no credential, and its owner is not the one guessing.
         raise _bad_credentials()
@@ -418,8 +418,8 @@ async def exchange_token(
     raise _bad_credentials()
 
 
-def _throttled(problem: Problem) -> TokenError:
-    retry = int(problem.headers["Retry-After"])
+def _throttled(limited: RateLimited) -> TokenError:
+    retry = limited.retry_after
     return TokenError(
         "invalid_client",
         f"Demasiados intentos desde su dirección; reintente en {retry} s.",
@@ -427,3 +427,22 @@ def _throttled(problem: Problem) -> TokenError:
         retry_after=retry,
         problem="limite_de_tasa",
     )
+
+
+def credential_gone() -> Problem:
+    """The 401 of a token whose password was renewed or cancelled after it was issued."""
+    return Problem(
+        "credencial_no_vigente",
+        "La contraseña con la que se emitió este token fue renovada o cancelada.",
+        headers={"WWW-Authenticate": 'Bearer realm="sia", error="invalid_token"'},
+    )
+
+
+async def require_still_active(session: AsyncSession, caller: tokens.Caller) -> None:
+    """For a request that waited (a long poll) after the caller dependency let it in: its credential may have
+    been renewed or cancelled meanwhile."""
+    active = await session.scalar(
+        select(exists().where(Credencial.id == caller.credencial_id, Credencial.estado == "activa"))
+    )
+    if not active:
+        raise credential_gone()

@@ -1,5 +1,5 @@
-"""The database: engine and session factory (created by the app's lifespan, never at import time),
-and the one dependency that opens and commits a session.
+"""The database: engine and session factory (created by the app's lifespan, never at import time). The session
+dependency that opens and commits a request's session, and the 503 handlers, are the web layer's (app/deps.py).
 
 A database that is gone, restarting, locked or saturated must give a fast 503 with Retry-After, never a hang
 or a 500: every connection carries PostgreSQL timeouts (statement, lock, idle in transaction) and a client-side
@@ -7,19 +7,17 @@ command timeout, the pool waits a bounded time, a pooled connection idle long en
 restart is pinged before use, and those failures are answered as `base_de_datos_no_disponible`."""
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from app.problems import Problem, problem_response
+from app.problems import Problem
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -281,67 +279,3 @@ def unavailable_problem(retry_after: int) -> Problem:
         f"La base de datos no está disponible en este momento; reintente en {retry_after} s.",
         headers={"Retry-After": str(retry_after)},
     )
-
-
-def install_database_errors(app: FastAPI) -> None:
-    """Database outages as 503 with Retry-After wherever they surface in a route (its session, its commit)."""
-
-    async def _answer(request: Request, error: Exception) -> JSONResponse:
-        if not is_unavailable(error):
-            raise error  # the generic handler answers it as the 500 it is
-        database: Database | None = getattr(request.state, "database", None)
-        return problem_response(request, unavailable_problem(database.retry_after if database else 2))
-
-    for kind in (sa_exc.DBAPIError, sa_exc.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-        app.add_exception_handler(kind, _answer)
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The single place that commits: after the route returned, before the response is sent."""
-    database: Database = request.state.database
-    async with database.sessionmaker() as session:
-        yield session
-        await session.commit()
-
-
-# scope="function": commit before the response goes out, so a 201 is never sent for a write that then fails.
-Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-def document_database_errors(app: FastAPI) -> None:
-    """Every route that opens a session or uses the database documents the 503 it answers when the database is
-    unavailable (routes list their own codes; this one is the same for all of them, so it is added here)."""
-    from fastapi.routing import APIRoute
-
-    from app.deps import get_database
-    from app.problems import PROBLEM_MEDIA_TYPE, ProblemCode, problem_responses
-
-    database_dependencies = {get_session, get_database}
-    code: ProblemCode = "base_de_datos_no_disponible"
-
-    def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
-        for route in routes:
-            if isinstance(route, APIRoute):
-                yield route
-            elif hasattr(route, "original_router"):  # FastAPI nests included routers instead of copying them
-                yield from api_routes(route.original_router.routes)
-
-    for route in api_routes(app.routes):
-        calls, pending = set(), list(route.dependant.dependencies)
-        while pending:
-            dependency = pending.pop()
-            calls.add(dependency.call)
-            pending.extend(dependency.dependencies)
-        if not calls & database_dependencies:
-            continue
-        existing = route.responses.get(503)
-        if existing is not None and PROBLEM_MEDIA_TYPE not in existing.get("content", {}):
-            # An RFC 6749 503 (the token endpoint): the database's problem is another media type beside it.
-            problem = problem_responses(code)[503]
-            existing["content"][PROBLEM_MEDIA_TYPE] = problem["content"][PROBLEM_MEDIA_TYPE]
-            existing["description"] += "\n\n`application/problem+json`:\n" + problem["description"]
-            continue
-        codes = existing["content"][PROBLEM_MEDIA_TYPE]["schema"]["properties"]["code"]["enum"] if existing else []
-        if code not in codes:
-            # Retry-After is documented on every 503 by app.openapi.
-            route.responses[503] = problem_responses(*codes, code)[503]

@@ -19,6 +19,7 @@ import orjson
 # The blacklists are python-stdnum's (see app.identifiers); reused so demo names never hit them.
 # The unchecked check-digit functions: inputs built here are well formed, and workers are drawn by the
 # hundred thousand.
+from app.catalogs import CATALOGOS, read_catalog_csv
 from app.identifiers import _CURP_BLACKLIST, _RFC_BLACKLIST, _curp_dv, _nss_dv, _rfc_dv
 
 __all__ = [
@@ -30,17 +31,8 @@ __all__ = [
     "write_demo_files",
 ]
 
-CLASE_POR_TIPO_AVISO = {
-    "01": "retencion",
-    "02": "retencion",
-    "03": "modificacion",
-    "04": "modificacion",
-    "05": "modificacion",
-    "06": "suspension",
-    "07": "suspension",
-    "08": "suspension",
-    "10": "suspension",
-}
+# The clase of each tipo de aviso, as the shipped catalog says (synthetic avisos use the shipped codes).
+CLASE_POR_TIPO_AVISO = {row["codigo"]: row["clase"] for row in read_catalog_csv(CATALOGOS["tipos-aviso"])}
 
 # Percent weights: retención most common, then modificación, then suspensión.
 _PESO_TIPO_AVISO = {"01": 45, "02": 10, "03": 12, "04": 10, "05": 8, "06": 5, "07": 4, "08": 3, "10": 3}

@@ -12,9 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.deps import Keys
 from app.models.llave import LlavePublica
-from app.security.keys import KeyRing, PublicKey
+from app.security.keys import KeyRing, Keys, PublicKey
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,14 @@
 """The operator's loaders: `sia load patrones FILE` and `sia load avisos FILE`.
 
 Every row is validated before anything is written; good rows go to a temporary staging table with COPY,
-conflicts with what is already published are found in SQL, and the staged rows are inserted in one
-statement. The caller owns the transaction: a load either commits whole or (on bad rows, without
---skip-invalid) not at all. Loading the same file twice changes nothing: avisos are immutable, and a
-folio that comes back with different content is a bad row, never an overwrite.
+conflicts with what is already published are found in SQL, and on bad rows (without --skip-invalid)
+nothing is written. Patrones are written in the caller's transaction. Avisos are published in chunks of
+publicacion.CHUNK_ROWS (app/publicacion.py): given a connection with no transaction begun, the load stages
+and validates in one transaction of any length, then commits each chunk on its own, so no publishing
+transaction is long and an interrupted load leaves whole chunks, in order, that a re-run completes. Given
+a connection in a transaction (tests, `sia demo`), everything happens in it. Loading the same file twice
+changes nothing: avisos are immutable, and a folio that comes back with different content is a bad row,
+never an overwrite.
 """
 
 import csv
@@ -19,6 +23,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app import publicacion
 from app.auditoria import record_event
 from app.catalogs import catalog_codes
 from app.identifiers import (
@@ -137,7 +142,15 @@ def read_records(path: Path, campos: tuple[str, ...], counter: _ByteCounter) -> 
         yield number, record
 
 
+@lru_cache
+def _field_set(campos: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(campos)
+
+
 def _record_issues(record: dict, campos: tuple[str, ...]) -> list[tuple[str, str]]:
+    # The common case, checked at once: every field present, nothing else, all text, all valid UTF-8.
+    if record.keys() == _field_set(campos) and all(type(v) is str and "\ufffd" not in v for v in record.values()):
+        return []
     issues = [(c, "falta el campo") for c in campos if c not in record]
     issues += [(str(c), "campo desconocido") for c in record if c not in campos]
     for c in campos:
@@ -177,6 +190,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DECIMAL = re.compile(r"^\d{1,8}(\.\d{1,4})?$")
 
 
+@lru_cache(maxsize=65536)  # dates repeat across a file; only a valid one is cached (a raise is not)
 def _check_date(value: str, today: dt.date) -> None:
     if not _DATE.match(value):
         raise IdentifierError("debe ser una fecha AAAA-MM-DD")
@@ -271,9 +285,13 @@ class _Staging:
 
     async def create(self) -> None:
         cols = ", ".join(f"{c} text" for c in self.columns[1:])
-        # DROP first: inside an enclosing transaction (tests, `sia demo`) an earlier load's table still exists.
+        # DROP first: an earlier load on this session (or its enclosing transaction) may have left it.
+        await self.drop()
+        # Kept across commits: avisos are published from it in chunks, each committed on its own.
+        await self.conn.execute(text(f"CREATE TEMP TABLE {self.table} (linea integer, {cols})"))
+
+    async def drop(self) -> None:
         await self.conn.execute(text(f"DROP TABLE IF EXISTS pg_temp.{self.table}"))
-        await self.conn.execute(text(f"CREATE TEMP TABLE {self.table} (linea integer, {cols}) ON COMMIT DROP"))
 
     async def add(self, row: tuple) -> None:
         self.batch.append(row)
@@ -320,6 +338,7 @@ async def _stage(
         if progress and report.leidos % 10_000 == 0:
             progress(report.leidos, counter.bytes)
     await staging.flush()
+    await staging.conn.execute(text(f"CREATE INDEX ON {staging.table} (linea)"))
     # Temporary tables are never auto-analyzed; without statistics the planner guesses nested loops.
     await staging.conn.execute(text(f"ANALYZE {staging.table}"))
     if progress:
@@ -371,6 +390,7 @@ async def load_avisos(
     progress: Progress | None = None,
     actor: str = "operador",
 ) -> LoadReport:
+    own_transactions = not conn.in_transaction()  # see the module docstring
     registry: dict[str, str] = dict((await conn.execute(text("SELECT nrp, rfc_patron FROM nrp"))).all())
     ctx = _Context(today or dt.date.today(), await catalog_codes(conn), registry)
     tipos = ctx.codes["tipos-aviso"]
@@ -426,27 +446,59 @@ async def load_avisos(
         await conn.execute(
             text("DELETE FROM carga_aviso c USING carga_aviso d WHERE c.folio = d.folio AND c.linea > d.linea")
         )
-
     staged = await conn.scalar(text("SELECT count(*) FROM carga_aviso"))
-    insert_cols = ", ".join(_AVISO_COLUMNS)
-    result = await conn.execute(
-        text(
-            f"""INSERT INTO aviso ({insert_cols})
-                SELECT {", ".join(_typed("c", col) for col in _AVISO_COLUMNS)} FROM carga_aviso c
-                WHERE NOT EXISTS (SELECT 1 FROM aviso a WHERE a.folio = c.folio)
-                ORDER BY c.linea
-                ON CONFLICT (folio) DO NOTHING"""
+    # Already published with the same content (other content was refused above): nothing to publish. Once,
+    # here, as a set; chunks then skip only what a concurrent load publishes meanwhile (ON CONFLICT).
+    await conn.execute(text("DELETE FROM carga_aviso c USING aviso a WHERE a.folio = c.folio"))
+    report.nuevos = await _publish_staged(conn, commit=own_transactions)
+    report.existentes = staged - report.nuevos
+    await staging.drop()
+    await _audit(conn, "carga.avisos", report, actor)
+    if own_transactions:
+        await conn.commit()
+    return report
+
+
+# Staged rows of one chunk (lines in (:desde, :hasta]), typed, in file order.
+_CHUNK_SOURCE = f"""SELECT {", ".join(f"{_typed('c', col)} AS {col}" for col in _AVISO_COLUMNS)}, c.linea AS orden
+    FROM carga_aviso c WHERE c.linea > :desde AND c.linea <= :hasta"""
+
+
+async def _publish_staged(conn: AsyncConnection, *, commit: bool) -> int:
+    """Publishes carga_aviso in chunks of CHUNK_ROWS lines, each in file order after everything published
+    before it; with commit, each chunk is its own transaction. Returns the avisos inserted."""
+    bounds = list(
+        await conn.scalars(
+            text(
+                """SELECT linea FROM (SELECT linea, row_number() OVER (ORDER BY linea) AS n,
+                                             count(*) OVER () AS total FROM carga_aviso) AS l
+                   WHERE n % :chunk = 0 OR n = total ORDER BY linea"""
+            ),
+            {"chunk": publicacion.CHUNK_ROWS},
         )
     )
-    report.nuevos = result.rowcount
-    report.existentes = staged - report.nuevos
-    if report.nuevos:
-        # Delivered at commit: wakes the long polls (`espera`) of every replica for these employers.
-        await conn.execute(
-            text("SELECT pg_notify('avisos', rfc_patron) FROM (SELECT DISTINCT rfc_patron FROM carga_aviso) AS p")
+    if commit:
+        await conn.commit()  # staging and validation end here: publication starts with no long transaction
+    inserted, desde = 0, 0
+    for hasta in bounds:
+        params = {"desde": desde, "hasta": hasta}
+        # A folio another load publishes meanwhile is skipped, never an error: concurrent loads may overlap.
+        chunk = await publicacion.publish(
+            conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, params, on_conflict="ON CONFLICT (folio) DO NOTHING"
         )
-    await _audit(conn, "carga.avisos", report, actor)
-    return report
+        if chunk:
+            # Delivered at commit: wakes the long polls (`espera`) of every replica for these employers.
+            await conn.execute(
+                text(
+                    "SELECT pg_notify('avisos', rfc_patron) FROM "
+                    "(SELECT DISTINCT rfc_patron FROM carga_aviso WHERE linea > :desde AND linea <= :hasta) AS p"
+                ),
+                params,
+            )
+        if commit:
+            await conn.commit()
+        inserted, desde = inserted + chunk, hasta
+    return inserted
 
 
 # ---------------------------------------------------------------- patrones

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.db import Database, asyncpg_dsn, document_database_errors, install_database_errors
-from app.deps import Keys
+from app.db import Database, asyncpg_dsn
+from app.deps import State, document_database_errors, install_database_errors
 from app.docs import install_docs
 from app.keys_store import KeySync
 from app.logging import looks_like_request_id
@@ -24,7 +24,7 @@ from app.problems import install_problem_handlers
 from app.purge import purge_periodically
 from app.routers import acuses, avisos, catalogos, certificaciones, confianza, health, identidad, patrones
 from app.routers import portal as portal_routes
-from app.security.keys import KeyRing, rotate
+from app.security.keys import load_keys
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
 from app.settings import Settings
@@ -47,30 +47,11 @@ def _operation_id(route: APIRoute) -> str:
     return route.operation_id or route.name
 
 
-def load_keys(settings: Settings) -> Keys:
-    """Token keys are published until their tokens expire; seal keys forever (acuses outlive rotations)."""
-    ttl = dt.timedelta(minutes=settings.token_ttl_minutes + 1)
-    folders = {"tokens": settings.keys_dir / "tokens", "sellos": settings.keys_dir / "sellos"}
-    pems = {"tokens": settings.token_key_pem, "sellos": settings.seal_key_pem}
-    rings = {}
-    for name, folder in folders.items():
-        pem = pems[name]
-        ring = KeyRing(
-            folder, retain=ttl if name == "tokens" else None, pem=pem.get_secret_value().encode() if pem else None
-        )
-        if ring.empty:
-            if settings.env == "production":
-                raise RuntimeError(f"no hay llave de firma en {folder}: ejecute `sia keys rotate` antes de servir")
-            rotate(folder)  # development and tests: a key on first start
-        rings[name] = ring
-    return Keys(tokens=rings["tokens"], sellos=rings["sellos"])
-
-
 def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -> FastAPI:
     """purge_every: run app.purge on that schedule while serving (`sia serve`; tests purge explicitly)."""
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[dict]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         if not settings.database_url:
             raise RuntimeError("create_app necesita settings.database_url (sia serve lo resuelve)")
         database = Database.from_settings(settings)
@@ -84,15 +65,15 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
         limiter = RateLimiter(enabled=settings.rate_limit_enabled, storage_uri=settings.rate_limit_storage)
         purging = asyncio.create_task(purge_periodically(database, settings, purge_every)) if purge_every else None
         try:
-            yield {
-                "database": database,
-                "settings": settings,
-                "keys": keys,
-                "notifier": notifier,
-                "rate_limiter": limiter,
-                "password_gate": VerificationGate(settings.password_verifications_max),
-                "ocsp": OcspChecker.from_settings(settings),
-            }
+            yield State(
+                database=database,
+                settings=settings,
+                keys=keys,
+                notifier=notifier,
+                rate_limiter=limiter,
+                password_gate=VerificationGate(settings.password_verifications_max),
+                ocsp=OcspChecker.from_settings(settings),
+            )
         finally:
             if purging is not None:
                 purging.cancel()

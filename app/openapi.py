@@ -1,20 +1,16 @@
 """The API contract: FastAPI's document, completed where FastAPI falls short (problem+json errors, examples on
 the media types, optional parameters without null) and where Spectral, Redocly and code generators need more
-(servers, tags, public operations, rate-limit headers). Served as /openapi.json, committed as openapi.yaml,
-and checked for drift in `make test`."""
+(servers, tags, public operations, rate-limit headers). Served as /openapi.json; `sia openapi` (app/cli.py)
+writes it as openapi.yaml and checks it for drift in `make test`."""
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import FastAPI
 from pydantic import BaseModel, JsonValue
 
 from app.problems import PROBLEM_MEDIA_TYPE, problem_responses
 from app.settings import Settings
-
-OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
 
 
 def _problem_media_type_only(spec: dict[str, Any]) -> None:
@@ -33,6 +29,42 @@ def _problem_media_type_only(spec: dict[str, Any]) -> None:
     schemas = spec.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+
+
+# A wire model whose domain class has the plain name is named `…Public` in Python (credenciales.PruebaEfirma and
+# routers.identidad.PruebaEfirmaPublic); the contract keeps the plain name, which generated clients import.
+PUBLIC_SUFFIX = "Public"
+SCHEMA_REF = "#/components/schemas/"
+
+
+def _component_name(class_name: str) -> str:
+    return class_name.removesuffix(PUBLIC_SUFFIX)
+
+
+def _public_suffix_dropped(spec: dict[str, Any]) -> None:
+    components = spec.get("components", {})
+    renamed = {name: _component_name(name) for name in components.get("schemas", {})}
+    clashes = sorted(name for name in renamed if name != renamed[name] and renamed[name] in renamed)
+    if clashes:
+        # Two wire models would publish one name: rename one of them rather than let the contract pick.
+        raise RuntimeError(f"estos esquemas tendrían el nombre de otro sin el sufijo {PUBLIC_SUFFIX}: {clashes}")
+    components["schemas"] = {renamed[name]: schema for name, schema in components.get("schemas", {}).items()}
+    for schema in components["schemas"].values():
+        if schema.get("title") in renamed:
+            schema["title"] = renamed[schema["title"]]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(SCHEMA_REF):
+                node["$ref"] = SCHEMA_REF + renamed.get(ref.removeprefix(SCHEMA_REF), ref.removeprefix(SCHEMA_REF))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
 
 
 def _operations(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -157,7 +189,7 @@ def _model_examples() -> dict[str, JsonValue]:
     for model in subclasses(BaseModel):
         extra = model.model_config.get("json_schema_extra")
         if model.__module__.startswith("app.") and isinstance(extra, dict) and "examples" in extra:
-            found[model.__name__] = extra["examples"]
+            found[_component_name(model.__name__)] = extra["examples"]
     return found
 
 
@@ -176,6 +208,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = generate()  # FastAPI's own, cached in app.openapi_schema: completed in place, once
+            _public_suffix_dropped(spec)
             _problem_media_type_only(spec)
             _optional_parameters_not_null(spec)
             _restore_null_examples(spec)
@@ -188,20 +221,3 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-# The settings the document states, at their defaults whatever the environment says: the committed file must
-# not depend on who runs `sia openapi`.
-STATED_DEFAULTS = {
-    name: Settings.model_fields[name].default for name in ("public_url", "host", "port", "avisos_limite_max")
-}
-
-
-def openapi_document() -> dict[str, Any]:
-    from app.main import create_app
-
-    return create_app(Settings(database_url="postgresql://unused/unused", **STATED_DEFAULTS)).openapi()
-
-
-def openapi_yaml() -> str:
-    return yaml.safe_dump(openapi_document(), sort_keys=False, allow_unicode=True, width=100)

@@ -10,12 +10,13 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import credenciales
-from app.deps import Keys
 from app.models import Certificacion, Credencial, Patron, SesionPortal
+from app.models.confianza import certificacion_vigente
 from app.security import sessions, tokens
-from app.security.caller import Caller
+from app.security.keys import Keys
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
+from app.security.tokens import Caller
 from app.settings import Settings
 
 
@@ -108,7 +109,7 @@ async def _certified_until(session: AsyncSession, rfc: str, now: dt.datetime) ->
     c = Certificacion
     return await session.scalar(
         select(c.vigente_hasta)
-        .where(c.rfc == rfc, c.estado == "aprobada", c.vigente_hasta > now)
+        .where(c.rfc == rfc, certificacion_vigente(now))
         .order_by(c.vigente_hasta.desc())
         .limit(1)
     )

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.security.efirma import EfirmaCode
+from app.security.rate_limit import RateLimited
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
@@ -231,15 +232,25 @@ PROBLEMAS: dict[ProblemCode, Problema] = {
 
 class Problem(Exception):
     """Raise anywhere below a router; the handler turns it into application/problem+json. The code decides the
-    status and the title (PROBLEMAS); the detail says what happened this time."""
+    status and the title (PROBLEMAS); the detail says what happened this time.
+
+    Raising rolls back what the request wrote; keep_writes=True commits it before the problem is answered (a
+    failure counter, the audit row of a refusal): the commit contract of app.deps.committed."""
 
     def __init__(
-        self, code: ProblemCode, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any
+        self,
+        code: ProblemCode,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        keep_writes: bool = False,
+        **extensions: Any,
     ) -> None:
         super().__init__(f"{code}: {detail}")
         self.status, self.title = PROBLEMAS[code].status, PROBLEMAS[code].title
         self.code, self.detail = code, detail
         self.headers = headers or {}
+        self.keep_writes = keep_writes
         self.extensions = extensions
 
 
@@ -346,6 +357,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(request, exc)
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+        return problem_response(request, Problem("limite_de_tasa", str(exc), headers=exc.headers))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -32,18 +32,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from app import loaders, migrations
+from app import loaders, migrations, publicacion
 from app.catalogs import sync_catalogs
 from app.db import async_url, asyncpg_dsn
 from app.demo import demo_patrones, write_demo_files
 from app.embedded import database_url
-from app.main import load_keys
 from app.models.aviso import CAMPOS_AVISO, CAMPOS_CARGA_AVISO
 from app.security import tokens
+from app.security.keys import load_keys
 from app.settings import Settings
+from bench import publicacion as publicacion_bench
 
 BENCH_DIR = Path(".bench").resolve()
-DATA_VERSION = "10M-v1"
+DATA_VERSION = "10M-v2"  # v2: publication seq (migration 20261202_seq)
 BASE_AVISOS = 1_000_000
 CLONES = 9
 DOWNLOAD = 100_000
@@ -80,7 +81,7 @@ async def _build_data(url: str) -> None:
             await sync_catalogs(conn)
             await loaders.load_patrones(conn, patrones_csv)
         load_started = time.monotonic()
-        async with engine.begin() as conn:
+        async with engine.connect() as conn:  # no transaction begun: the loader publishes in chunks
             report = await loaders.load_avisos(conn, avisos_ndjson)
         console.print(
             f"  sia demo: {report.nuevos:,} avisos cargados en {time.monotonic() - load_started:.0f} s "
@@ -93,11 +94,19 @@ async def _build_data(url: str) -> None:
         base = await conn.fetchval("SELECT rfc FROM patron LIMIT 1")
         letters = "JKMNPQSTU"
         clones = [p.rfc for p in demo_patrones(CLONES + 1, seed=99)[1:]]
+        cols = [c for c in CAMPOS_CARGA_AVISO if c not in ("folio", "rfc_patron", "nrp")] + ["clase"]
+        # The base employer's avisos under a new RFC, NRPs and folios, published as every aviso is.
+        lock, insert = publicacion.publish_statements(
+            "aviso",
+            ("folio", "rfc_patron", "nrp", *cols),
+            f"""SELECT substr(folio, 1, 4) || $1 || substr(folio, 7) AS folio, $2::text AS rfc_patron,
+                       $3 || substr(nrp, 2) AS nrp, {", ".join(cols)}, seq AS orden
+                FROM aviso WHERE rfc_patron = $4 AND seq > $5 AND seq <= $5 + {publicacion.CHUNK_ROWS}""",
+        )
+        last = await conn.fetchval("SELECT max(seq) FROM aviso WHERE rfc_patron = $1", base)
         for k, rfc in enumerate(clones):
             clone_started = time.monotonic()
             async with conn.transaction():
-                if superuser:  # bench data only: skip the per-row FK triggers of a 1M-row clone
-                    await conn.execute("SET LOCAL session_replication_role = replica")
                 await conn.execute("INSERT INTO patron (rfc, razon_social) VALUES ($1, $2)", rfc, f"Clon {k + 1}")
                 await conn.execute(
                     "INSERT INTO nrp (nrp, rfc_patron) SELECT $1 || substr(nrp, 2), $2 FROM nrp WHERE rfc_patron = $3",
@@ -105,16 +114,13 @@ async def _build_data(url: str) -> None:
                     rfc,
                     base,
                 )
-                cols = [c for c in CAMPOS_CARGA_AVISO if c not in ("folio", "rfc_patron", "nrp")] + ["clase"]
-                await conn.execute(
-                    f"""INSERT INTO aviso (folio, rfc_patron, nrp, {", ".join(cols)})
-                        SELECT substr(folio, 1, 4) || $1 || substr(folio, 7), $2, $3 || substr(nrp, 2), {", ".join(cols)}
-                        FROM aviso WHERE rfc_patron = $4 ORDER BY id""",
-                    f"{60 + k:02d}",
-                    rfc,
-                    letters[k],
-                    base,
-                )
+            for desde in range(0, last, publicacion.CHUNK_ROWS):
+                async with conn.transaction():
+                    if superuser:  # bench data only: skip the reference checks of a 1M-row clone
+                        await conn.execute("SET LOCAL session_replication_role = replica")
+                    args = (f"{60 + k:02d}", rfc, letters[k], base, desde)
+                    await conn.execute(lock, *args)
+                    await conn.execute(insert, *args)
             console.print(f"  clon {k + 1}/{CLONES}: 1,000,000 avisos en {time.monotonic() - clone_started:.0f} s")
         await conn.execute("ANALYZE")
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_info (clave text PRIMARY KEY, valor text)")
@@ -292,11 +298,11 @@ def main() -> None:
     settings = Settings(data_dir=BENCH_DIR / "data")
     with database_url(settings) as server_url:
         url = _ensure_data(server_url)
-        rfc = asyncio.run(_scalar(url, "SELECT rfc_patron FROM aviso ORDER BY publicacion_xid, id LIMIT 1"))
+        rfc = asyncio.run(_scalar(url, "SELECT rfc_patron FROM aviso ORDER BY id LIMIT 1"))
         total_rows = asyncio.run(_scalar(url, "SELECT count(*) FROM aviso"))
         employer_rows = asyncio.run(_scalar(url, "SELECT count(*) FROM aviso WHERE rfc_patron = $1", rfc))
         columns = ", ".join(CAMPOS_AVISO)
-        where = f"FROM aviso WHERE rfc_patron = '{rfc}' ORDER BY publicacion_xid, id LIMIT {DOWNLOAD}"
+        where = f"FROM aviso WHERE rfc_patron = '{rfc}' ORDER BY seq LIMIT {DOWNLOAD}"
         copy_text = asyncio.run(_copy_rate(url, f"SELECT {columns} {where}"))
         copy_json = asyncio.run(_copy_rate(url, f"SELECT row_to_json(a) FROM (SELECT {columns} {where}) a"))
 
@@ -319,7 +325,7 @@ def main() -> None:
                 _scalar(
                     url,
                     "SELECT array_agg(folio) FROM (SELECT folio FROM aviso WHERE rfc_patron = $1 "
-                    "ORDER BY publicacion_xid DESC, id DESC LIMIT 200) t",
+                    "ORDER BY seq DESC LIMIT 200) t",
                     rfc,
                 )
             )
@@ -349,6 +355,7 @@ def main() -> None:
             textbook = _best_download(
                 f"http://127.0.0.1:{textbook_port}", token, rfc, str(DOWNLOAD), str(PAGE), "--textbook"
             )
+        publication = asyncio.run(publicacion_bench.measure(server_url, rows=100_000, other_rows=300_000))
 
     sia_rate = download["rows"] / download["seconds"]
     textbook_rate = textbook["rows"] / textbook["seconds"]
@@ -401,6 +408,8 @@ def main() -> None:
         "≥ 0.40",
         avisos_rps / livez_rps >= 0.4,
     )
+    for bar in publicacion_bench.rows_for_table(publication):
+        row(*bar)
     console.print(table)
     console.print(
         f"Descarga: {download['rows']:,} avisos en páginas de {PAGE:,}, contados por un cliente en otro proceso. "

@@ -32,8 +32,12 @@ def download(base: str, token: str, rfc: str, total: int, page: int, textbook: b
             count = body.count(b'"folio":')
             cursor = orjson.loads(body)[-1]["folio"] if count else None
         else:
-            count = body.count(b"\n")
-            cursor = orjson.loads(body[body.rstrip(b"\n").rfind(b"\n") + 1 :])["folio"] if count else None
+            # The page's final line says it is whole and whether more follow: it is no aviso.
+            avisos, _, end = body.rstrip(b"\n").rpartition(b"\n")
+            if not orjson.loads(end).get("fin"):
+                raise SystemExit(f"a page without its final line (cut): {end[:300]!r}")
+            count = avisos.count(b"\n") + 1 if avisos else 0
+            cursor = orjson.loads(avisos[avisos.rfind(b"\n") + 1 :])["folio"] if count else None
         if not count:
             break
         rows += count

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -18,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 
 from app import embedded, migrations
 from app.catalogs import sync_catalogs
-from app.db import async_url, asyncpg_dsn, get_session
+from app.db import async_url, asyncpg_dsn
+from app.deps import committed, get_session
 from app.main import create_app
 from app.settings import Settings
 from tests import browser, documented_problems, kv_store
@@ -39,8 +41,8 @@ async def _admin(url: str, *statements: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
+@contextmanager
+def _server() -> Iterator[str]:
     """The PostgreSQL server of this run: DATABASE_URL's, or an embedded one in a temporary folder."""
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
@@ -54,8 +56,8 @@ def server_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def template_database(server_url: str) -> Iterator[str]:
+@contextmanager
+def _template(server_url: str) -> Iterator[str]:
     """A database migrated once, with the catalogs; other databases are copied from it."""
     name = f"sia_test_{os.getpid()}_template"
     asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"))
@@ -69,8 +71,51 @@ def template_database(server_url: str) -> Iterator[str]:
         await engine.dispose()
 
     asyncio.run(catalogs())
-    yield name
-    asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
+    try:
+        yield name
+    finally:
+        asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {name}"))
+
+
+# pytest-xdist (`make test` runs two workers): the controller starts the run's one PostgreSQL and migrates the
+# one template before the first worker starts; the workers copy their databases from that template.
+_SHARED = pytest.StashKey[tuple[str, str]]()
+_SHARED_STACK = pytest.StashKey[ExitStack]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    config = node.config
+    if _SHARED not in config.stash:
+        stack = config.stash[_SHARED_STACK] = ExitStack()
+        server_url = stack.enter_context(_server())
+        config.stash[_SHARED] = (server_url, stack.enter_context(_template(server_url)))
+    node.workerinput["sia_server_url"], node.workerinput["sia_template"] = config.stash[_SHARED]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SHARED_STACK in config.stash:
+        config.stash[_SHARED_STACK].close()
+
+
+@pytest.fixture(scope="session")
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    shared = getattr(request.config, "workerinput", {})
+    if "sia_server_url" in shared:
+        yield shared["sia_server_url"]
+        return
+    with _server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_database(request: pytest.FixtureRequest, server_url: str) -> Iterator[str]:
+    shared = getattr(request.config, "workerinput", {})
+    if "sia_template" in shared:
+        yield shared["sia_template"]
+        return
+    with _template(server_url) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
@@ -148,12 +193,13 @@ def app(app_settings: Settings, connection: AsyncConnection):
     app = create_app(app_settings)
 
     async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
-        # The app's commit releases a savepoint; the test's rollback undoes everything.
-        async with AsyncSession(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        ) as session:
+        # The app's commit contract (app.deps.committed) on a savepoint: a commit releases it, a rollback undoes
+        # it, and the test's rollback undoes everything.
+        async with (
+            AsyncSession(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as session,
+            committed(session),
+        ):
             yield session
-            await session.commit()
 
     app.dependency_overrides[get_session] = session_in_test_transaction
     return app

@@ -7,15 +7,14 @@ from functools import cache
 from typing import Any
 
 import httpx2
-import yaml
 
-from app.openapi import OPENAPI_PATH
 from app.problems import PROBLEM_MEDIA_TYPE
+from tests import openapi_spec
 
 
 @cache
 def _operations() -> list[tuple[re.Pattern[str], dict[str, Any]]]:
-    paths = yaml.safe_load(OPENAPI_PATH.read_text())["paths"]
+    paths = openapi_spec.committed()["paths"]
     return [
         (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path_item) for path, path_item in paths.items()
     ]

@@ -4,6 +4,7 @@ import base64
 import email
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import httpx2
@@ -14,6 +15,13 @@ from app.settings import Settings
 SAT_KEY_PASSWORD = b"12345678a"
 
 
+@cache
+def _private_key(key: Path, password: bytes) -> object:
+    """Decrypting a SAT .key (PKCS#8, PBKDF2) costs a tenth of a second, and a hundred tests load the same two
+    files; the key object is immutable, so one per file serves them all."""
+    return efirma.load_private_key(key.read_bytes(), password)
+
+
 @dataclass
 class Efirma:
     rfc: str
@@ -22,7 +30,7 @@ class Efirma:
 
     @classmethod
     def from_files(cls, rfc: str, cer: Path, key: Path, password: bytes = SAT_KEY_PASSWORD) -> "Efirma":
-        return cls(rfc, cer.read_bytes(), efirma.load_private_key(key.read_bytes(), password))
+        return cls(rfc, cer.read_bytes(), _private_key(key, password))
 
     def sign(self, reto_b64: str) -> str:
         return efirma.sign_reto(self.key, reto_b64)

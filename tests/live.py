@@ -1,5 +1,6 @@
 """`sia serve` in its own process on loopback, for tests that need a real server (streaming, clients, fuzzing)."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -11,14 +12,33 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx2
+
+from app.db import asyncpg_dsn
 
 SIA = str(Path(sys.executable).with_name("sia"))
 
 
+def rows(url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """One query on a connection of its own, from synchronous code (a test beside a live server, make chaos)."""
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
 @contextmanager
-def live_server(database_url: str, data_dir: Path, *serve_args: str, **env: str) -> Iterator[str]:
-    """serve_args: options of `sia serve`, e.g. "--upgrade", "--demo" (what `make run` passes)."""
+def live_server(
+    database_url: str, data_dir: Path, *serve_args: str, log: Path | None = None, **env: str
+) -> Iterator[str]:
+    """serve_args: options of `sia serve`, e.g. "--upgrade", "--demo" (what `make run` passes); log: a file that
+    keeps the server's own log (stderr), for a test that reads what it logged."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -36,7 +56,7 @@ def live_server(database_url: str, data_dir: Path, *serve_args: str, **env: str)
     }
     # A file, not a pipe nobody drains: a test that provokes many logged errors would fill the pipe's 64 KiB
     # and freeze the server in its next write to stderr.
-    errors = tempfile.TemporaryFile("w+")
+    errors = log.open("w+") if log else tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
         [SIA, "serve", *serve_args], env=environment, stdout=subprocess.DEVNULL, stderr=errors, text=True
     )

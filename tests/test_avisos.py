@@ -18,10 +18,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app import loaders
 from app.db import async_url
 from app.demo import demo_avisos
-from app.main import create_app, load_keys
+from app.main import create_app
+from app.security.keys import load_keys
 from tests import documented_problems
 from tests import factories as f
 from tests.avisos_world import CERTIFICACION, COUNTS, DEV, OTHER, A, B, bearer, certification, seed
+from tests.live import live_server
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,7 @@ async def relate(client, app_settings, *, nrps=None, inicio=None, fin=None, deve
 async def folios_in_order(db, rfc: str, where: str = "true") -> list[str]:
     async with db.connect() as conn:
         rows = await conn.execute(
-            text(f"SELECT folio FROM aviso WHERE rfc_patron = :r AND {where} ORDER BY publicacion_xid, id"), {"r": rfc}
+            text(f"SELECT folio FROM aviso WHERE rfc_patron = :r AND {where} ORDER BY seq"), {"r": rfc}
         )
         return [r[0] for r in rows]
 
@@ -253,8 +255,9 @@ async def test_ndjson_and_json_give_the_same_avisos(client, app_settings, db):
     as_json = (await page(client, who, limite=50))["avisos"]
     response = await client.get("/v1/avisos", params={"limite": 50}, headers={**who, "Accept": "application/x-ndjson"})
     assert response.headers["content-type"] == "application/x-ndjson"
-    lines = response.content.splitlines()
+    *lines, end = response.content.splitlines()
     assert [orjson.loads(line) for line in lines] == as_json and len(lines) == 50
+    assert orjson.loads(end) == {"fin": True, "hay_mas": True}, "the page says it is whole, and that more follow"
     first = as_json[0]
     assert isinstance(first["valor_descuento"], str) and first["publicado_en"].endswith("Z")
     assert set(first) == {
@@ -286,7 +289,7 @@ async def test_the_ndjson_operation_needs_no_accept_header(client, app_settings,
     by_accept = await client.get("/v1/avisos", params=params, headers={**who, "Accept": "application/x-ndjson"})
     by_path = await client.get("/v1/avisos.ndjson", params=params, headers=who)
     assert by_path.status_code == 200 and by_path.headers["content-type"] == "application/x-ndjson"
-    assert by_path.content == by_accept.content and len(by_path.content.splitlines()) == 20
+    assert by_path.content == by_accept.content and len(by_path.content.splitlines()) == 20 + 1  # the final line
     assert by_path.headers["ratelimit"].startswith('"600/minute"')
     refused = await client.get("/v1/avisos.ndjson", params={"limite": 10_001}, headers=who)
     assert refused.status_code == 422 and refused.json()["code"] == "limite_fuera_de_rango"
@@ -469,6 +472,78 @@ async def test_disconnect_midway_is_audited_with_what_was_sent(app_settings, db,
     finally:
         server.should_exit = True
         await serving
+
+
+ABANDONED, AFTERWARDS = 20, 100
+
+
+async def _copies_running(db) -> int:
+    async with db.connect() as conn:
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state <> 'idle' AND query ILIKE 'COPY%'"
+        )
+        return int(await conn.scalar(text(sql)))
+
+
+@pytest.mark.slow
+async def test_abandoned_downloads_never_poison_the_pool(app_settings, db, db_url, tmp_path):
+    """Issue 14.1. Clients leave large NDJSON pages after their first chunk, while the COPY still runs; then
+    ordinary requests on the same small pool are all answered whole, no connection is left in a COPY, and the
+    server logged no error (a connection handed back half-way through a COPY fails its reset, "cannot switch to
+    state 15; another operation is in progress", or the next request that draws it)."""
+    await certify(db, A.rfc)
+    await _publish(db_url, A, 40_000, seed=92)
+    token = bearer(app_settings, A.rfc)["Authorization"]
+    small_pool = {
+        "SIA_DB_POOL_SIZE": "2",
+        "SIA_DB_MAX_OVERFLOW": "0",
+        "SIA_RATE_LIMIT_ENABLED": "false",
+        "SIA_AVISOS_LIMITE_MAX": "50000",
+        # A busy machine must not pass for a poisoned pool: no request here waits for a connection that long.
+        "SIA_DB_POOL_TIMEOUT_SECONDS": "20",
+    }
+    log = tmp_path / "server.log"
+    with live_server(db_url, app_settings.data_dir, log=log, **small_pool) as base:
+        port = int(base.rsplit(":", 1)[1])
+        request = (
+            f"GET /v1/avisos?limite=50000 HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\n"
+            f"Authorization: {token}\r\n\r\n"
+        ).encode()
+        for _ in range(ABANDONED):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            received = b""
+            while received.count(b'"folio"') < 10:  # the first chunk of avisos, of about 19 MB
+                chunk = await reader.read(64 * 1024)
+                if not chunk:
+                    break  # answered whole: not a page of avisos (a problem)
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 200 "), received[:500]
+            writer.transport.abort()  # gone, without reading the rest
+        async with httpx2.AsyncClient(base_url=base, headers={"Authorization": token}, timeout=30) as client:
+
+            async def ordinary(i: int) -> str | None:
+                try:
+                    response = await client.get("/v1/avisos", params={"limite": 50 + i % 7})
+                    body = response.json()
+                    if response.status_code != 200 or len(body["avisos"]) != 50 + i % 7 or not body["hay_mas"]:
+                        return f"{response.status_code} {response.text[:200]}"
+                except (httpx2.HTTPError, ValueError) as e:  # a cut body: transport error or broken JSON
+                    return repr(e)
+                return None
+
+            errors = []
+            for start in range(0, AFTERWARDS, 2):  # two at a time, as many as the pool holds
+                errors += [e for e in await asyncio.gather(*(ordinary(start + i) for i in range(2))) if e]
+        assert errors == [], f"{len(errors)} of {AFTERWARDS} failed: {errors[:3]}"
+        for _ in range(50):  # the abandoned COPYs end (their connections were terminated), none lingers in the pool
+            if await _copies_running(db) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await _copies_running(db) == 0
+        logged = log.read_text()
+    assert "Traceback" not in logged and "another operation" not in logged, logged[-3000:]
 
 
 # ------------------------------------------------------------------ small oracles and races (issue 12)

@@ -24,6 +24,7 @@ from app.security import passwords, totp
 from app.settings import DEV_TOTP_ENCRYPTION_KEY
 from tests import factories as f
 from tests.live import live_server
+from tests.test_cliente import FakeTime
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "python"))
 from sia_cliente import ClienteSIA, huella
@@ -69,10 +70,10 @@ def service(new_database, tmp_path_factory):
         yield base, url, credentials
 
 
-def client_for(service, rfc: str) -> ClienteSIA:
+def client_for(service, rfc: str, **options) -> ClienteSIA:
     base, _, credentials = service
     password, secret = credentials[rfc]
-    return ClienteSIA(base, rfc, password, secret)
+    return ClienteSIA(base, rfc, password, secret, **options)
 
 
 def _sql(url: str, statement: str, **params) -> list:
@@ -231,7 +232,7 @@ def test_sandbox_and_production_never_mix(service):
     beyond = client.pedir("GET", "/sandbox/v1/avisos", params={"limite": 10_001})
     assert beyond.json()["code"] == "limite_fuera_de_rango", "above production's maximum it refuses, as production"
     ndjson = client.pedir("GET", "/sandbox/v1/avisos.ndjson", params={"limite": 3})
-    assert ndjson.headers["content-type"] == "application/x-ndjson" and len(ndjson.content.splitlines()) == 3
+    assert ndjson.headers["content-type"] == "application/x-ndjson" and len(ndjson.content.splitlines()) == 3 + 1
     [sandbox_folio] = [a["folio"] for a in next(client.paginas("/sandbox/v1", limite=1))[:1]]
     assert client.pedir("GET", f"/sandbox/v1/avisos/{sandbox_folio}").status_code == 200
     assert client.pedir("GET", f"/v1/avisos/{sandbox_folio}").status_code in (403, 404)
@@ -239,14 +240,17 @@ def test_sandbox_and_production_never_mix(service):
     assert counts[0][0] == 0, "no sandbox row in the production table"
 
 
-@pytest.mark.slow
 def test_reference_client_takes_the_next_code_when_another_process_used_this_one(service):
     """The guide's curl, or the previous run, may have used this step's TOTP code with the same secret: the
-    client's first token request is then 401, and it tries once more with the next code instead of failing."""
-    while time.time() % 30 > 20:  # both requests in one step, so the second one really meets a used code
-        time.sleep(1)
-    first, second = client_for(service, DEVELOPERS[7]), client_for(service, DEVELOPERS[7])
-    step = int(time.time() // 30)
+    client's first token request is then 401, and it tries once more with the next code instead of failing.
+    The clients' clock stands still (sleeping moves it on): both first requests meet the same step, and the next
+    step's code is sent at once, which the real service accepts (one step of drift) after the used one."""
+    clock = FakeTime(time.time())
+    first, second = (client_for(service, DEVELOPERS[7], reloj=clock.time, dormir=clock.sleep) for _ in range(2))
+    step = int(clock.now // 30)
     assert first.token()
-    assert second.token() and int(time.time() // 30) > step, "it waited for the next code"
+    assert not clock.slept, "a fresh client sends this step's code"
+    assert second.token()
+    # Only a refused code makes a fresh client ask again, and only a step it already used makes it sleep.
+    assert len(clock.slept) == 1 and int(clock.now // 30) == step + 1, "it waited for the next code"
     assert second.pedir("GET", "/v1/relaciones-confianza").status_code == 200

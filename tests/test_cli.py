@@ -14,8 +14,8 @@ import httpx2
 import pytest
 from cryptography.fernet import Fernet
 
+from app.cli import OPENAPI_PATH, openapi_yaml
 from app.db import asyncpg_dsn
-from app.openapi import OPENAPI_PATH, openapi_yaml
 from app.settings import Settings
 from tests import factories as f
 

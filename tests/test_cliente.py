@@ -5,6 +5,7 @@ The service here is a stand-in at the HTTP level (httpx2.MockTransport) with a f
 the client's own behaviour, deterministically and without waiting. That the service refuses a replay without
 counting it toward the lockout is tested against the real service (test_identity)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -22,8 +23,8 @@ START = 1_800_000_000 + 5  # 5 s into a TOTP step
 class FakeTime:
     """The client's clock: sleeping moves it forward, instantly."""
 
-    def __init__(self) -> None:
-        self.now = float(START)
+    def __init__(self, start: float = START) -> None:
+        self.now = float(start)
         self.slept: list[float] = []
 
     def time(self) -> float:
@@ -134,3 +135,43 @@ def test_a_post_that_may_have_taken_effect_is_not_repeated(clock, monkeypatch):
     client = client_for(service, monkeypatch)
     assert client.pedir("POST", "/v1/certificaciones").status_code == 500
     assert service.data_requests == ["POST"]
+
+
+def _ndjson_page(folios: list[str], *, hay_mas: bool, whole: bool = True) -> bytes:
+    lines = b"".join(json.dumps({"folio": folio, "nss": "1"}).encode() + b"\n" for folio in folios)
+    return lines + (json.dumps({"fin": True, "hay_mas": hay_mas}).encode() + b"\n" if whole else b"")
+
+
+class NdjsonService(Service):
+    """Serves the scripted NDJSON pages in turn, recording the cursor of each request."""
+
+    def __init__(self, pages: list[bytes]) -> None:
+        super().__init__([])
+        self.pages, self.cursors = list(pages), []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/v1/token":
+            return super().__call__(request)
+        assert request.url.path == "/v1/avisos.ndjson"
+        self.cursors.append(request.url.params.get("despues_de"))
+        return httpx2.Response(200, content=self.pages.pop(0), headers={"content-type": "application/x-ndjson"})
+
+
+def test_a_cut_ndjson_page_is_detected_and_resumed_after_its_last_whole_aviso(clock, monkeypatch, tmp_path):
+    """A page that ends without its final line (here cut after an aviso, and inside the next one) is not taken
+    as the last page: the client keeps the whole avisos and asks for the rest after the last of them."""
+    cut = _ndjson_page(["01", "02"], hay_mas=True, whole=False) + b'{"folio": "03", "n'
+    service = NdjsonService([cut, _ndjson_page(["03", "04"], hay_mas=True), _ndjson_page(["05"], hay_mas=False)])
+    archivo = tmp_path / "avisos.ndjson"
+    assert client_for(service, monkeypatch).sincronizar(archivo, limite=2) == 5
+    assert [json.loads(line)["folio"] for line in archivo.read_text().splitlines()] == ["01", "02", "03", "04", "05"]
+    assert service.cursors == [None, "02", "04"]
+    assert len(clock.slept) == 1, "a cut page is asked for again with backoff, as a failed request"
+
+
+def test_a_short_page_without_its_final_line_is_not_the_last(clock, monkeypatch, tmp_path):
+    """Fewer avisos than limite used to mean the last page; without its final line it means a cut page."""
+    service = NdjsonService([_ndjson_page(["01"], hay_mas=False, whole=False), _ndjson_page([], hay_mas=False)])
+    archivo = tmp_path / "avisos.ndjson"
+    assert client_for(service, monkeypatch).sincronizar(archivo, limite=10) == 1
+    assert service.cursors == [None, "01"]

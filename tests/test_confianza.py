@@ -10,11 +10,12 @@ import time_machine
 from pypdf import PdfReader
 from sqlalchemy import update
 
-from app.confianza import Autorizacion, Denegacion, authorize
+from app import portal
+from app.confianza import Autorizacion, Denegacion, authorize, is_certified
 from app.demo import demo_patrones
-from app.main import load_keys
 from app.models import Certificacion, Credencial, Nrp, Patron
 from app.security import tokens
+from app.security.keys import load_keys
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 DEV, OTHER_DEV = "XIQB891116QE4", "GODE561231GR8"
@@ -472,3 +473,26 @@ async def test_relationship_until_the_end_of_the_range_is_accepted_and_stored_in
     created = await client.post("/v1/relaciones-confianza", json=body, headers=patron)
     assert created.status_code == 201, created.text
     assert created.json()["vigencia_fin"] == "2199-12-31T09:59:59Z"
+
+
+@pytest.mark.parametrize(
+    ("estado", "vigente_hasta", "certified"),
+    [
+        ("aprobada", NOW + dt.timedelta(days=1), True),
+        ("aprobada", NOW - dt.timedelta(seconds=1), False),
+        ("aprobada", NOW, False),
+        ("cancelada", NOW + dt.timedelta(days=1), False),
+        ("en_curso", NOW + dt.timedelta(days=1), False),
+    ],
+)
+async def test_every_reader_of_certified_agrees(session, world, employers, estado, vigente_hasta, certified):
+    """Creating a relationship, reading avisos and the portal's developer card ask the same question; a rule
+    restated in one of them (a cancelled certification still counted, an expiry compared with >=) fails here."""
+    a = employers[0]
+    await world(a.rfc)
+    session.add(Certificacion(id=uuid.uuid4(), rfc=a.rfc, estado=estado, creada_en=NOW, vigente_hasta=vigente_hasta))
+    await session.flush()
+    assert await is_certified(session, a.rfc, NOW) is certified
+    assert isinstance(await authorize(session, a.rfc, a.rfc, None, NOW), Autorizacion) is certified
+    card = await portal.developer_card(session, a.rfc, NOW)
+    assert card is not None and (card.certificado_hasta is not None) is certified

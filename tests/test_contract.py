@@ -1,25 +1,27 @@
 """The contract: openapi.yaml is valid, and no route answers malformed input with a 500."""
 
+import json
 import re
 
 import pytest
-import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from app.cli import STATED_DEFAULTS
 from app.main import create_app
-from app.openapi import OPENAPI_PATH, STATED_DEFAULTS
+from app.openapi import _public_suffix_dropped
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.settings import Settings
+from tests import openapi_spec
 
 
 def test_openapi_yaml_is_a_valid_openapi_document():
-    validate(yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8")))
+    validate(openapi_spec.committed())
 
 
 def test_every_documented_error_is_a_problem():
     """Except the token endpoint's, which are RFC 6749 §5.2 errors because OAuth clients expect them."""
-    spec = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    spec = openapi_spec.committed()
     for path, operations in spec["paths"].items():
         if path == "/v1/token":
             continue
@@ -30,9 +32,20 @@ def test_every_documented_error_is_a_problem():
     assert "HTTPValidationError" not in spec["components"]["schemas"]
 
 
+def test_wire_models_publish_their_names_without_the_public_suffix():
+    """PruebaEfirmaPublic in Python is PruebaEfirma in the contract, the name generated clients import; two models
+    that would publish one name are refused rather than one silently replacing the other."""
+    spec = create_app(Settings(database_url="postgresql://unused/unused", **STATED_DEFAULTS)).openapi()
+    schemas = spec["components"]["schemas"]
+    assert {"PruebaEfirma", "Veredicto", "Sandbox"} <= set(schemas)
+    assert not re.search(r"\wPublic\b", json.dumps(spec)), "no component, title or $ref keeps the suffix"
+    with pytest.raises(RuntimeError, match="APublic"):
+        _public_suffix_dropped({"components": {"schemas": {"A": {}, "APublic": {}}}})
+
+
 def test_every_operation_and_parameter_is_described():
     """Developers learn the API from /docs: no operation or parameter is left to guess."""
-    spec = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    spec = openapi_spec.committed()
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary") and operation.get("description"), f"{method.upper()} {path}"
@@ -54,7 +67,7 @@ def _bodies(spec: dict):
 def test_every_body_has_an_example_that_matches_its_schema():
     """Payroll developers learn the API from these examples, so each must be a body the schema accepts. An
     NDJSON media type's schema and example are those of one line, as linters and generators read them."""
-    spec = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    spec = openapi_spec.committed()
     checked = 0
     for where, media_type, media in _bodies(spec):
         if media_type == "application/pdf":
@@ -75,7 +88,7 @@ def test_every_body_has_an_example_that_matches_its_schema():
 
 def test_a_wrong_example_is_caught():
     """The check above can fail: a problem example with a code its status does not list is refused."""
-    spec = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    spec = openapi_spec.committed()
     media = spec["paths"]["/v1/efirma/retos"]["post"]["responses"]["429"]["content"][PROBLEM_MEDIA_TYPE]
     wrong = {**media["examples"]["limite_de_tasa"]["value"], "code": "reto_usado"}
     assert list(Draft202012Validator({**spec, **media["schema"]}).iter_errors(wrong))
@@ -130,7 +143,7 @@ def app_settings(settings):
 async def test_the_docs_show_the_committed_contract(client):
     """/docs and /redoc read /openapi.json: it is the same document as openapi.yaml, problems and examples included."""
     served = (await client.get("/openapi.json")).json()
-    assert served == yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    assert served == openapi_spec.committed()
     assert (
         served["paths"]["/v1/relaciones-confianza"]["post"]["responses"]["201"]["content"]["application/json"][
             "example"
@@ -143,7 +156,7 @@ async def test_the_docs_show_the_committed_contract(client):
 
 
 def _committed() -> dict:
-    return yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    return openapi_spec.committed()
 
 
 def _served(settings: Settings, **changes) -> dict:

@@ -13,13 +13,17 @@ import asyncpg
 import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from app import embedded, migrations
-from app.db import asyncpg_dsn
+from app.catalogs import sync_catalogs
+from app.db import async_url, asyncpg_dsn
 from app.main import create_app
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.settings import Settings
 from tests import documented_problems
+from tests.avisos_world import CERTIFICACION, A, bearer, certification, seed
 
 # Longer than any answer of these tests should take: the lock is held this long, so an answer before it is
 # released is one the timeouts gave, not one the lock's end allowed.
@@ -187,3 +191,38 @@ def test_only_database_failures_are_called_database_unavailable(tmp_path):
         assert not is_unavailable(e)
     assert is_unavailable(sa_exc.TimeoutError("QueuePool limit reached"))
     assert not is_unavailable(ValueError("a bug"))
+
+
+@pytest.fixture(scope="module")
+def avisos_server(own_server: Server) -> Server:
+    """own_server with the avisos world in it, and employer A certified to read its own."""
+
+    async def in_one_transaction(step) -> None:
+        engine = create_async_engine(async_url(own_server.url), poolclass=NullPool)
+        async with engine.begin() as conn:
+            await step(conn)
+        await engine.dispose()
+
+    asyncio.run(in_one_transaction(sync_catalogs))
+    seed(own_server.url)
+    asyncio.run(in_one_transaction(lambda conn: conn.execute(CERTIFICACION.insert().values(**certification(A.rfc)))))
+    return own_server
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", [{"db_lock_timeout_seconds": 0.5}], indirect=True)
+async def test_a_page_whose_copy_cannot_run_is_a_503_not_a_cut_200(avisos_server: Server, service, tmp_path):
+    """Issue 14.1: the COPY's connection and its first rows are had before the status line is sent, so a database
+    that fails there (here the aviso table is locked past lock_timeout) answers a 503 with Retry-After, in
+    both representations, instead of a 200 whose body is then cut."""
+    who = bearer(outage_settings(avisos_server.url, tmp_path), A.rfc)
+
+    async def pages():
+        as_json = await service.get("/v1/avisos", params={"limite": 5}, headers=who)
+        as_ndjson = await service.get("/v1/avisos.ndjson", params={"limite": 5}, headers=who)
+        return as_json, as_ndjson
+
+    for response in await _while_locked(avisos_server.url, "aviso", pages()):
+        assert_unavailable(response)
+    whole = await service.get("/v1/avisos.ndjson", params={"limite": 5}, headers=who)  # the lock is gone
+    assert whole.status_code == 200 and whole.content.splitlines()[-1] == b'{"fin":true,"hay_mas":true}'

@@ -64,7 +64,9 @@ result = {"token": secret}
 if cursor == "-":
     result["full"], result["pages"] = sync(None)
     ndjson = listar_avisos_ndjson.sync_detailed(client=client, limite=1000)
-    result["ndjson"] = [json.loads(line)["folio"] for line in ndjson.content.splitlines()]
+    *lines, end = ndjson.content.splitlines()
+    assert json.loads(end) == {"fin": True, "hay_mas": False}, end  # the page is whole
+    result["ndjson"] = [json.loads(line)["folio"] for line in lines]
     relacion = crear_relacion_confianza.sync(
         client=client,
         body=SolicitudRelacion(rfc_desarrollador=rfc, vigencia_fin=dt.datetime(2027, 12, 31, tzinfo=dt.UTC)),
@@ -90,7 +92,7 @@ def _folios(url: str) -> list[str]:
         engine = create_async_engine(async_url(url))
         async with engine.connect() as conn:
             rows = await conn.execute(
-                text("SELECT folio FROM aviso WHERE rfc_patron = :r ORDER BY publicacion_xid, id"), {"r": EMPLOYER.rfc}
+                text("SELECT folio FROM aviso WHERE rfc_patron = :r ORDER BY seq"), {"r": EMPLOYER.rfc}
             )
             folios = [row.folio for row in rows]
         await engine.dispose()

@@ -3,7 +3,6 @@ real `sia serve --upgrade --demo` (what `make run` starts: demo data, demo CA an
 like the project root after `make run` (.sia/ is the server's data folder; .venv/ and clients/ are the project's).
 A command that fails fails the test, and so does a key result that is missing."""
 
-import asyncio
 import io
 import json
 import os
@@ -13,13 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import asyncpg
 import pytest
 from pypdf import PdfReader
 
-from app.db import asyncpg_dsn
 from app.demo import demo_patrones
 from tests.live import live_server
+from tests.live import rows as _rows
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "guia-desarrolladores.md"
@@ -79,17 +77,6 @@ def test_the_client_warns_when_others_can_read_a_secret_file(tmp_path):
     )
     warnings = [line for line in result.stderr.splitlines() if line.startswith("advertencia:")]
     assert warnings == [f"advertencia: otros usuarios pueden leer {password}; protéjalo con: chmod 600 {password}"]
-
-
-def _rows(url: str, query: str, *args) -> list:
-    async def run() -> list:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def _lines(path: Path) -> list[dict]:
@@ -173,7 +160,7 @@ def test_the_guide_runs_against_make_run(new_database, tmp_path):
         r["folio"]
         for r in _rows(
             url,
-            "SELECT folio FROM aviso WHERE rfc_patron = $1 AND nrp = ANY($2) ORDER BY publicacion_xid, id",
+            "SELECT folio FROM aviso WHERE rfc_patron = $1 AND nrp = ANY($2) ORDER BY seq",
             EMPLOYER,
             GRANTED_NRPS,
         )

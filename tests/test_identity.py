@@ -11,8 +11,9 @@ import pytest
 import time_machine
 from sqlalchemy import text
 
+from app import efirma_demo
 from app.problems import PROBLEM_MEDIA_TYPE
-from app.security import efirma_demo, passwords, tokens, totp
+from app.security import passwords, tokens, totp
 from tests.identity_helpers import (
     Efirma,
     obtain_password,
@@ -452,7 +453,7 @@ async def test_token_with_other_claims_signed_by_an_unknown_key_is_rejected(clie
 @pytest.mark.parametrize(("claim", "value"), [("aud", "otra-api"), ("iss", "https://sia.infonavit.org.mx.evil")])
 async def test_wrong_audience_or_issuer_with_our_key_is_rejected(client, app_settings, claim, value):
     """Signed with the service's own key, as a token of another audience or issuer would be."""
-    from app.main import load_keys
+    from app.security.keys import load_keys
 
     keys = load_keys(app_settings)
     claims = {
@@ -489,7 +490,7 @@ async def test_unknown_kid_and_tampered_payload(client, valid_token):
 
 
 async def test_seal_key_cannot_sign_tokens(client, app_settings, valid_token):
-    from app.main import load_keys
+    from app.security.keys import load_keys
 
     keys = load_keys(app_settings)
     claims = jwt.decode(valid_token, options={"verify_signature": False})

@@ -22,7 +22,7 @@ def project(tmp_path: Path) -> Path:
         shutil.copy2(REPO / name, tmp_path / name)
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for tool in ("python", "sia", "ruff", "mypy"):
+    for tool in ("python", "sia", "ruff", "mypy", "lint-imports"):
         (bin_dir / tool).write_text(STUB, encoding="utf-8")
         (bin_dir / tool).chmod(0o755)
     return tmp_path
@@ -54,3 +54,9 @@ def test_the_first_run_says_it_is_installing_and_for_how_long(project, target, c
     again, calls = make(project, target)
     assert "Instalando" not in again and not any("pip install" in call for call in calls), "installed once"
     assert calls[-1].startswith(command)
+
+
+def test_make_test_checks_types_and_the_layers_before_the_suite(project):
+    _, calls = make(project, "test")
+    tools = [call.split()[0] for call in calls if not call.startswith("python -m pip")]
+    assert tools[-5:] == ["ruff", "mypy", "lint-imports", "sia", "python"], calls

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.openapi import OPENAPI_PATH
+from app.cli import OPENAPI_PATH
+from tests import openapi_spec
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools" / "openapi-lint"
 BIN = TOOLS / "node_modules" / ".bin"
@@ -74,7 +75,7 @@ def test_redocly_finds_no_error(linters):
 def test_both_linters_bite(linters, tmp_path):
     """The two checks above can fail: a text example for the aviso object and an operation without its
     security requirement are errors for each of them."""
-    spec = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    spec = openapi_spec.committed()
     operation = spec["paths"]["/v1/avisos"]["get"]
     operation["responses"]["200"]["content"]["application/json"]["example"] = "no es una página"
     del spec["paths"]["/livez"]["get"]["security"]

@@ -21,7 +21,7 @@ from pypdf import PdfReader
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import get_session
+from app.deps import committed, get_session
 from app.main import create_app
 from app.models import Certificacion, Credencial, Nrp, Patron, RelacionConfianza, SesionPortal
 from app.problems import PROBLEM_MEDIA_TYPE
@@ -195,9 +195,11 @@ async def client_with(app_settings, connection):
             app = create_app(app_settings.model_copy(update=changes))
 
             async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
-                async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session:
+                async with (
+                    AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session,
+                    committed(session),
+                ):
                     yield session
-                    await session.commit()
 
             app.dependency_overrides[get_session] = session_in_test_transaction
             manager = await stack.enter_async_context(LifespanManager(app))

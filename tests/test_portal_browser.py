@@ -29,7 +29,7 @@ from pypdf import PdfReader
 
 from app.db import asyncpg_dsn
 from app.demo import demo_patrones
-from app.security.efirma_demo import DEMO_KEY_PASSWORD
+from app.efirma_demo import DEMO_KEY_PASSWORD
 from tests import browser as browser_tools
 from tests.identity_helpers import password_from_message
 from tests.live import live_server

@@ -8,13 +8,18 @@ from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app import avisos, loaders
-from app.db import async_url
+from app import loaders, publicacion
+from app.avisos import sql
+from app.avisos import stream as streaming
+from app.db import Database, async_url
 from app.demo import demo_avisos
+from app.settings import Settings
 from tests import factories as f
-from tests.avisos_world import A
+from tests.avisos_world import A, B
 
 
 @pytest.fixture
@@ -26,43 +31,77 @@ def db_url(new_database) -> str:
 async def engine(db_url, tmp_path):
     engine = create_async_engine(async_url(db_url), pool_size=20, max_overflow=5)
     async with engine.begin() as conn:
-        await loaders.load_patrones(conn, f.write_patrones_csv(tmp_path / "p.csv", [A]))
+        await loaders.load_patrones(conn, f.write_patrones_csv(tmp_path / "p.csv", [A, B]))
     yield engine
     await engine.dispose()
 
 
-def _batch(folder: Path, index: int, count: int) -> tuple[Path, list[str]]:
-    records = list(demo_avisos([A], count, seed=index, hasta=f.HASTA))
+def _batch(folder: Path, index: int, count: int, employer=A) -> tuple[Path, list[str]]:
+    records = list(demo_avisos([employer], count, seed=index, hasta=f.HASTA))
     return f.write_ndjson(folder / f"lote-{index}.ndjson", records), [r["folio"] for r in records]
 
 
-async def _sync(engine, cursor: avisos.Cursor | None, limite: int = 10) -> tuple[list[str], avisos.Cursor | None]:
+async def _sync(engine, cursor: sql.Cursor | None, limite: int = 10) -> tuple[list[str], sql.Cursor | None]:
     """One incremental sync step, as a client does it: a page after its cursor."""
-    stream, body = avisos.Stream(), b""
-    query = avisos.page_query(avisos.Filtros(A.rfc), cursor, limite + 1)
-    async for chunk in avisos.stream_page(engine, query, limite, stream, ndjson=True):
+    stream, body = streaming.Stream(), b""
+    query = sql.page_query(sql.Filtros(A.rfc), cursor, limite + 1)
+    async for chunk in streaming.stream_page(engine, query, limite, stream, ndjson=True):
         body += chunk
-    folios = [orjson.loads(line)["folio"] for line in body.splitlines()]
+    *lines, end = body.splitlines()
+    assert orjson.loads(end) == {"fin": True, "hay_mas": stream.hay_mas}, "a whole page ends with its final line"
+    folios = [orjson.loads(line)["folio"] for line in lines]
     if folios:
         async with engine.connect() as conn:
-            cursor = await avisos.find_cursor(conn, A.rfc, folios[-1])
+            cursor = await sql.find_cursor(conn, A.rfc, folios[-1])
     return folios, cursor
 
 
-async def test_a_later_transaction_committing_first_is_held_back(engine):
+async def _waiting_for_a_publication_lock(engine) -> None:
+    async with engine.connect() as conn:
+        while not await conn.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")):
+            await asyncio.sleep(0.02)
+
+
+async def test_a_later_load_of_the_same_employer_waits_for_the_earlier_one_to_commit(engine):
+    """The earlier load holds the employer's publication lock until it commits: the later one cannot
+    publish, and so cannot commit first and be passed over by a client already past it."""
     with tempfile.TemporaryDirectory() as folder:
         first, first_folios = _batch(Path(folder), 1, 5)
         second, second_folios = _batch(Path(folder), 2, 5)
-        async with engine.connect() as slow, engine.connect() as fast:
-            slow_tx = await slow.begin()
-            await loaders.load_avisos(slow, first, today=f.TODAY)  # takes the older transaction id
-            async with fast.begin():
+
+        async def later_load() -> None:
+            async with engine.begin() as fast:
                 await loaders.load_avisos(fast, second, today=f.TODAY)
+
+        async with engine.connect() as slow:
+            slow_tx = await slow.begin()
+            await loaders.load_avisos(slow, first, today=f.TODAY)
+            later = asyncio.create_task(later_load())
+            await asyncio.wait_for(_waiting_for_a_publication_lock(engine), timeout=10)
             seen, cursor = await _sync(engine, None)
-            assert seen == [], "committed, but behind an older running load: not yet published"
+            assert seen == [] and not later.done(), "neither published while the earlier load is open"
             await slow_tx.commit()
+            await later
     seen, cursor = await _sync(engine, cursor, limite=100)
     assert seen == first_folios + second_folios
+
+
+async def test_another_employers_open_load_and_an_idle_transaction_hold_nothing_back(engine):
+    """Nothing outside an employer's own publication can delay it: not another employer's load still open
+    (of any length), not a session idling in a transaction that holds a transaction id."""
+    with tempfile.TemporaryDirectory() as folder:
+        theirs, _ = _batch(Path(folder), 3, 50, employer=B)
+        ours, our_folios = _batch(Path(folder), 4, 20)
+        async with engine.connect() as long_load, engine.connect() as idle:
+            await long_load.begin()
+            await loaders.load_avisos(long_load, theirs, today=f.TODAY)
+            await idle.begin()
+            await idle.execute(text("SELECT pg_current_xact_id()"))  # idle in transaction, holding an xid
+            async with engine.begin() as conn:
+                await loaders.load_avisos(conn, ours, today=f.TODAY)
+            seen, _ = await asyncio.wait_for(_sync(engine, None, limite=100), timeout=1)
+            assert seen == our_folios, "delivered at once, while the other two are still open"
+            await long_load.rollback()
 
 
 async def test_concurrent_loads_in_random_commit_order_reach_a_syncing_client_exactly_once(engine):
@@ -98,23 +137,70 @@ async def test_concurrent_loads_in_random_commit_order_reach_a_syncing_client_ex
     assert sorted(delivered) == sorted(published), "none skipped"
 
 
+async def test_a_load_killed_mid_publication_leaves_whole_chunks_in_order_and_a_rerun_completes(engine, monkeypatch):
+    monkeypatch.setattr(publicacion, "CHUNK_ROWS", 10)
+    publish, calls = publicacion.publish, []
+
+    async def dies_in_the_third_chunk(conn, *args, **kwargs):
+        inserted = await publish(conn, *args, **kwargs)
+        calls.append(inserted)
+        if len(calls) == 3:  # inserted, not committed: the backend goes away, as under kill -9
+            await conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return inserted
+
+    with tempfile.TemporaryDirectory() as folder:
+        path, folios = _batch(Path(folder), 6, 35)
+        monkeypatch.setattr(publicacion, "publish", dies_in_the_third_chunk)
+        with pytest.raises(DBAPIError):
+            async with engine.connect() as conn:
+                await loaders.load_avisos(conn, path, today=f.TODAY)
+        assert calls == [10, 10, 10]
+        seen, cursor = await _sync(engine, None, limite=100)
+        assert seen == folios[:20], "the two committed chunks, in file order; nothing of the third"
+        monkeypatch.setattr(publicacion, "publish", publish)
+        async with engine.connect() as conn:
+            report = await loaders.load_avisos(conn, path, today=f.TODAY)
+    assert (report.nuevos, report.existentes) == (15, 20)
+    rest, _ = await _sync(engine, cursor, limite=100)
+    assert rest == folios[20:]
+    everything, _ = await _sync(engine, None, limite=100)
+    assert everything == folios, "rows = file, once each"
+
+
+async def test_concurrent_chunked_loads_of_the_same_file_skip_what_the_other_published(engine, monkeypatch):
+    monkeypatch.setattr(publicacion, "CHUNK_ROWS", 7)
+    with tempfile.TemporaryDirectory() as folder:
+        path, folios = _batch(Path(folder), 7, 60)
+
+        async def load() -> loaders.LoadReport:
+            async with engine.connect() as conn:
+                return await loaders.load_avisos(conn, path, today=f.TODAY)
+
+        reports = await asyncio.gather(load(), load(), load())
+    assert sum(r.nuevos for r in reports) == 60 and all(r.nuevos + r.existentes == 60 for r in reports)
+    everything, _ = await _sync(engine, None, limite=100)
+    assert sorted(everything) == sorted(folios) and len(everything) == 60
+
+
 async def test_large_pages_span_many_chunks_in_both_formats(engine):
     with tempfile.TemporaryDirectory() as folder:
         path, folios = _batch(Path(folder), 5, 3000)
         async with engine.begin() as conn:
             await loaders.load_avisos(conn, path, today=f.TODAY)
-    query = avisos.page_query(avisos.Filtros(A.rfc), None, 2501)
+    query = sql.page_query(sql.Filtros(A.rfc), None, 2501)
     bodies = {}
     for ndjson in (True, False):
-        stream, chunks = avisos.Stream(), []
-        async for chunk in avisos.stream_page(engine, query, 2500, stream, ndjson=ndjson):
+        stream, chunks = streaming.Stream(), []
+        async for chunk in streaming.stream_page(engine, query, 2500, stream, ndjson=ndjson):
             chunks.append(chunk)
         # Several chunks: the framing (separators, the closing member) is exercised across chunk boundaries.
         assert len(chunks) >= 2 and stream.hay_mas and stream.completo and stream.entregados == 2500
         bodies[ndjson] = b"".join(chunks)
     as_json = orjson.loads(bodies[False])
     assert as_json["hay_mas"] is True
-    assert [orjson.loads(line) for line in bodies[True].splitlines()] == as_json["avisos"]
+    *lines, end = bodies[True].splitlines()
+    assert [orjson.loads(line) for line in lines] == as_json["avisos"]
+    assert orjson.loads(end) == {"fin": True, "hay_mas": True}
     assert [a["folio"] for a in as_json["avisos"]] == folios[:2500]
 
 
@@ -140,9 +226,25 @@ def test_fast_and_exact_row_paths_agree():
             b"2026-01-02T00:00:00.000000Z",
         ]
     )
-    assert avisos._NEEDS_CARE.search(plain) is None, "a plain row takes the fast path"
-    fast = orjson.loads(avisos.row_to_json(plain))
-    exact = dict(zip(avisos.CAMPOS_AVISO, (avisos._copy_text_field(x) for x in plain.split(b"\t")), strict=True))
+    assert streaming._NEEDS_CARE.search(plain) is None, "a plain row takes the fast path"
+    fast = orjson.loads(streaming.row_to_json(plain))
+    exact = dict(zip(streaming.CAMPOS_AVISO, (streaming._copy_text_field(x) for x in plain.split(b"\t")), strict=True))
     assert fast == exact and fast["nombre_trabajador"] == "MUÑOZ PEREZ JUAN"
     tricky = plain.replace(b"MU\xc3\x91OZ PEREZ JUAN", b'JUAN \\\\ "EL" \\t PEREZ')
-    assert orjson.loads(avisos.row_to_json(tricky))["nombre_trabajador"] == 'JUAN \\ "EL" \t PEREZ'
+    assert orjson.loads(streaming.row_to_json(tricky))["nombre_trabajador"] == 'JUAN \\ "EL" \t PEREZ'
+
+
+async def test_the_services_own_sessions_end_a_transaction_left_idle(db_url, tmp_path):
+    """An idle transaction no longer holds anyone's avisos back, but it would still hold locks and bloat:
+    the service's connections carry idle_in_transaction_session_timeout from its settings."""
+    settings = Settings(database_url=db_url, env="test", data_dir=tmp_path, db_idle_in_transaction_timeout_seconds=0.3)
+    db = Database.from_settings(settings)
+    try:
+        async with db.sessionmaker() as session:
+            assert await session.scalar(text("SHOW idle_in_transaction_session_timeout")) == "300ms"
+            await session.execute(text("SELECT pg_current_xact_id()"))
+            await asyncio.sleep(1)
+            with pytest.raises(DBAPIError, match=r"idle-in-transaction timeout|terminat|closed"):
+                await session.execute(text("SELECT 1"))
+    finally:
+        await db.dispose()

@@ -42,10 +42,10 @@ async def test_one_pass_removes_only_what_is_no_longer_needed(session, settings)
     ):
         row = {"rfc": rfc, "fallos": 1, "primer_fallo": primer_fallo, "bloqueado_hasta": hasta}
         await session.execute(insert(BloqueoToken).values(**row))
-    running = await certificaciones.open_attempt(session, "XIQB891116QE4", settings, NOW)
-    cancelled = await certificaciones.open_attempt(session, "GODE561231GR8", settings, NOW - 2 * HOUR)
-    approved = await certificaciones.open_attempt(session, "SAT970701NN3", settings, NOW - 3 * HOUR)
-    expired = await certificaciones.open_attempt(session, "EKU9003173C9", settings, NOW - 30 * 24 * HOUR)
+    running = await certificaciones.open_intento(session, "XIQB891116QE4", settings, NOW)
+    cancelled = await certificaciones.open_intento(session, "GODE561231GR8", settings, NOW - 2 * HOUR)
+    approved = await certificaciones.open_intento(session, "SAT970701NN3", settings, NOW - 3 * HOUR)
+    expired = await certificaciones.open_intento(session, "EKU9003173C9", settings, NOW - 30 * 24 * HOUR)
     cancelled.estado, approved.estado = "cancelada", "aprobada"
     for cert in (running, cancelled, approved, expired):
         await certificaciones.log_request(

@@ -226,7 +226,7 @@ async def _load(engine: AsyncEngine, folder: Path, seed_: int, count: int) -> li
 
 async def _in_order(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as conn:
-        query = "SELECT folio FROM aviso WHERE rfc_patron = :r ORDER BY publicacion_xid, id"
+        query = "SELECT folio FROM aviso WHERE rfc_patron = :r ORDER BY seq"
         return [r[0] for r in await conn.execute(text(query), {"r": A.rfc})]
 
 
@@ -234,31 +234,9 @@ async def _page(client: httpx2.AsyncClient, settings: Settings, cursor: str | No
     params: dict[str, str | int] = {"rfc_patron": A.rfc, "limite": limite} | ({"despues_de": cursor} if cursor else {})
     response = await client.get("/v1/avisos.ndjson", params=params, headers=bearer(settings, DEV))
     assert response.status_code == 200, response.text
-    return [orjson.loads(line)["folio"] for line in response.content.splitlines()]
-
-
-async def test_the_standby_horizon_counts_primary_transactions_it_has_not_seen(replication: Replication):
-    """pg_current_snapshot() works in recovery, and its xmin stays below a transaction id the primary assigned
-    but whose transaction wrote no WAL yet: replay treats every unseen id below the newest one it saw as running.
-    So the publication horizon holds on the standby exactly as on the primary."""
-    older = await asyncpg.connect(asyncpg_dsn(replication.primary_url))
-    newer = await asyncpg.connect(asyncpg_dsn(replication.primary_url))
-    standby = await asyncpg.connect(asyncpg_dsn(replication.standby_url))
-    try:
-        assert await standby.fetchval("SELECT pg_is_in_recovery()")
-        transaction = older.transaction()
-        await transaction.start()
-        held = int(await older.fetchval("SELECT pg_current_xact_id()::text"))  # assigned, nothing written
-        async with newer.transaction():
-            await newer.execute("CREATE TEMP TABLE marca (x int)")
-            committed = int(await newer.fetchval("SELECT pg_current_xact_id()::text"))
-        await replication.caught_up()
-        horizon = int(await standby.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
-        assert held < committed and horizon <= held, (held, committed, horizon)
-        await transaction.rollback()
-    finally:
-        for conn in (older, newer, standby):
-            await conn.close()
+    *avisos, end = [orjson.loads(line) for line in response.content.splitlines()]
+    assert end.get("fin") is True, "the page is whole"
+    return [aviso["folio"] for aviso in avisos]
 
 
 async def test_a_client_syncing_through_the_standby_gets_every_aviso_once_while_loads_commit(
@@ -401,20 +379,42 @@ async def test_a_read_cancelled_by_a_recovery_conflict_counts_as_unavailable(rep
         await primary.close()
 
 
-async def test_a_later_load_committing_first_is_held_back_on_the_standby_too(
+async def _until_waiting_for_the_publication_lock(engine: AsyncEngine, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    query = "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory')"
+    while True:
+        async with engine.connect() as conn:
+            if await conn.scalar(text(query)):
+                return
+        assert time.monotonic() < deadline, "the later load did not wait for the earlier one"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_later_load_of_the_same_employer_waits_for_the_earlier_one_on_the_standby_too(
     replication: Replication, replica_settings: Settings, relacion: dict, client, primary, tmp_path
 ):
-    """The deterministic form of the race: served through the standby, the later load's avisos wait for the
-    older load that is still running, so that its avisos are not left behind the client's cursor."""
+    """The deterministic form of the race: a later load of A cannot commit while an earlier one is still running
+    (the employer's publication lock, app/publicacion.py), so through the standby the earlier load's avisos are
+    never left behind the client's cursor: the page after it holds both loads, in publication order."""
     cursor = (await _in_order(primary))[-1]
     older, newer = _records(5, 500), _records(5, 501)
+
+    async def later() -> None:
+        async with primary.begin() as fast:
+            await loaders.load_avisos(fast, f.write_ndjson(tmp_path / "newer.ndjson", newer), today=f.TODAY)
+
     async with primary.connect() as slow:
         transaction = await slow.begin()
         await loaders.load_avisos(slow, f.write_ndjson(tmp_path / "older.ndjson", older), today=f.TODAY)
-        async with primary.begin() as fast:
-            await loaders.load_avisos(fast, f.write_ndjson(tmp_path / "newer.ndjson", newer), today=f.TODAY)
-        await replication.caught_up()
-        assert await _page(client, replica_settings, cursor, 100) == [], "committed, but behind a running load"
-        await transaction.commit()
+        waiting = asyncio.create_task(later())
+        try:
+            await _until_waiting_for_the_publication_lock(primary)
+            await replication.caught_up()
+            assert await _page(client, replica_settings, cursor, 100) == [], "neither load has committed"
+            await transaction.commit()
+        finally:
+            if transaction.is_active:
+                await transaction.rollback()
+    await waiting
     await replication.caught_up()
     assert await _page(client, replica_settings, cursor, 100) == [r["folio"] for r in older + newer]

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from sqlalchemy import text
 
-from app.security import efirma, efirma_demo
+from app import efirma_demo
+from app.security import efirma
 from tests.identity_helpers import Efirma, prove
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)

@@ -15,9 +15,9 @@ from asgi_lifespan import LifespanManager
 
 from app.db import asyncpg_dsn
 from app.keys_store import rotation_delay
-from app.main import create_app, load_keys
+from app.main import create_app
 from app.security import tokens
-from app.security.keys import KeyRing, rotate
+from app.security.keys import KeyRing, load_keys, rotate
 from app.settings import Settings
 from tests import documented_problems
 

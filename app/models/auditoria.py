@@ -1,4 +1,5 @@
-"""The audit log: who did what to or with whose data. Written by loaders and (later) every avisos read."""
+"""The audit log: who did what to or with whose data. Written by loaders, relationship acts and every avisos
+read (refused ones too)."""
 
 import uuid
 from datetime import datetime

@@ -1,37 +1,33 @@
 """Certifications of developers and the trust relationships employers grant them."""
 
 import uuid
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Date,
     DateTime,
     ForeignKey,
     Identity,
     Index,
     Integer,
-    Numeric,
     SmallInteger,
     String,
-    Text,
-    func,
-    text,
+    and_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
-from app.models.aviso import Xid8
+from app.models.aviso import AvisoColumns
 from app.models.base import Base
 
 ESTADOS_CERTIFICACION = ("en_curso", "aprobada", "cancelada", "vencida")
 
 
 class Certificacion(Base):
-    """An attempt at certification (the certification issue builds the flow); an approved one with
+    """An attempt at certification (app/certificaciones.py); an approved one with
     vigente_hasta in the future lets its RFC read production avisos."""
 
     __tablename__ = "certificacion"
@@ -53,6 +49,12 @@ class Certificacion(Base):
     sandbox_nrps: Mapped[list[str] | None] = mapped_column(ARRAY(String(11)))
     escenarios: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     folio_acuse: Mapped[str | None] = mapped_column(ForeignKey("acuse.folio"))
+
+
+def certificacion_vigente(at: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """The one rule of "certified at `at`": approved (a cancelled one no longer is) and not yet past
+    vigente_hasta. Every query that asks whether an RFC may read production avisos builds on it."""
+    return and_(Certificacion.estado == "aprobada", Certificacion.vigente_hasta > at)
 
 
 class RelacionConfianza(Base):
@@ -78,37 +80,21 @@ class RelacionConfianza(Base):
     folio_acuse_revocacion: Mapped[str | None] = mapped_column(ForeignKey("acuse.folio"))
 
 
-class SandboxAviso(Base):
+class SandboxAviso(AvisoColumns, Base):
     """The synthetic avisos of one certification attempt. Its own table, so no production query can reach
     them; the same columns and publication order as `aviso`, so the same route code serves them."""
 
     __tablename__ = "sandbox_aviso"
     __table_args__ = (
-        Index("ix_sandbox_aviso_publicacion", "certificacion_id", "publicacion_xid", "id"),
+        Index("uq_sandbox_aviso_publicacion", "rfc_patron", "seq", unique=True),
         Index("uq_sandbox_aviso_folio", "certificacion_id", "folio", unique=True),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    _REFERENCES = False
+
     certificacion_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("certificacion.id", ondelete="CASCADE"))
     lote: Mapped[int] = mapped_column(SmallInteger)  # 0: the attempt's data; 1: the incremental scenario's
     folio: Mapped[str] = mapped_column(String(14))
-    tipo_aviso: Mapped[str] = mapped_column(String(2))
-    clase: Mapped[str] = mapped_column(String(12))
-    rfc_patron: Mapped[str] = mapped_column(String(13))
-    nrp: Mapped[str] = mapped_column(String(11))
-    nss: Mapped[str] = mapped_column(String(11))
-    rfc_trabajador: Mapped[str] = mapped_column(String(13))
-    curp: Mapped[str] = mapped_column(String(18))
-    nombre_trabajador: Mapped[str] = mapped_column(Text)
-    numero_credito: Mapped[str] = mapped_column(String(10))
-    tipo_credito: Mapped[str] = mapped_column(String(3))
-    estatus_credito: Mapped[str] = mapped_column(String(3))
-    tipo_descuento: Mapped[str] = mapped_column(String(2))
-    valor_descuento: Mapped[Decimal] = mapped_column(Numeric(12, 4))
-    fecha_emision: Mapped[date] = mapped_column(Date)
-    fecha_inicio_descuento: Mapped[date] = mapped_column(Date)
-    publicado_en: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    publicacion_xid: Mapped[str] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
 
 
 class SandboxSolicitud(Base):

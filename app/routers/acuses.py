@@ -2,7 +2,7 @@
 and seal."""
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -14,11 +14,9 @@ from app import acuses
 from app.acuse_html import CSP as VERIFICATION_CSP
 from app.acuse_html import render_verification_html
 from app.acuse_pdf import render_acuse_pdf
-from app.db import Session
-from app.deps import SettingsDep
+from app.deps import CALLER_PROBLEMS, CallerDep, SessionDep, SettingsDep
 from app.models import Acuse
 from app.problems import Problem, problem_responses
-from app.security.caller import CALLER_PROBLEMS, Caller, CurrentCaller
 from app.settings import Settings
 
 router = APIRouter(prefix="/v1/acuses", tags=["Acuses"])
@@ -105,19 +103,22 @@ ACUSE_PROBLEMS = problem_responses(*CALLER_PROBLEMS, "acuse_no_encontrado", "sol
 PDF = {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}
 
 
-async def _acuse_of_party(session: AsyncSession, folio: str, caller: Caller) -> Acuse:
-    acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
+async def acuse_of_party(session: AsyncSession, folio: str, rfc: str) -> Acuse:
+    """The acuse for one of its parties; anyone else gets the same 404 as for a folio that does not exist."""
+    acuse = await acuses.acuse_of_party(session, folio, rfc)
     if acuse is None:
-        raise Problem("acuse_no_encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
+        raise Problem("acuse_no_encontrado", f"No hay un acuse {folio} para {rfc}.")
     return acuse
 
 
-def _pdf(acuse: Acuse, settings: Settings) -> Response:
+def pdf_response(
+    acuse: Acuse, settings: Settings, disposition: Literal["inline", "attachment"] = "inline", **headers: str
+) -> Response:
     url = acuses.verification_url(settings.resolved_public_url, acuse)
     return Response(
         render_acuse_pdf(acuse, url),
         media_type="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="{acuse.folio}.pdf"'},
+        headers={"Content-Disposition": f'{disposition}; filename="{acuse.folio}.pdf"', **headers},
     )
 
 
@@ -132,10 +133,10 @@ def _pdf(acuse: Acuse, settings: Settings) -> Response:
     responses={200: {"content": PDF}, **ACUSE_PROBLEMS},
 )
 async def descargar_acuse_pdf(
-    folio: FolioAcuse, caller: CurrentCaller, session: Session, settings: SettingsDep
+    folio: FolioAcuse, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Lo mismo que GET /v1/acuses/{folio} con `Accept: application/pdf`, para clientes que no eligen Accept."""
-    return _pdf(await _acuse_of_party(session, folio, caller), settings)
+    return pdf_response(await acuse_of_party(session, folio, caller.rfc), settings)
 
 
 @router.get(
@@ -147,12 +148,12 @@ async def descargar_acuse_pdf(
     responses={200: {"content": PDF}, **ACUSE_PROBLEMS},
 )
 async def consultar_acuse(
-    folio: FolioAcuse, caller: CurrentCaller, session: Session, settings: SettingsDep, request: Request
+    folio: FolioAcuse, caller: CallerDep, session: SessionDep, settings: SettingsDep, request: Request
 ) -> Any:
     """Solo para las partes del acuse; para cualquier otro RFC responde 404, igual que si no existiera."""
-    acuse = await _acuse_of_party(session, folio, caller)
+    acuse = await acuse_of_party(session, folio, caller.rfc)
     if _wants_pdf(request):
-        return _pdf(acuse, settings)
+        return pdf_response(acuse, settings)
     return AcuseRecibo.model_validate(acuse, from_attributes=True)
 
 
@@ -170,7 +171,7 @@ async def consultar_acuse(
 )
 async def verificar_acuse(
     folio: FolioAcuse,
-    session: Session,
+    session: SessionDep,
     request: Request,
     sello: Annotated[
         str,

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.catalogs import CATALOGOS, catalog_entries
-from app.db import Session
+from app.deps import SessionDep
 from app.problems import problem_responses
 
 router = APIRouter(prefix="/v1/catalogos", tags=["Tablas de referencia"])
@@ -62,7 +62,7 @@ class Catalogo(BaseModel):
     responses=problem_responses("solicitud_invalida"),
 )
 async def consultar_catalogo(
-    nombre: Annotated[NombreCatalogo, Path(description="El catálogo.")], session: Session
+    nombre: Annotated[NombreCatalogo, Path(description="El catálogo.")], session: SessionDep
 ) -> Catalogo:
     """Los códigos que usan los avisos. `tipos-aviso` dice a qué clase pertenece cada tipo.
     Infonavit no ha publicado su catálogo oficial: toda entrada con `provisional: true` puede cambiar."""

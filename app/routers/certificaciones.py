@@ -8,21 +8,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import certificaciones
-from app.db import Session
-from app.deps import KeysDep, RateLimiterDep, SettingsDep
+from app.deps import CALLER_PROBLEMS, CallerDep, KeysDep, RateLimiterDep, SessionDep, SettingsDep, utc_now
 from app.models import Certificacion
 from app.problems import problem_responses
-from app.security.caller import CALLER_PROBLEMS, CurrentCaller
+from app.security.rate_limit import RateLimiter
+from app.settings import Settings
 
 router = APIRouter(prefix="/v1/certificaciones", tags=["Certificar software"])
 # Built from the domain's tuple so the API cannot drift from it; mypy cannot list the members of such an enum.
 NombreEscenario = StrEnum("NombreEscenario", {e: e for e in certificaciones.ESCENARIOS})  # type: ignore[misc]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Escenario(BaseModel):
@@ -33,7 +30,7 @@ class Escenario(BaseModel):
     parametros: dict[str, Any] | None = None
 
 
-class Sandbox(BaseModel):
+class SandboxPublic(BaseModel):
     rfc_patron: str
     nrps: list[str]
     url: str
@@ -74,7 +71,7 @@ class Intento(BaseModel):
     expira_en: dt.datetime | None
     aprobada_en: dt.datetime | None
     vigente_hasta: dt.datetime | None
-    sandbox: Sandbox | None
+    sandbox: SandboxPublic | None
     escenarios: list[Escenario]
     evidencia: str = Field(default=certificaciones.EVIDENCE)
     folio_acuse: str | None
@@ -94,7 +91,7 @@ class Intento(BaseModel):
             for name in certificaciones.ESCENARIOS
         ]
         sandbox = (
-            Sandbox(rfc_patron=cert.sandbox_rfc, nrps=cert.sandbox_nrps, url="/sandbox/v1/avisos")
+            SandboxPublic(rfc_patron=cert.sandbox_rfc, nrps=cert.sandbox_nrps, url="/sandbox/v1/avisos")
             if cert.sandbox_rfc and cert.sandbox_nrps is not None
             else None
         )
@@ -131,7 +128,7 @@ class Evidencia(BaseModel):
     )
 
 
-class Veredicto(BaseModel):
+class VeredictoPublic(BaseModel):
     escenario: str
     aprobado: bool
     motivo: str
@@ -151,6 +148,13 @@ class Veredicto(BaseModel):
     )
 
 
+async def open_within_quota(session: AsyncSession, settings: Settings, limiter: RateLimiter, rfc: str) -> Intento:
+    """Each attempt builds thousands of avisos: one hourly quota per RFC, whether opened by the API or the portal."""
+    await limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{rfc}")
+    now = utc_now()
+    return Intento.of(await certificaciones.open_intento(session, rfc, settings, now), now)
+
+
 CertId = Annotated[uuid.UUID, Path(description="El id del intento.")]
 
 
@@ -162,13 +166,11 @@ CertId = Annotated[uuid.UUID, Path(description="El id del intento.")]
     response_description="El intento, con su patrón de pruebas y sus escenarios.",
     responses=problem_responses(*CALLER_PROBLEMS, "limite_de_tasa"),
 )
-async def abrir(caller: CurrentCaller, session: Session, settings: SettingsDep, limiter: RateLimiterDep) -> Intento:
+async def abrir(caller: CallerDep, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep) -> Intento:
     """Crea un patrón de pruebas propio con entre 2 000 y 8 000 avisos sintéticos al azar (2 a 4 NRP, todas las
     clases, fechas del último año) en /sandbox/v1/avisos. Puede abrir un intento nuevo cuando quiera, dentro de
     un límite por hora (429 `limite_de_tasa` con Retry-After)."""
-    await limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
-    now = _now()
-    return Intento.of(await certificaciones.open_attempt(session, caller.rfc, settings, now), now)
+    return await open_within_quota(session, settings, limiter, caller.rfc)
 
 
 @router.get(
@@ -178,10 +180,10 @@ async def abrir(caller: CurrentCaller, session: Session, settings: SettingsDep, 
     response_description="Del más reciente al más antiguo.",
     responses=problem_responses(*CALLER_PROBLEMS),
 )
-async def listar(caller: CurrentCaller, session: Session) -> list[Intento]:
+async def listar(caller: CallerDep, session: SessionDep) -> list[Intento]:
     """Todos los intentos de quien llama, con su estado: el aprobado y vigente es el que permite leer avisos."""
-    now = _now()
-    return [Intento.of(c, now) for c in await certificaciones.attempts_of(session, caller.rfc)]
+    now = utc_now()
+    return [Intento.of(c, now) for c in await certificaciones.intentos_of(session, caller.rfc)]
 
 
 @router.get(
@@ -191,9 +193,9 @@ async def listar(caller: CurrentCaller, session: Session) -> list[Intento]:
     response_description="El intento y el estado de cada escenario.",
     responses=problem_responses(*CALLER_PROBLEMS, "certificacion_no_encontrada", "solicitud_invalida"),
 )
-async def consultar(cert_id: CertId, caller: CurrentCaller, session: Session) -> Intento:
+async def consultar(cert_id: CertId, caller: CallerDep, session: SessionDep) -> Intento:
     """Para ver el avance: cada escenario dice si está pendiente, aprobado o reprobado, y por qué."""
-    return Intento.of(await certificaciones.attempt_of(session, cert_id, caller.rfc), _now())
+    return Intento.of(await certificaciones.intento_of(session, cert_id, caller.rfc), utc_now())
 
 
 @router.delete(
@@ -203,11 +205,11 @@ async def consultar(cert_id: CertId, caller: CurrentCaller, session: Session) ->
     response_description="Cancelada; si estaba aprobada, deja de permitir leer avisos de producción.",
     responses=problem_responses(*CALLER_PROBLEMS, "certificacion_no_encontrada", "solicitud_invalida"),
 )
-async def cancelar(cert_id: CertId, caller: CurrentCaller, session: Session) -> Intento:
+async def cancelar(cert_id: CertId, caller: CallerDep, session: SessionDep) -> Intento:
     """Un intento en curso deja de aceptar solicitudes del sandbox; una certificación aprobada deja de valer en
     la siguiente solicitud de avisos. El registro queda, con estado `cancelada`."""
-    now = _now()
-    return Intento.of(await certificaciones.cancel_attempt(session, cert_id, caller.rfc, now), now)
+    now = utc_now()
+    return Intento.of(await certificaciones.cancel_intento(session, cert_id, caller.rfc, now), now)
 
 
 @router.post(
@@ -228,12 +230,12 @@ async def cancelar(cert_id: CertId, caller: CurrentCaller, session: Session) -> 
 async def iniciar(
     cert_id: CertId,
     escenario: Annotated[NombreEscenario, Path(description="sincronizacion_incremental o limite_de_tasa.")],
-    caller: CurrentCaller,
-    session: Session,
+    caller: CallerDep,
+    session: SessionDep,
 ) -> Intento:
     """sincronizacion_incremental publica avisos nuevos en el sandbox; limite_de_tasa arma un 429 con Retry-After."""
-    now = _now()
-    return Intento.of(await certificaciones.start_scenario(session, cert_id, caller.rfc, escenario.value, now), now)
+    now = utc_now()
+    return Intento.of(await certificaciones.start_escenario(session, cert_id, caller.rfc, escenario.value, now), now)
 
 
 @router.post(
@@ -251,15 +253,15 @@ async def iniciar(
     ),
 )
 async def evidencia(
-    cert_id: CertId, body: Evidencia, caller: CurrentCaller, session: Session, settings: SettingsDep, keys: KeysDep
-) -> Veredicto:
+    cert_id: CertId, body: Evidencia, caller: CallerDep, session: SessionDep, settings: SettingsDep, keys: KeysDep
+) -> VeredictoPublic:
     """El servicio juzga con lo que sabe: sus datos y su propio registro de solicitudes. Aprobados los cuatro
     escenarios, el intento queda `aprobada` por un año y se emite un acuse."""
-    now = _now()
+    now = utc_now()
     cert, verdict = await certificaciones.judge(
         session, keys, settings, cert_id, caller.rfc, body.escenario.value, body.total, body.huella, now
     )
-    return Veredicto(
+    return VeredictoPublic(
         escenario=verdict.escenario,
         aprobado=verdict.aprobado,
         motivo=verdict.motivo,

@@ -9,24 +9,20 @@ from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import auditoria, confianza
-from app.db import Session
-from app.deps import KeysDep
+from app.deps import CALLER_PROBLEMS, CallerDep, KeysDep, SessionDep, utc_now
 from app.identifiers import BIGINT_MAXIMO, NRP, RFC, FechaHora
-from app.models import RelacionConfianza
-from app.problems import Problem, problem_responses
-from app.security.caller import CALLER_PROBLEMS, CurrentCaller
+from app.models import EventoAuditoria, RelacionConfianza
+from app.problems import Problem, ProblemCode, problem_responses
+from app.security.keys import Keys
 
 router = APIRouter()
 # Built from the domain's tuple so the API cannot drift from it; mypy cannot list the members of such an enum.
 EstadoRelacion = StrEnum("EstadoRelacion", {e: e for e in confianza.ESTADOS})  # type: ignore[misc]
 Rol = StrEnum("Rol", {"patron": "patron", "desarrollador": "desarrollador"})
 RelacionId = Annotated[uuid.UUID, Path(description="El `id` de la relación.")]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 EJEMPLO_RELACION: JsonDict = {
@@ -108,36 +104,26 @@ class PaginaRelaciones(BaseModel):
     )
 
 
-@router.post(
-    "/v1/relaciones-confianza",
-    tags=["Relaciones de confianza"],
-    status_code=201,
-    summary="Registrar una relación de confianza",
-    operation_id="crearRelacionConfianza",
-    response_description="La relación, con su estado y el folio de su acuse.",
-    responses=problem_responses(
-        "cuerpo_ilegible",
-        "solicitud_demasiado_grande",
-        *CALLER_PROBLEMS,
-        "no_es_patron",
-        "relacion_duplicada",
-        "solicitud_invalida",
-        "desarrollador_sin_contrasena",
-        "desarrollador_no_certificado",
-        "nrp_ajeno",
-        "vigencia_en_el_pasado",
-        "vigencia_invalida",
-    ),
+# What creating a relationship can answer beyond the caller's own problems (the API's and the portal's alike).
+CREATE_PROBLEMS: tuple[ProblemCode, ...] = (
+    "no_es_patron",
+    "relacion_duplicada",
+    "solicitud_invalida",
+    "desarrollador_sin_contrasena",
+    "desarrollador_no_certificado",
+    "nrp_ajeno",
+    "vigencia_en_el_pasado",
+    "vigencia_invalida",
 )
-async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
-    """Solo un patrón del padrón. El desarrollador debe tener contraseña y certificación vigente; un patrón
-    puede nombrarse a sí mismo (desarrollo propio). Una relación activa del mismo par que se traslape en NRP
-    y fechas es 409."""
-    now = _now()
+
+
+async def create(session: AsyncSession, keys: Keys, rfc_patron: str, body: SolicitudRelacion) -> Relacion:
+    """The employer `rfc_patron` trusts a developer, as asked by the API or by the portal."""
+    now = utc_now()
     relacion = await confianza.create_relacion(
         session,
         keys,
-        rfc_patron=caller.rfc,
+        rfc_patron=rfc_patron,
         rfc_desarrollador=body.rfc_desarrollador,
         nrps=body.nrps,
         inicio=body.vigencia_inicio or now,
@@ -146,6 +132,22 @@ async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session
         request_id=correlation_id.get(),
     )
     return Relacion.of(relacion, now)
+
+
+@router.post(
+    "/v1/relaciones-confianza",
+    tags=["Relaciones de confianza"],
+    status_code=201,
+    summary="Registrar una relación de confianza",
+    operation_id="crearRelacionConfianza",
+    response_description="La relación, con su estado y el folio de su acuse.",
+    responses=problem_responses("cuerpo_ilegible", "solicitud_demasiado_grande", *CALLER_PROBLEMS, *CREATE_PROBLEMS),
+)
+async def crear_relacion(body: SolicitudRelacion, caller: CallerDep, session: SessionDep, keys: KeysDep) -> Relacion:
+    """Solo un patrón del padrón. El desarrollador debe tener contraseña y certificación vigente; un patrón
+    puede nombrarse a sí mismo (desarrollo propio). Una relación activa del mismo par que se traslape en NRP
+    y fechas es 409."""
+    return await create(session, keys, caller.rfc, body)
 
 
 @router.get(
@@ -157,8 +159,8 @@ async def crear_relacion(body: SolicitudRelacion, caller: CurrentCaller, session
     responses=problem_responses(*CALLER_PROBLEMS, "solicitud_invalida", "cursor_invalido"),
 )
 async def listar_relaciones(
-    caller: CurrentCaller,
-    session: Session,
+    caller: CallerDep,
+    session: SessionDep,
     rol: Annotated[Rol | None, Query(description="Solo como patrón o solo como desarrollador.")] = None,
     estado: Annotated[EstadoRelacion | None, Query(description="Solo las relaciones en este estado.")] = None,
     despues_de: Annotated[uuid.UUID | None, Query(description="El `siguiente` de la página anterior.")] = None,
@@ -166,7 +168,7 @@ async def listar_relaciones(
 ) -> PaginaRelaciones:
     """Un patrón ve las que otorgó; un desarrollador, las que recibió; quien es ambos, todas (o filtre con `rol`).
     Se pagina con `despues_de` = el `siguiente` de la página anterior."""
-    now = _now()
+    now = utc_now()
     rows, more = await confianza.list_relaciones(
         session,
         caller.rfc,
@@ -189,12 +191,12 @@ async def listar_relaciones(
     response_description="La relación, si quien llama es parte de ella.",
     responses=problem_responses(*CALLER_PROBLEMS, "relacion_no_encontrada", "solicitud_invalida"),
 )
-async def consultar_relacion(relacion_id: RelacionId, caller: CurrentCaller, session: Session) -> Relacion:
+async def consultar_relacion(relacion_id: RelacionId, caller: CallerDep, session: SessionDep) -> Relacion:
     """Para quien no es parte, 404: lo mismo que si no existiera."""
     relacion = await confianza.relacion_of_party(session, relacion_id, caller.rfc)
     if relacion is None:
         raise confianza.not_found(relacion_id)
-    return Relacion.of(relacion, _now())
+    return Relacion.of(relacion, utc_now())
 
 
 @router.delete(
@@ -205,9 +207,9 @@ async def consultar_relacion(relacion_id: RelacionId, caller: CurrentCaller, ses
     response_description="La relación revocada con el folio del acuse de revocación (repetir da el mismo).",
     responses=problem_responses(*CALLER_PROBLEMS, "solo_el_patron", "relacion_no_encontrada", "solicitud_invalida"),
 )
-async def revocar_relacion(relacion_id: RelacionId, caller: CurrentCaller, session: Session, keys: KeysDep) -> Relacion:
+async def revocar_relacion(relacion_id: RelacionId, caller: CallerDep, session: SessionDep, keys: KeysDep) -> Relacion:
     """Solo el patrón. Surte efecto en la siguiente solicitud de avisos del desarrollador."""
-    now = _now()
+    now = utc_now()
     relacion = await confianza.revoke_relacion(session, keys, relacion_id, caller.rfc, now, correlation_id.get())
     return Relacion.of(relacion, now)
 
@@ -231,6 +233,14 @@ class PaginaAuditoria(BaseModel):
     eventos: list[Evento]
     hay_mas: bool
     siguiente: int | None = Field(description="Páselo como antes_de para la página siguiente.")
+
+    @classmethod
+    def of(cls, rows: list[EventoAuditoria], more: bool) -> "PaginaAuditoria":
+        return cls(
+            eventos=[Evento.model_validate(r, from_attributes=True) for r in rows],
+            hay_mas=more,
+            siguiente=rows[-1].id if more else None,
+        )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -272,8 +282,8 @@ class PaginaAuditoria(BaseModel):
     responses=problem_responses(*CALLER_PROBLEMS, "no_es_patron", "solicitud_invalida", "rango_invalido"),
 )
 async def consultar_auditoria(
-    caller: CurrentCaller,
-    session: Session,
+    caller: CallerDep,
+    session: SessionDep,
     desde: Annotated[FechaHora | None, Query(description="Eventos desde este momento (ISO 8601).")] = None,
     hasta: Annotated[FechaHora | None, Query(description="Eventos antes de este momento (ISO 8601).")] = None,
     desarrollador: Annotated[RFC | None, Query(description="Solo los eventos de este RFC.")] = None,
@@ -286,11 +296,7 @@ async def consultar_auditoria(
     await confianza.require_patron(session, caller.rfc)
     if desde and hasta and desde >= hasta:
         raise Problem("rango_invalido", "desde debe ser anterior a hasta.")
-    rows, more = await auditoria.events_of_employer(
+    rows, more = await auditoria.list_eventos(
         session, caller.rfc, desde=desde, hasta=hasta, desarrollador=desarrollador, antes_de=antes_de, limite=limite
     )
-    return PaginaAuditoria(
-        eventos=[Evento.model_validate(r, from_attributes=True) for r in rows],
-        hay_mas=more,
-        siguiente=rows[-1].id if more else None,
-    )
+    return PaginaAuditoria.of(rows, more)

@@ -12,8 +12,7 @@ from pydantic.json_schema import JsonDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import credenciales
-from app.db import Session
-from app.deps import KeysDep, OcspDep, PasswordGateDep, RateLimiterDep, SettingsDep
+from app.deps import KeysDep, OcspDep, PasswordGateDep, RateLimiterDep, SessionDep, SettingsDep, client_address, utc_now
 from app.identifiers import RFC, has_control_characters
 from app.problems import ProblemCode, problem_responses
 from app.security import tokens
@@ -30,21 +29,21 @@ EJEMPLO_PRUEBA: JsonDict = {
 }
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _client(request: Request) -> str:
     # Behind a trusted proxy (SIA_TRUSTED_PROXIES), ProxyHeadersMiddleware has already put the client here.
     return request.client.host if request.client else "desconocido"
+
+
+async def _limit_efirma(limiter: RateLimiter, settings: Settings, request: Request, rfc: str | None) -> None:
+    """Every e.firma route (a challenge, a proof) shares one quota per IP and RFC."""
+    await limiter.hit(settings.rate_limit_efirma, efirma_key(client_address(request), rfc))
 
 
 async def _limit_proof(
     limiter: RateLimiter, settings: Settings, request: Request, session: AsyncSession, reto_id: uuid.UUID
 ) -> None:
     """A proof counts against the quota of the RFC its challenge was asked for (unknown challenges share one)."""
-    rfc = await credenciales.rfc_of_reto(session, reto_id)
-    await limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), rfc))
+    await _limit_efirma(limiter, settings, request, await credenciales.rfc_of_reto(session, reto_id))
 
 
 # ------------------------------------------------------------------ retos
@@ -86,12 +85,12 @@ class RetoEmitido(BaseModel):
     ),
 )
 async def crear_reto(
-    body: SolicitudReto, session: Session, settings: SettingsDep, limiter: RateLimiterDep, request: Request
+    body: SolicitudReto, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep, request: Request
 ) -> RetoEmitido:
     """Primer paso para obtener, renovar o cancelar una contraseña: firme el reto con la llave privada de la
     e.firma del RFC (RSA PKCS#1 v1.5 con SHA-256 sobre los bytes decodificados), p. ej. con `sia efirma firmar`."""
-    await limiter.hit(settings.rate_limit_efirma, efirma_key(_client(request), body.rfc))
-    reto = await credenciales.create_reto(session, body.rfc, settings, _now())
+    await _limit_efirma(limiter, settings, request, body.rfc)
+    reto = await credenciales.create_reto(session, body.rfc, settings, utc_now())
     return RetoEmitido(reto_id=reto.id, reto=base64.b64encode(reto.reto).decode(), expira_en=reto.expira_en)
 
 
@@ -118,7 +117,7 @@ EFIRMA_PROBLEMS: tuple[ProblemCode, ...] = (
 )
 
 
-class PruebaEfirma(BaseModel):
+class PruebaEfirmaPublic(BaseModel):
     reto_id: uuid.UUID
     certificado: str = Field(description="El archivo .cer de la e.firma, en base64.", max_length=20_000)
     firma: str = Field(description="Firma del reto en base64 (RSA PKCS#1 v1.5, SHA-256).", max_length=4_000)
@@ -129,13 +128,13 @@ class PruebaEfirma(BaseModel):
         return credenciales.PruebaEfirma(self.reto_id, self.certificado, self.firma)
 
 
-class SolicitudContrasena(PruebaEfirma):
+class SolicitudContrasena(PruebaEfirmaPublic):
     correo: EmailStr = Field(description="A donde se envía la contraseña.")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{**EJEMPLO_PRUEBA, "correo": "nomina@trn.com.mx"}]})
 
 
-class SolicitudRenovacion(PruebaEfirma):
+class SolicitudRenovacion(PruebaEfirmaPublic):
     correo: EmailStr | None = Field(default=None, description="Nuevo correo; si falta, el de la contraseña anterior.")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{**EJEMPLO_PRUEBA, "correo": "sistemas@trn.com.mx"}]})
@@ -202,7 +201,7 @@ def _emitida(result: credenciales.CredencialEmitida) -> ContrasenaEmitida:
 )
 async def emitir_contrasena(
     body: SolicitudContrasena,
-    session: Session,
+    session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
@@ -213,7 +212,7 @@ async def emitir_contrasena(
     envía la contraseña al correo y devuelve el secreto TOTP. Si el RFC ya tiene contraseña: 409."""
     await _limit_proof(limiter, settings, request, session, body.reto_id)
     result = await credenciales.issue_password(
-        session, keys, settings, body.prueba(), str(body.correo), _now(), revocation=ocsp
+        session, keys, settings, body.prueba(), str(body.correo), utc_now(), revocation=ocsp
     )
     return _emitida(result)
 
@@ -229,7 +228,7 @@ async def emitir_contrasena(
 )
 async def renovar_contrasena(
     body: SolicitudRenovacion,
-    session: Session,
+    session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
@@ -240,7 +239,7 @@ async def renovar_contrasena(
     await _limit_proof(limiter, settings, request, session, body.reto_id)
     correo = str(body.correo) if body.correo else None
     return _emitida(
-        await credenciales.renew_password(session, keys, settings, body.prueba(), correo, _now(), revocation=ocsp)
+        await credenciales.renew_password(session, keys, settings, body.prueba(), correo, utc_now(), revocation=ocsp)
     )
 
 
@@ -253,8 +252,8 @@ async def renovar_contrasena(
     responses=problem_responses(*EFIRMA_PROBLEMS, "sin_contrasena_activa"),
 )
 async def cancelar_contrasena(
-    body: PruebaEfirma,
-    session: Session,
+    body: PruebaEfirmaPublic,
+    session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
@@ -263,7 +262,7 @@ async def cancelar_contrasena(
 ) -> ContrasenaCancelada:
     """Con una firma nueva de la e.firma."""
     await _limit_proof(limiter, settings, request, session, body.reto_id)
-    rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), _now(), revocation=ocsp)
+    rfc, folio = await credenciales.cancel_password(session, keys, settings, body.prueba(), utc_now(), revocation=ocsp)
     return ContrasenaCancelada(rfc=rfc, estado="cancelada", folio_acuse=folio)
 
 
@@ -374,7 +373,7 @@ def _oauth_error(error: credenciales.TokenError) -> JSONResponse:
     },
 )
 async def emitir_token(
-    session: Session,
+    session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
@@ -404,8 +403,8 @@ async def emitir_token(
             rfc=client_id,
             password=client_secret,
             otp=otp,
-            source=_client(request),
-            now=_now(),
+            source=client_address(request),
+            now=utc_now(),
         )
     except credenciales.TokenError as e:
         # Returned, not raised: the failure counter must be committed with the answer.
@@ -451,5 +450,5 @@ class Jwks(BaseModel):
 async def jwks(keys: KeysDep) -> JSONResponse:
     """Para verificar tokens y los sellos de los acuses. Las llaves de tokens reemplazadas se conservan hasta que
     vencen sus tokens; las de sellos, siempre."""
-    document = tokens.jwks(keys.tokens, keys.sellos, now=_now())
+    document = tokens.jwks(keys.tokens, keys.sellos, now=utc_now())
     return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})

@@ -4,9 +4,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from app import confianza
-from app.db import Session
+from app.deps import CALLER_PROBLEMS, CallerDep, SessionDep
 from app.problems import problem_responses
-from app.security.caller import CALLER_PROBLEMS, CurrentCaller
 
 router = APIRouter(tags=["Patrones"])
 
@@ -36,7 +35,7 @@ class RegistroPatronal(BaseModel):
     response_description="La razón social y los NRP del patrón que llama, ordenados.",
     responses=problem_responses(*CALLER_PROBLEMS, "no_es_patron"),
 )
-async def consultar_patron(caller: CurrentCaller, session: Session) -> RegistroPatronal:
+async def consultar_patron(caller: CallerDep, session: SessionDep) -> RegistroPatronal:
     """Para un patrón: los registros patronales (NRP) que Infonavit tiene a su nombre, los que puede nombrar en
     una relación de confianza."""
     patron = await confianza.require_patron(session, caller.rfc)

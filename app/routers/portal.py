@@ -19,16 +19,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from app import acuses, auditoria, certificaciones, confianza, credenciales, portal
-from app.acuse_pdf import render_acuse_pdf
-from app.db import Session
-from app.deps import KeysDep, PasswordGateDep, RateLimiterDep, SettingsDep
+from app.deps import KeysDep, PasswordGateDep, RateLimiterDep, SessionDep, SettingsDep, client_address, utc_now
 from app.identifiers import RFC
-from app.problems import Problem, ProblemCode, problem_response, problem_responses
-from app.routers.certificaciones import Intento
-from app.routers.confianza import Evento, FechaHora, PaginaAuditoria, Relacion, SolicitudRelacion
+from app.problems import Problem, ProblemCode, problem_responses
+from app.routers.acuses import acuse_of_party, pdf_response
+from app.routers.certificaciones import Intento, open_within_quota
+from app.routers.confianza import CREATE_PROBLEMS, FechaHora, PaginaAuditoria, Relacion, SolicitudRelacion
+from app.routers.confianza import create as create_relacion
 from app.routers.patrones import RegistroPatronal
 from app.security import sessions
-from app.security.caller import Caller
+from app.security.tokens import Caller
 from app.settings import Settings
 
 STATIC = FilePath(__file__).resolve().parents[1] / "portal" / "static"
@@ -49,10 +49,6 @@ SESSION_PROBLEMS: tuple[ProblemCode, ...] = ("sesion_requerida",)
 CHANGE_PROBLEMS: tuple[ProblemCode, ...] = ("sesion_requerida", "origen_no_permitido")
 
 router = APIRouter(include_in_schema=False)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _client(request: Request) -> str:
@@ -108,17 +104,17 @@ async def same_origin(request: Request, settings: SettingsDep) -> None:
 async def _session_of(request: Request, session: AsyncSession, settings: Settings) -> Caller | None:
     raw = request.cookies.get(_cookie_name(settings, request))
     # A real cookie is 43 characters; anything far longer is not worth a hash and a query.
-    return await portal.session_caller(session, raw, settings, _now()) if raw and len(raw) <= 100 else None
+    return await portal.session_caller(session, raw, settings, utc_now()) if raw and len(raw) <= 100 else None
 
 
-async def portal_caller(request: Request, session: Session, settings: SettingsDep) -> Caller:
+async def portal_caller(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
     caller = await _session_of(request, session, settings)
     if caller is None:
         raise Problem("sesion_requerida", "Inicie sesión en el portal con su RFC, contraseña y código OTP.")
     return caller
 
 
-PortalCaller = Annotated[Caller, Depends(portal_caller)]
+PortalCallerDep = Annotated[Caller, Depends(portal_caller)]
 SameOrigin = Depends(same_origin)
 
 
@@ -141,7 +137,7 @@ class SesionActual(BaseModel):
 
 
 async def _actual(session: AsyncSession, caller: Caller, settings: Settings) -> SesionActual:
-    persona = await portal.who(session, caller.credencial_id, caller.rfc, _now())
+    persona = await portal.who(session, caller.credencial_id, caller.rfc, utc_now())
     return SesionActual(
         rfc=persona.rfc,
         nombre=persona.nombre,
@@ -168,7 +164,7 @@ async def _actual(session: AsyncSession, caller: Caller, settings: Settings) -> 
 async def entrar(
     body: SolicitudSesion,
     request: Request,
-    session: Session,
+    session: SessionDep,
     settings: SettingsDep,
     keys: KeysDep,
     limiter: RateLimiterDep,
@@ -186,13 +182,13 @@ async def entrar(
             rfc=rfc,
             password=body.contrasena,
             otp=body.otp.strip(),
-            source=_client(request),
-            now=_now(),
+            source=client_address(request),
+            now=utc_now(),
         )
     except credenciales.TokenError as e:
-        # Returned, not raised: the failure counter (the lockout) must be committed with the answer.
+        # keep_writes: the failure counter (the lockout) is committed with the answer.
         headers = {"Retry-After": str(e.retry_after)} if e.retry_after else None
-        return problem_response(request, Problem(e.problem, e.description, headers=headers))
+        raise Problem(e.problem, e.description, headers=headers, keep_writes=True) from None
     if previous := request.cookies.get(_cookie_name(settings, request)):
         await portal.sign_out(session, previous)  # a new sign-in replaces this browser's session, never adds one
     body_out = await _actual(session, Caller(opened.rfc, opened.credencial_id, ""), settings)
@@ -211,7 +207,7 @@ async def entrar(
 
 
 @router.get("/portal/api/sesion")
-async def sesion_actual(request: Request, session: Session, settings: SettingsDep) -> Response:
+async def sesion_actual(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Who is signed in; 204 when nobody is (the page asks on every load, and "nobody yet" is no error)."""
     caller = await _session_of(request, session, settings)
     if caller is None:
@@ -222,7 +218,7 @@ async def sesion_actual(request: Request, session: Session, settings: SettingsDe
 @router.delete(
     "/portal/api/sesion", status_code=204, dependencies=[SameOrigin], responses=problem_responses("origen_no_permitido")
 )
-async def salir(request: Request, session: Session, settings: SettingsDep) -> Response:
+async def salir(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Ends the session on the server (the row goes) and asks the browser to forget the cookie."""
     name = _cookie_name(settings, request)
     if raw := request.cookies.get(name):
@@ -237,7 +233,7 @@ async def salir(request: Request, session: Session, settings: SettingsDep) -> Re
 
 
 @router.get("/portal/api/patron", responses=problem_responses(*SESSION_PROBLEMS, "no_es_patron"))
-async def mi_patron(caller: PortalCaller, session: Session) -> RegistroPatronal:
+async def mi_patron(caller: PortalCallerDep, session: SessionDep) -> RegistroPatronal:
     patron = await confianza.require_patron(session, caller.rfc)
     return RegistroPatronal(
         rfc=patron.rfc, razon_social=patron.razon_social, nrps=await confianza.nrps_of(session, caller.rfc)
@@ -257,10 +253,10 @@ class Desarrollador(BaseModel):
         *SESSION_PROBLEMS, "no_es_patron", "desarrollador_sin_contrasena", "solicitud_invalida"
     ),
 )
-async def desarrollador(rfc: Annotated[RFC, Path()], caller: PortalCaller, session: Session) -> Desarrollador:
+async def desarrollador(rfc: Annotated[RFC, Path()], caller: PortalCallerDep, session: SessionDep) -> Desarrollador:
     """For an employer about to name a developer: whose RFC this is and whether it may read avisos."""
     await confianza.require_patron(session, caller.rfc)
-    card = await portal.developer_card(session, rfc, _now())
+    card = await portal.developer_card(session, rfc, utc_now())
     if card is None:
         raise Problem("desarrollador_sin_contrasena", f"{rfc} no tiene una contraseña activa del servicio.")
     return Desarrollador(
@@ -273,11 +269,11 @@ async def desarrollador(rfc: Annotated[RFC, Path()], caller: PortalCaller, sessi
 
 @router.get("/portal/api/relaciones", responses=problem_responses(*SESSION_PROBLEMS))
 async def relaciones(
-    caller: PortalCaller,
-    session: Session,
+    caller: PortalCallerDep,
+    session: SessionDep,
     rol: Annotated[str | None, Query(pattern="^(patron|desarrollador)$")] = None,
 ) -> list[Relacion]:
-    now = _now()
+    now = utc_now()
     rows, _ = await confianza.list_relaciones(
         session, caller.rfc, rol=rol, estado=None, despues_de=None, limite=200, now=now
     )
@@ -288,33 +284,12 @@ async def relaciones(
     "/portal/api/relaciones",
     status_code=201,
     dependencies=[SameOrigin],
-    responses=problem_responses(
-        "cuerpo_ilegible",
-        *CHANGE_PROBLEMS,
-        "no_es_patron",
-        "relacion_duplicada",
-        "solicitud_invalida",
-        "desarrollador_sin_contrasena",
-        "desarrollador_no_certificado",
-        "nrp_ajeno",
-        "vigencia_en_el_pasado",
-        "vigencia_invalida",
-    ),
+    responses=problem_responses("cuerpo_ilegible", *CHANGE_PROBLEMS, *CREATE_PROBLEMS),
 )
-async def crear_relacion(body: SolicitudRelacion, caller: PortalCaller, session: Session, keys: KeysDep) -> Relacion:
-    now = _now()
-    relacion = await confianza.create_relacion(
-        session,
-        keys,
-        rfc_patron=caller.rfc,
-        rfc_desarrollador=body.rfc_desarrollador,
-        nrps=body.nrps,
-        inicio=body.vigencia_inicio or now,
-        fin=body.vigencia_fin,
-        now=now,
-        request_id=correlation_id.get(),
-    )
-    return Relacion.of(relacion, now)
+async def crear_relacion(
+    body: SolicitudRelacion, caller: PortalCallerDep, session: SessionDep, keys: KeysDep
+) -> Relacion:
+    return await create_relacion(session, keys, caller.rfc, body)
 
 
 @router.delete(
@@ -323,9 +298,9 @@ async def crear_relacion(body: SolicitudRelacion, caller: PortalCaller, session:
     responses=problem_responses(*CHANGE_PROBLEMS, "solo_el_patron", "relacion_no_encontrada", "solicitud_invalida"),
 )
 async def revocar_relacion(
-    relacion_id: Annotated[uuid.UUID, Path()], caller: PortalCaller, session: Session, keys: KeysDep
+    relacion_id: Annotated[uuid.UUID, Path()], caller: PortalCallerDep, session: SessionDep, keys: KeysDep
 ) -> Relacion:
-    now = _now()
+    now = utc_now()
     relacion = await confianza.revoke_relacion(session, keys, relacion_id, caller.rfc, now, correlation_id.get())
     return Relacion.of(relacion, now)
 
@@ -337,7 +312,7 @@ class AcuseResumen(BaseModel):
 
 
 @router.get("/portal/api/acuses", responses=problem_responses(*SESSION_PROBLEMS))
-async def mis_acuses(caller: PortalCaller, session: Session) -> list[AcuseResumen]:
+async def mis_acuses(caller: PortalCallerDep, session: SessionDep) -> list[AcuseResumen]:
     rows = await acuses.acuses_of(session, caller.rfc, limite=500)
     return [AcuseResumen(folio=a.folio, tipo=a.tipo, emitido_en=a.emitido_en) for a in rows]
 
@@ -348,20 +323,12 @@ async def mis_acuses(caller: PortalCaller, session: Session) -> list[AcuseResume
 )
 async def acuse_pdf(
     folio: Annotated[str, Path(max_length=24, pattern=r"^[A-Z0-9-]+$")],
-    caller: PortalCaller,
-    session: Session,
+    caller: PortalCallerDep,
+    session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
     """A download (attachment), for a person to keep or print; the same PDF as GET /v1/acuses/{folio}."""
-    acuse = await acuses.acuse_of_party(session, folio, caller.rfc)
-    if acuse is None:
-        raise Problem("acuse_no_encontrado", f"No hay un acuse {folio} para {caller.rfc}.")
-    url = acuses.verification_url(settings.resolved_public_url, acuse)
-    return Response(
-        render_acuse_pdf(acuse, url),
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{acuse.folio}.pdf"', **NO_STORE},
-    )
+    return pdf_response(await acuse_of_party(session, folio, caller.rfc), settings, "attachment", **NO_STORE)
 
 
 @router.get(
@@ -369,8 +336,8 @@ async def acuse_pdf(
     responses=problem_responses(*SESSION_PROBLEMS, "no_es_patron", "solicitud_invalida", "rango_invalido"),
 )
 async def auditoria_patron(
-    caller: PortalCaller,
-    session: Session,
+    caller: PortalCallerDep,
+    session: SessionDep,
     desde: Annotated[FechaHora | None, Query()] = None,
     hasta: Annotated[FechaHora | None, Query()] = None,
     desarrollador: Annotated[RFC | None, Query()] = None,
@@ -379,23 +346,19 @@ async def auditoria_patron(
     await confianza.require_patron(session, caller.rfc)
     if desde and hasta and desde >= hasta:
         raise Problem("rango_invalido", "La fecha inicial debe ser anterior a la final.")
-    rows, more = await auditoria.events_of_employer(
+    rows, more = await auditoria.list_eventos(
         session, caller.rfc, desde=desde, hasta=hasta, desarrollador=desarrollador, antes_de=antes_de, limite=500
     )
-    return PaginaAuditoria(
-        eventos=[Evento.model_validate(r, from_attributes=True) for r in rows],
-        hay_mas=more,
-        siguiente=rows[-1].id if more else None,
-    )
+    return PaginaAuditoria.of(rows, more)
 
 
 # ------------------------------------------------------------------ the developer's pages
 
 
 @router.get("/portal/api/certificaciones", responses=problem_responses(*SESSION_PROBLEMS))
-async def intentos(caller: PortalCaller, session: Session) -> list[Intento]:
-    now = _now()
-    return [Intento.of(c, now) for c in await certificaciones.attempts_of(session, caller.rfc)]
+async def intentos(caller: PortalCallerDep, session: SessionDep) -> list[Intento]:
+    now = utc_now()
+    return [Intento.of(c, now) for c in await certificaciones.intentos_of(session, caller.rfc)]
 
 
 @router.post(
@@ -405,11 +368,9 @@ async def intentos(caller: PortalCaller, session: Session) -> list[Intento]:
     responses=problem_responses(*CHANGE_PROBLEMS, "limite_de_tasa"),
 )
 async def abrir_intento(
-    caller: PortalCaller, session: Session, settings: SettingsDep, limiter: RateLimiterDep
+    caller: PortalCallerDep, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep
 ) -> Intento:
-    await limiter.hit(settings.rate_limit_certificaciones, f"certificaciones:{caller.rfc}")
-    now = _now()
-    return Intento.of(await certificaciones.open_attempt(session, caller.rfc, settings, now), now)
+    return await open_within_quota(session, settings, limiter, caller.rfc)
 
 
 @router.delete(
@@ -417,6 +378,8 @@ async def abrir_intento(
     dependencies=[SameOrigin],
     responses=problem_responses(*CHANGE_PROBLEMS, "certificacion_no_encontrada", "solicitud_invalida"),
 )
-async def cancelar_intento(cert_id: Annotated[uuid.UUID, Path()], caller: PortalCaller, session: Session) -> Intento:
-    now = _now()
-    return Intento.of(await certificaciones.cancel_attempt(session, cert_id, caller.rfc, now), now)
+async def cancelar_intento(
+    cert_id: Annotated[uuid.UUID, Path()], caller: PortalCallerDep, session: SessionDep
+) -> Intento:
+    now = utc_now()
+    return Intento.of(await certificaciones.cancel_intento(session, cert_id, caller.rfc, now), now)

@@ -1,1 +1,1 @@
-"""Security primitives: e.firma, passwords, TOTP, tokens, authorization (built by the identity issue on)."""
+"""Security primitives: e.firma, passwords, TOTP, tokens, portal sessions, rate limits, authorization."""

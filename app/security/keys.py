@@ -14,9 +14,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import SecretStr
 
 
 def _b64url(data: bytes) -> str:
@@ -201,3 +203,43 @@ class KeyRing:
 
     def find(self, kid: str, now: dt.datetime) -> SigningKey | PublicKey | None:
         return next((k for k in self.published(now) if k.kid == kid), None)
+
+
+@dataclass
+class Keys:
+    tokens: KeyRing
+    sellos: KeyRing
+
+
+class KeyPolicy(Protocol):
+    """What load_keys reads of the settings (app.settings.Settings fits): security imports no layer above it."""
+
+    @property
+    def env(self) -> Literal["development", "test", "production"]: ...
+    @property
+    def keys_dir(self) -> Path: ...
+    @property
+    def token_ttl_minutes(self) -> int: ...
+    @property
+    def token_key_pem(self) -> SecretStr | None: ...
+    @property
+    def seal_key_pem(self) -> SecretStr | None: ...
+
+
+def load_keys(settings: KeyPolicy) -> Keys:
+    """Token keys are published until their tokens expire; seal keys forever (acuses outlive rotations)."""
+    ttl = dt.timedelta(minutes=settings.token_ttl_minutes + 1)
+    folders = {"tokens": settings.keys_dir / "tokens", "sellos": settings.keys_dir / "sellos"}
+    pems = {"tokens": settings.token_key_pem, "sellos": settings.seal_key_pem}
+    rings = {}
+    for name, folder in folders.items():
+        pem = pems[name]
+        ring = KeyRing(
+            folder, retain=ttl if name == "tokens" else None, pem=pem.get_secret_value().encode() if pem else None
+        )
+        if ring.empty:
+            if settings.env == "production":
+                raise RuntimeError(f"no hay llave de firma en {folder}: ejecute `sia keys rotate` antes de servir")
+            rotate(folder)  # development and tests: a key on first start
+        rings[name] = ring
+    return Keys(tokens=rings["tokens"], sellos=rings["sellos"])

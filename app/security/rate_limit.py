@@ -16,8 +16,6 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
-from app.problems import Problem
-
 log = logging.getLogger(__name__)
 
 # Valkey speaks Redis' protocol: both go through redis-py (the `limits[redis]` dependency).
@@ -43,6 +41,16 @@ def efirma_key(client_ip: str, rfc: str | None) -> str:
     """The e.firma routes count per IP and RFC: many people behind one NAT or proxy share an IP, and one of
     them exhausting it must not stop the others proving their own e.firma."""
     return f"efirma:{client_ip}:{rfc or '-'}"
+
+
+class RateLimited(Exception):
+    """Over a budget. Security raises no HTTP problem: the web layer answers this as 429 `limite_de_tasa`
+    (app.problems), and the token exchange as its RFC 6749 429."""
+
+    def __init__(self, rule: str, retry_after: int, headers: dict[str, str]) -> None:
+        super().__init__(f"Límite de {rule} superado; reintente en {retry_after} s.")
+        self.retry_after = retry_after
+        self.headers = {**headers, "Retry-After": str(retry_after)}
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,7 @@ class RateLimiter:
         return allowed, stats.remaining, stats.reset_time
 
     async def hit(self, rule: str, key: str) -> Cuota:
-        """Counts one request; raises a 429 problem with Retry-After and RateLimit headers when over."""
+        """Counts one request; raises RateLimited (Retry-After and RateLimit headers) when over."""
         if not self.enabled:
             return Cuota({})
         item: RateLimitItem = parse(rule)
@@ -115,15 +123,11 @@ class RateLimiter:
             "RateLimit": f'"{rule}";r={remaining};t={reset}',
         }
         if not allowed:
-            raise Problem(
-                "limite_de_tasa",
-                f"Límite de {rule} superado; reintente en {max(reset, 1)} s.",
-                headers={**headers, "Retry-After": str(max(reset, 1))},
-            )
+            raise RateLimited(rule, max(reset, 1), headers)
         return Cuota(headers)
 
     async def check(self, rule: str, key: str) -> None:
-        """Raises the same 429 problem as hit() when `key` has no room left under `rule`, without counting:
+        """Raises RateLimited as hit() does when `key` has no room left under `rule`, without counting:
         for budgets that only some outcomes spend (pair it with hit() once the outcome is known)."""
         if not self.enabled:
             return
@@ -131,12 +135,7 @@ class RateLimiter:
         allowed, _, reset_time = await self._count(item, key, spend=False)
         if allowed:
             return
-        reset = max(1, math.ceil(reset_time - time.time()))
-        raise Problem(
-            "limite_de_tasa",
-            f"Límite de {rule} superado; reintente en {reset} s.",
-            headers={"Retry-After": str(reset)},
-        )
+        raise RateLimited(rule, max(1, math.ceil(reset_time - time.time())), {})
 
     async def close(self) -> None:
         """Closes the shared store's connections (the app's shutdown)."""

@@ -24,6 +24,15 @@ class InvalidToken(Exception):
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who is calling, from a verified access token (app.deps.current_caller) or a portal session."""
+
+    rfc: str
+    credencial_id: uuid.UUID
+    jti: str
+
+
+@dataclass(frozen=True)
 class AccessClaims:
     sub: str
     credencial_id: uuid.UUID

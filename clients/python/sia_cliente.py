@@ -7,7 +7,8 @@
 It shows what a well-behaved payroll system does: a token from password + TOTP (never the same TOTP step
 twice, even across restarts: the last step used is kept in a file), paging with `despues_de`, respecting
 429 + Retry-After, retrying 5xx answers and network errors with exponential backoff and jitter, and keeping
-a local copy current by incremental sync that resumes from the last folio it holds after a crash.
+a local copy current by incremental sync that resumes from the last folio it holds after a crash, or after
+the last whole aviso of an NDJSON page that was cut (one without its final line).
 """
 
 import argparse
@@ -165,6 +166,33 @@ class ClienteSIA:
             if not cuerpo["hay_mas"]:
                 return
 
+    def paginas_ndjson(
+        self, base: str = "/v1", despues_de: str | None = None, limite: int = 1000, **filtros: Any
+    ) -> Iterator[list[bytes]]:
+        """Every page after `despues_de` as the NDJSON lines of its avisos (the bytes as served), until a page's
+        final line says no more follow. A page without its final line was cut (a connection lost, a proxy that
+        gave up): its whole lines are kept and the rest is asked for after the last of them, with backoff."""
+        cortes = 0
+        while True:
+            params = {**filtros, "limite": limite} | ({"despues_de": despues_de} if despues_de else {})
+            respuesta = self.pedir("GET", f"{base}/avisos.ndjson", params=params)
+            if respuesta.status_code != 200:
+                raise RuntimeError(f"avisos: {respuesta.status_code} {respuesta.text}")
+            avisos, fin = _pagina_ndjson(respuesta.content)
+            if avisos:
+                yield avisos
+                despues_de = json.loads(avisos[-1])["folio"]
+            if fin is None:
+                if cortes == self._reintentos:
+                    raise RuntimeError(f"avisos: {cortes + 1} páginas cortadas seguidas")
+                print("aviso: página cortada; sigue después del último aviso completo", file=sys.stderr)
+                self._dormir(self._espera(cortes, None))
+                cortes += 1
+                continue
+            cortes = 0
+            if not fin["hay_mas"]:
+                return
+
     def sincronizar(self, archivo: Path, rfc_patron: str | None = None, base: str = "/v1", limite: int = 1000) -> int:
         """Appends to `archivo` (NDJSON) every aviso published after the last one it holds; returns how many.
         Each page is flushed to disk before the next is asked for, and a line cut by a crash is dropped on start,
@@ -173,8 +201,8 @@ class ClienteSIA:
         nuevos = 0
         filtros = {"rfc_patron": rfc_patron} if rfc_patron else {}
         with archivo.open("ab") as salida:
-            for pagina in self.paginas(base, despues_de=ultimo, limite=limite, **filtros):
-                salida.write(b"".join(json.dumps(a, ensure_ascii=False).encode() + b"\n" for a in pagina))
+            for pagina in self.paginas_ndjson(base, despues_de=ultimo, limite=limite, **filtros):
+                salida.write(b"".join(aviso + b"\n" for aviso in pagina))
                 salida.flush()
                 os.fsync(salida.fileno())
                 nuevos += len(pagina)
@@ -234,6 +262,16 @@ def _leer_secreto(ruta: Path) -> str:
     if os.name == "posix" and ruta.stat().st_mode & 0o077:
         print(f"advertencia: otros usuarios pueden leer {ruta}; protéjalo con: chmod 600 {ruta}", file=sys.stderr)
     return ruta.read_text().strip()
+
+
+def _pagina_ndjson(cuerpo: bytes) -> tuple[list[bytes], dict | None]:
+    """The whole aviso lines of an NDJSON page, and its final line ({"fin": true, "hay_mas": ...}) or None when
+    the page was cut before it."""
+    lineas = cuerpo.split(b"\n")[:-1]  # after the last newline: nothing, or a line cut short
+    final = json.loads(lineas[-1]) if lineas else None
+    if isinstance(final, dict) and final.get("fin") is True:
+        return lineas[:-1], final
+    return lineas, None
 
 
 def _ultimo_folio_completo(archivo: Path) -> str | None:

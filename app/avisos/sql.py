@@ -1,0 +1,138 @@
+"""The SQL of reading avisos: publication order, keyset cursor, filters, and the page query the COPY runs.
+
+Publication order is each employer's seq, which publishers assign under a per-employer lock held until
+commit (app/publicacion.py): within one employer seq order is commit order, so a reader needs no horizon
+and an aviso published while a client pages or syncs is delivered exactly once, even under concurrent loads."""
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.models.aviso import CAMPOS_AVISO
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where avisos are read from: production, or one certification attempt's sandbox."""
+
+    table: str = "aviso"
+    certificacion_id: uuid.UUID | None = None
+
+
+PRODUCTION = Scope()
+
+
+def sandbox_scope(certificacion_id: uuid.UUID) -> Scope:
+    return Scope("sandbox_aviso", certificacion_id)
+
+
+@dataclass(frozen=True)
+class Filtros:
+    rfc_patron: str
+    nrps: list[str] | None = None  # None: every NRP of the employer
+    clase: str | None = None
+    tipo_aviso: str | None = None
+    nss: str | None = None
+    emitidos_desde: dt.date | None = None
+    emitidos_hasta: dt.date | None = None
+    folio: str | None = None
+    scope: Scope = PRODUCTION
+
+    def as_dict(self) -> dict:
+        return {
+            k: (v.isoformat() if isinstance(v, dt.date) else v)
+            for k, v in self.__dict__.items()
+            if v is not None and k != "scope"
+        }
+
+
+@dataclass(frozen=True)
+class Cursor:
+    seq: int  # the publication seq of the folio the client holds
+
+
+class CursorDesconocido(Exception):
+    pass
+
+
+_SAFE_LITERAL = re.compile(r"^[0-9A-Za-z&Ñ:.\- ]*$")
+
+
+def _literal(value: object) -> str:
+    """A SQL literal for COPY, which takes no bind parameters. Every value here has already passed strict
+    validation (RFC, NRP, NSS, codes, dates, numbers); the assertion keeps it that way."""
+    if isinstance(value, int):
+        return str(value)
+    rendered = value.isoformat() if isinstance(value, dt.date) else str(value)
+    if not _SAFE_LITERAL.match(rendered):
+        raise ValueError(f"unexpected characters in a query value: {rendered!r}")
+    return "'" + rendered + "'"
+
+
+def _where(f: Filtros, cursor: Cursor | None) -> str:
+    conditions = [f"rfc_patron = {_literal(f.rfc_patron)}"]
+    if f.scope.certificacion_id is not None:
+        conditions.append(f"certificacion_id = {_literal(str(f.scope.certificacion_id))}")
+    if f.nrps is not None:
+        conditions.append(f"nrp IN ({', '.join(_literal(n) for n in f.nrps) or 'NULL'})")
+    for column in ("clase", "tipo_aviso", "nss", "folio"):
+        if getattr(f, column) is not None:
+            conditions.append(f"{column} = {_literal(getattr(f, column))}")
+    if f.emitidos_desde is not None:
+        conditions.append(f"fecha_emision >= {_literal(f.emitidos_desde)}")
+    if f.emitidos_hasta is not None:
+        conditions.append(f"fecha_emision <= {_literal(f.emitidos_hasta)}")
+    if cursor is not None:
+        conditions.append(f"seq > {_literal(cursor.seq)}")
+    return " AND ".join(conditions)
+
+
+# As the API shows them: amounts as exact text, publicado_en as ISO 8601 in UTC.
+_RENDERED = {
+    "valor_descuento": "valor_descuento::text",
+    "publicado_en": "to_char(publicado_en AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+}
+_COLUMNS = ", ".join(_RENDERED.get(c, c) for c in CAMPOS_AVISO)
+
+
+def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
+    return f"SELECT {_COLUMNS} FROM {f.scope.table} WHERE {_where(f, cursor)} ORDER BY seq LIMIT {_literal(limite)}"
+
+
+async def find_cursor(
+    conn: AsyncConnection, rfc_patron: str, folio: str, scope: Scope = PRODUCTION, *, nrps: list[str] | None = None
+) -> Cursor:
+    """The position of a folio the client holds; only within what it may read (the employer, the sandbox, the
+    NRPs its relationship covers), so a folio it may not read is as unknown as one that does not exist."""
+    f = Filtros(rfc_patron, nrps=nrps, folio=folio, scope=scope)
+    seq = await conn.scalar(text(f"SELECT seq FROM {scope.table} WHERE {_where(f, None)}"))
+    if seq is None:
+        raise CursorDesconocido(folio)
+    return Cursor(seq)
+
+
+async def has_rows(engine: AsyncEngine, f: Filtros, cursor: Cursor | None) -> bool:
+    """Whether a page after cursor would hold anything (a long poll's question), on a connection of its own."""
+    async with engine.connect() as conn:
+        return bool(await conn.scalar(text(f"SELECT EXISTS ({page_query(f, cursor, 1)})")))
+
+
+async def locate(conn: AsyncConnection, folio: str, scope: Scope = PRODUCTION) -> tuple[str, str] | None:
+    """(rfc_patron, nrp) of a published aviso, to authorize reading it."""
+    owner = f" AND certificacion_id = {_literal(str(scope.certificacion_id))}" if scope.certificacion_id else ""
+    row = (
+        await conn.execute(
+            text(f"SELECT rfc_patron, nrp FROM {scope.table} WHERE folio = :folio{owner}"),
+            {"folio": folio},
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def fetch_one(conn: AsyncConnection, filtros: Filtros) -> dict | None:
+    row = (await conn.execute(text(page_query(filtros, None, 1)))).first()
+    return dict(zip(CAMPOS_AVISO, row, strict=True)) if row else None

@@ -1,0 +1,80 @@
+"""Publishing avisos: the one way rows enter `aviso` and `sandbox_aviso`, in each employer's publication order.
+
+Every aviso carries `seq`, its place in its employer's publication order (unique per table and employer).
+A publisher takes a per-employer advisory lock that lasts until its transaction ends, and only then reads the
+employer's highest `seq` (a new statement, so a new snapshot: the previous holder's rows are committed and
+seen). So within one employer, seq order is commit order: whoever reads a row also sees every row of that
+employer with a lower seq, and every row that becomes visible later has a higher seq. Readers compare the
+cursor on seq alone and need no horizon; no other employer's transaction, idle session or long load can
+hold an employer back. The unique index (rfc_patron, seq) turns a writer that skips the lock into an error,
+never into a silently skipped aviso.
+
+The lock is held only while publishing: loads validate and stage for as long as they need beforehand, and
+publish in chunks of at most CHUNK_ROWS rows, each its own short transaction (see app/loaders.py)."""
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+CHUNK_ROWS = 10_000  # rows per publishing transaction: long enough to be efficient, short enough to not block
+
+_TABLES = ("aviso", "sandbox_aviso")
+
+
+def publish_statements(table: str, columns: tuple[str, ...], source: str, on_conflict: str = "") -> tuple[str, str]:
+    """The two statements that publish the rows of `source` (a SELECT with `columns` and an `orden` column
+    giving their order within the chunk) into `table`: lock the chunk's employers, then insert with seq.
+
+    Two statements, not one: the INSERT's snapshot must be taken after the locks are granted. The locks are
+    taken in key order, so two publishers of overlapping employers cannot deadlock. Returns SQL for the
+    caller to run in one transaction (SQLAlchemy through `publish`, or asyncpg directly in the bench)."""
+    if table not in _TABLES:
+        raise ValueError(f"not a publication table: {table}")
+    lock = (
+        "SELECT pg_advisory_xact_lock(k) FROM ("
+        f"SELECT DISTINCT hashtextextended('{table}:' || rfc_patron, 0) AS k FROM ({source}) AS s ORDER BY k) AS l"
+    )
+    cols = ", ".join(columns)
+    insert = f"""WITH s AS ({source}),
+        base AS MATERIALIZED (  -- once per employer, not once per row
+            SELECT e.rfc_patron, COALESCE((SELECT max(t.seq) FROM {table} t WHERE t.rfc_patron = e.rfc_patron), 0) AS b
+            FROM (SELECT DISTINCT rfc_patron FROM s) AS e)
+        INSERT INTO {table} ({cols}, seq)
+        SELECT {", ".join(f"s.{c}" for c in columns)},
+               base.b + row_number() OVER (PARTITION BY s.rfc_patron ORDER BY s.orden)
+        FROM s JOIN base USING (rfc_patron)
+        ORDER BY s.orden
+        {on_conflict}"""
+    return lock, insert
+
+
+async def publish(
+    conn: AsyncConnection,
+    table: str,
+    columns: tuple[str, ...],
+    source: str,
+    params: dict | None = None,
+    on_conflict: str = "",
+) -> int:
+    """Publishes the rows of `source` (see publish_statements) in the caller's transaction; the employer
+    locks are held until it ends, so the caller should commit soon. Returns the rows inserted."""
+    lock, insert = publish_statements(table, columns, source, on_conflict)
+    await conn.execute(text(lock), params or {})
+    result = await conn.execute(text(insert), params or {})
+    return result.rowcount
+
+
+async def publish_records(conn: AsyncConnection, table: str, columns: tuple[str, ...], records: list[tuple]) -> int:
+    """Publishes rows given as Python tuples, in list order: COPY into a staging table, then `publish`."""
+    await conn.execute(text("DROP TABLE IF EXISTS pg_temp.carga_publicacion"))
+    await conn.execute(
+        text(
+            f"CREATE TEMP TABLE carga_publicacion ON COMMIT DROP AS SELECT {', '.join(columns)}, 0::bigint AS orden "
+            f"FROM {table} WITH NO DATA"
+        )
+    )
+    raw = await conn.get_raw_connection()
+    assert raw.driver_connection is not None  # None only for a closed connection
+    await raw.driver_connection.copy_records_to_table(
+        "carga_publicacion", records=[(*r, i) for i, r in enumerate(records)], columns=(*columns, "orden")
+    )
+    return await publish(conn, table, columns, "SELECT * FROM carga_publicacion")
