@@ -1,4 +1,4 @@
-"""The loader and publication bars (issue 14, items 2 and 6), on a database of their own.
+"""The loader and publication bars, on a database of their own.
 
     python -m bench.publicacion [--rows 100000] [--other-rows 300000]
 
@@ -29,7 +29,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from app import avisos, loaders, migrations
+from app import loaders, migrations
+from app.avisos import sql as avisos_sql
 from app.catalogs import sync_catalogs
 from app.db import async_url, asyncpg_dsn
 from app.demo import CLASE_POR_TIPO_AVISO, demo_avisos, demo_patrones
@@ -141,7 +142,7 @@ async def _delivery(url: str, other_file: Path, new_file: Path, rfc: str, folios
         await asyncio.sleep(1.0)
         await _load(url, new_file)
         committed = time.perf_counter()
-        query = avisos.page_query(avisos.Filtros(rfc), None, len(folios) + 1)
+        query = avisos_sql.page_query(avisos_sql.Filtros(rfc), None, len(folios) + 1)
         while time.perf_counter() - committed < WAIT_CAP:
             seen = {r[0] for r in await reader.fetch(f"SELECT folio FROM ({query}) AS p")}
             if folios <= seen:

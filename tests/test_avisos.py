@@ -546,7 +546,7 @@ async def test_abandoned_downloads_never_poison_the_pool(app_settings, db, db_ur
     assert "Traceback" not in logged and "another operation" not in logged, logged[-3000:]
 
 
-# ------------------------------------------------------------------ small oracles and races (issue 12)
+# ------------------------------------------------------------------ small oracles and races
 
 
 async def test_an_uncertified_caller_cannot_tell_existing_folios_from_missing_ones(client, app_settings, db):

@@ -1,4 +1,4 @@
-"""What the service stops needing is purged (issue 12): expired challenges, lockout rows whose window passed,
+"""What the service stops needing is purged: expired challenges, lockout rows whose window passed,
 the sandbox avisos of ended certification attempts; by `sia purgar` and on a schedule in `sia serve`."""
 
 import asyncio
