@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import acuses, publicacion
 from app.demo import CLASE_POR_TIPO_AVISO, DemoPatron, demo_avisos, demo_patrones
@@ -186,6 +186,20 @@ async def start_escenario(
 
 
 # ------------------------------------------------------------------ the sandbox's side
+
+
+def ultimo_lote(cert: Certificacion) -> int:
+    """The last lot of sandbox avisos the attempt published: 1 once the incremental scenario started."""
+    return 1 if "inicio" in cert.escenarios["sincronizacion_incremental"] else 0
+
+
+async def sandbox_replicado(replica: AsyncEngine, cert_id: uuid.UUID, lote: int) -> bool:
+    """Whether a replica already holds the attempt's lot (each lot is one transaction: all of it or none)."""
+    query = select(
+        select(SandboxAviso.id).where(SandboxAviso.certificacion_id == cert_id, SandboxAviso.lote == lote).exists()
+    )
+    async with replica.connect() as conn:
+        return bool(await conn.scalar(query))
 
 
 async def trip_rate_limit(session: AsyncSession, cert: Certificacion, now: dt.datetime) -> int | None:

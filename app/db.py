@@ -7,14 +7,15 @@ command timeout, the pool waits a bounded time, a pooled connection idle long en
 restart is pinged before use, and those failures are answered as `base_de_datos_no_disponible`."""
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import asyncpg
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.problems import Problem
 
@@ -109,6 +110,44 @@ class AuditRows(Protocol):
     async def close(self) -> None: ...
 
 
+def _engine(url: str, *, pool_size: int, max_overflow: int, timeouts: Timeouts) -> AsyncEngine:
+    # hide_parameters: a database error's text (and so every traceback of it) would otherwise carry the
+    # statement's values: RFCs, NSS, TOTP codes.
+    engine = create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=timeouts.pool,
+        pool_pre_ping=not timeouts.idle_ping,  # 0: ping on every checkout
+        connect_args=timeouts.connect_args(),
+        hide_parameters=True,
+    )
+    if timeouts.idle_ping:
+        _ping_idle_connections(engine, timeouts.idle_ping)
+    return engine
+
+
+def _probe_engine(url: str, seconds: float) -> AsyncEngine:
+    probe = Timeouts(
+        pool=seconds / 2,
+        connect=seconds / 2,
+        statement=seconds / 2,
+        lock=seconds / 4,
+        idle_in_transaction=seconds * 5,
+        command=seconds,
+        idle_ping=0.5,
+    )
+    return _engine(url, pool_size=1, max_overflow=2, timeouts=probe)
+
+
+T = TypeVar("T")
+
+
+def _lsn(text_lsn: str) -> int:
+    high, low = text_lsn.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
 @dataclass
 class Database:
     engine: AsyncEngine
@@ -120,12 +159,16 @@ class Database:
     # Audit rows that may trail their request (the avisos reads'): app/audit_writer.py's, set by the app's
     # lifespan (this layer does not import the flows); flushed by dispose.
     audit: "AuditRows | None" = None
+    # DATABASE_READ_URL: a streaming replica for the avisos reads; without one, the primary's engine itself.
+    read_engine: AsyncEngine | None = None
+    read_probe_engine: AsyncEngine | None = None
 
     @classmethod
     def connect(
         cls,
         url: str,
         *,
+        read_url: str | None = None,
         pool_size: int = 10,
         max_overflow: int | None = None,
         timeouts: Timeouts | None = None,
@@ -133,44 +176,24 @@ class Database:
         retry_after: int = 2,
     ) -> "Database":
         timeouts = timeouts or Timeouts()
-        # hide_parameters: a database error's text (and so every traceback of it) would otherwise carry the
-        # statement's values: RFCs, NSS, TOTP codes.
-        engine = create_async_engine(
-            async_url(url),
-            pool_size=pool_size,
-            max_overflow=pool_size if max_overflow is None else max_overflow,
-            pool_timeout=timeouts.pool,
-            pool_pre_ping=not timeouts.idle_ping,  # 0: ping on every checkout
-            connect_args=timeouts.connect_args(),
-            hide_parameters=True,
+        pool = {"pool_size": pool_size, "max_overflow": pool_size if max_overflow is None else max_overflow}
+        engine = _engine(url, **pool, timeouts=timeouts)
+        return cls(
+            engine,
+            async_sessionmaker(engine, expire_on_commit=False),
+            _probe_engine(url, probe_timeout),
+            probe_timeout,
+            retry_after,
+            read_engine=_engine(read_url, **pool, timeouts=timeouts) if read_url else None,
+            read_probe_engine=_probe_engine(read_url, probe_timeout) if read_url else None,
         )
-        if timeouts.idle_ping:
-            _ping_idle_connections(engine, timeouts.idle_ping)
-        probe = Timeouts(
-            pool=probe_timeout / 2,
-            connect=probe_timeout / 2,
-            statement=probe_timeout / 2,
-            lock=probe_timeout / 4,
-            idle_in_transaction=probe_timeout * 5,
-            command=probe_timeout,
-            idle_ping=0.5,
-        )
-        probe_engine = create_async_engine(
-            async_url(url),
-            pool_size=1,
-            max_overflow=2,
-            pool_timeout=probe.pool,
-            connect_args=probe.connect_args(),
-            hide_parameters=True,
-        )
-        _ping_idle_connections(probe_engine, probe.idle_ping)
-        return cls(engine, async_sessionmaker(engine, expire_on_commit=False), probe_engine, probe_timeout, retry_after)
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "Database":
         assert settings.database_url is not None
         return cls.connect(
             settings.database_url,
+            read_url=settings.database_read_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             timeouts=Timeouts.from_settings(settings),
@@ -178,20 +201,54 @@ class Database:
             retry_after=settings.db_retry_after_seconds,
         )
 
+    @property
+    def reads(self) -> AsyncEngine:
+        """Where the avisos reads go: the replica when one is configured, else the primary."""
+        return self.read_engine or self.engine
+
+    async def lookup(
+        self, primary: AsyncSession, find: Callable[[AsyncConnection], Awaitable[T | None]], engine: AsyncEngine
+    ) -> T | None:
+        """A row the client names (its cursor's folio, one aviso) on `engine`, or else on the primary.
+
+        A client behind a load balancer may have read that folio from a replica further ahead than this one:
+        "unknown" from a lagging replica is not an answer, while the primary has every committed row. Found
+        there, the position is exact; what the replica then serves after it is still a prefix of what
+        follows (WAL replay exposes commits in the primary's order), so nothing is skipped or repeated."""
+        if engine is not self.engine:
+            async with engine.connect() as conn:
+                found = await find(conn)
+            if found is not None:
+                return found
+        return await find(await primary.connection())
+
+    async def replica_lag(self) -> int | None:
+        """WAL bytes the read replica has yet to replay (None: no replica, or a server that is not in
+        recovery), on the probes' own pools (the caller bounds the wait)."""
+        if self.read_probe_engine is None:
+            return None
+        assert self.probe_engine is not None  # connect() makes both probes
+        async with self.read_probe_engine.connect() as conn:
+            replayed = await conn.scalar(text("SELECT pg_last_wal_replay_lsn()::text"))
+        async with self.probe_engine.connect() as conn:
+            written = await conn.scalar(text("SELECT pg_current_wal_lsn()::text"))
+        return max(_lsn(written) - _lsn(replayed), 0) if replayed is not None else None
+
     async def dispose(self) -> None:
         if self.audit is not None:
             await self.audit.close()
-        await self.engine.dispose()
-        if self.probe_engine is not None:
-            await self.probe_engine.dispose()
+        for engine in (self.engine, self.probe_engine, self.read_engine, self.read_probe_engine):
+            if engine is not None:
+                await engine.dispose()
 
 
 # SQLSTATE classes and codes that mean "the database cannot serve now", not "this request is wrong":
 # 08 connection exception, 53 insufficient resources (too many connections), 57 operator intervention
 # (query_canceled by statement_timeout, admin_shutdown, cannot_connect_now while starting), 55P03
-# lock_not_available (lock_timeout), 25P03 idle_in_transaction_session_timeout.
+# lock_not_available (lock_timeout), 25P03 idle_in_transaction_session_timeout, and 40001, with which a hot
+# standby cancels a read that conflicts with WAL replay ("conflict with recovery": the same read retried works).
 _UNAVAILABLE_CLASSES = ("08", "53", "57")
-_UNAVAILABLE_CODES = ("55P03", "25P03")
+_UNAVAILABLE_CODES = ("55P03", "25P03", "40001")
 
 
 def _sqlstate(error: BaseException) -> str | None:

@@ -20,6 +20,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "SIA_DATABASE_URL"),
         description="PostgreSQL URL; unset means an embedded PostgreSQL in the data folder.",
     )
+    database_read_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_READ_URL", "SIA_DATABASE_READ_URL"),
+        description="A streaming replica (hot standby) of DATABASE_URL for the avisos reads; unset: the primary. "
+        "Credentials, authorization, audit and loads always use the primary.",
+    )
     data_dir: Path = Field(default=Path(".sia"), description="Data folder: embedded PostgreSQL, keys, outbox.")
     env: Literal["development", "test", "production"] = "development"
     public_url: str | None = Field(

@@ -16,7 +16,7 @@ from typing import Protocol
 import anyio
 from asgi_correlation_id import correlation_id
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app import certificaciones
 from app.auditoria import event_values, record_event
@@ -75,6 +75,7 @@ class Permission:
     # The NRPs a despues_de folio may belong to (None = any of the employer): what the caller may read, not
     # only what this request filters, so that a cursor of another readable NRP still works.
     nrps_cursor: list[str] | None = None
+    lote: int = 0  # sandbox: the attempt's last published lot, which a replica must hold before serving it
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,10 @@ class Policy(Protocol):
     async def record(
         self, database: Database, caller: Caller, permission: Permission, q: ListQuery, stream: Stream
     ) -> None: ...
+
+    async def reads_from(self, database: Database, permission: Permission) -> AsyncEngine:
+        """Where the pages of this read come from: the replica (DATABASE_READ_URL) or the primary."""
+        ...
 
     async def permit_one(
         self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
@@ -162,11 +167,15 @@ class ProductionPolicy:
         detalle = {"limite": q.limite, "despues_de": q.despues_de, "completo": stream.completo}
         await _audit(database, caller, permission, stream.entregados, detalle)
 
+    async def reads_from(self, database: Database, permission: Permission) -> AsyncEngine:
+        # A lagging replica serves a prefix of each employer's seq order: later avisos arrive on a later call.
+        return database.reads
+
     async def permit_one(
         self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
     ) -> sql.Filtros:
         certified = await is_certified(session, caller.rfc, now)
-        located = await sql.locate(await session.connection(), folio)
+        located = await database.lookup(session, lambda conn: sql.locate(conn, folio), database.reads)
         if not certified:
             # Whether or not the folio exists: an uncertified caller cannot tell existing folios from missing ones.
             denial = Denegacion("sin_certificacion")
@@ -233,7 +242,7 @@ class SandboxPolicy:
             q.emitidos_hasta,
             scope=sql.sandbox_scope(cert.id),
         )
-        return Permission(filtros, [], cert.id)
+        return Permission(filtros, [], cert.id, lote=certificaciones.ultimo_lote(cert))
 
     async def record(
         self, database: Database, caller: Caller, permission: Permission, q: ListQuery, stream: Stream
@@ -253,12 +262,27 @@ class SandboxPolicy:
                 )
                 await session.commit()
 
+    async def reads_from(self, database: Database, permission: Permission) -> AsyncEngine:
+        # The service judges the attempt's evidence against its own rows: a replica that has not replayed the
+        # attempt's last lot yet would serve a short download, and a correct client would fail the scenario.
+        assert permission.certificacion_id is not None  # SandboxPolicy.permit names the attempt
+        replica = database.read_engine
+        if replica is not None and await certificaciones.sandbox_replicado(
+            replica, permission.certificacion_id, permission.lote
+        ):
+            return replica
+        return database.engine
+
     async def permit_one(
         self, session: AsyncSession, database: Database, caller: Caller, folio: str, now: dt.datetime
     ) -> sql.Filtros:
         cert = await certificaciones.current_attempt(session, caller.rfc, now)
         scope = sql.sandbox_scope(cert.id) if cert else None
-        located = await sql.locate(await session.connection(), folio, scope) if scope else None
+        located = (
+            await database.lookup(session, lambda conn: sql.locate(conn, folio, scope), database.reads)
+            if scope
+            else None
+        )
         if located is None or scope is None:
             raise _not_found(folio)
         # Not logged: the scenarios judge list requests, and a single read is not a download.
@@ -334,35 +358,43 @@ async def list_page(policy: Policy, q: ListQuery, ctx: Context, *, ndjson: bool)
     received = dt.datetime.now(dt.UTC)
     permission = await policy.permit(session, ctx.caller, q, received)
     filtros = permission.filtros
+    source = await policy.reads_from(database, permission)
     cursor = None
     if q.despues_de is not None:
-        try:
-            cursor = await sql.find_cursor(
-                await session.connection(), filtros.rfc_patron, q.despues_de, filtros.scope, nrps=permission.nrps_cursor
-            )
-        except sql.CursorDesconocido:
-            raise Problem(
-                "despues_de_desconocido",
-                f"{q.despues_de} no es un aviso de {filtros.rfc_patron}.",
-            ) from None
+        folio = q.despues_de
+
+        async def find_cursor(conn: AsyncConnection) -> sql.Cursor | None:
+            try:
+                return await sql.find_cursor(
+                    conn, filtros.rfc_patron, folio, filtros.scope, nrps=permission.nrps_cursor
+                )
+            except sql.CursorDesconocido:
+                return None
+
+        cursor = await database.lookup(session, find_cursor, source)
+        if cursor is None:
+            raise Problem("despues_de_desconocido", f"{folio} no es un aviso de {filtros.rfc_patron}.")
 
     async def body() -> AsyncGenerator[bytes, None]:
         stream = Stream(recibida_en=received)
-        current = permission
+        current, engine = permission, source
         audited: Permission | None = permission  # None: refused after the wait, which audits itself
         try:
-            if q.espera and not await sql.has_rows(database.engine, filtros, cursor):
+            if q.espera and not await sql.has_rows(engine, filtros, cursor):
                 deadline = time.monotonic() + q.espera
                 while (remaining := deadline - time.monotonic()) > 0:
+                    # NOTIFY comes from the primary, maybe before a replica replays the commit: RECHECK_SECONDS
+                    # bounds what that lag adds.
                     await ctx.notifier.wait(filtros.rfc_patron, min(remaining, RECHECK_SECONDS))
-                    if await sql.has_rows(database.engine, filtros, cursor):
+                    if await sql.has_rows(engine, filtros, cursor):
                         break
                 # Authorized when it arrived, but a relationship may have been revoked while it waited.
                 audited = None
                 current = audited = await _permit_again(policy, ctx, q)
+                engine = await policy.reads_from(database, current)
             query = sql.page_query(current.filtros, cursor, q.limite + 1)
             # aclosing: a body closed half-way closes its COPY stream now (connection settled), not at GC time.
-            async with aclosing(stream_page(database.engine, query, q.limite, stream, ndjson=ndjson)) as chunks:
+            async with aclosing(stream_page(engine, query, q.limite, stream, ndjson=ndjson)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         finally:
@@ -390,5 +422,6 @@ async def _permit_again(policy: Policy, ctx: Context, q: ListQuery) -> Permissio
 async def read_one(policy: Policy, folio: str, ctx: Context) -> dict | None:
     """The aviso as a dict of its fields, once the policy lets the caller read it."""
     await ctx.limiter.hit(ctx.settings.rate_limit_avisos, f"avisos:{policy.name}:{ctx.caller.rfc}")
-    filtros = await policy.permit_one(ctx.session, ctx.database, ctx.caller, folio, dt.datetime.now(dt.UTC))
-    return await sql.fetch_one(await ctx.session.connection(), filtros)
+    database = ctx.database
+    filtros = await policy.permit_one(ctx.session, database, ctx.caller, folio, dt.datetime.now(dt.UTC))
+    return await database.lookup(ctx.session, lambda conn: sql.fetch_one(conn, filtros), database.reads)
