@@ -33,6 +33,7 @@ from app import acuses
 from app.auditoria import record_event
 from app.models import Certificacion, Credencial, Nrp, Patron, RelacionConfianza
 from app.models.confianza import certificacion_vigente
+from app.models.identidad import token_credential_in_force
 from app.problems import Problem
 from app.security.keys import Keys
 
@@ -329,9 +330,7 @@ def _access_query() -> Select[Any]:
     # product (the SQL is the same; the warning would hide a real one).
     nrp = func.unnest(vigentes.c.nrps).table_valued("n").lateral("n")
     return select(
-        exists()
-        .where(Credencial.id == credencial, Credencial.rfc == rfc, Credencial.estado == "activa")
-        .label("activa"),
+        token_credential_in_force(credencial, rfc).label("activa"),
         _certified(rfc, at).label("certificado"),
         exists().where(Patron.rfc == patron).label("patron"),
         func.coalesce(select(func.bool_or(vigentes.c.nrps.is_(None))).scalar_subquery(), false()).label("todas"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import anyio
-from sqlalchemy import case, delete, exists, select, text, update
+from sqlalchemy import case, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import acuses
 from app.mail import MailError, send_mail
 from app.models import BloqueoToken, Credencial, Reto
+from app.models.identidad import token_credential_in_force
 from app.problems import Problem, ProblemCode
 from app.security import efirma, passwords, tokens, totp
 from app.security.keys import Keys
@@ -442,7 +443,7 @@ async def require_still_active(session: AsyncSession, caller: tokens.Caller) -> 
     """For a request that waited (a long poll) after the caller dependency let it in: its credential may have
     been renewed or cancelled meanwhile."""
     active = await session.scalar(
-        select(exists().where(Credencial.id == caller.credencial_id, Credencial.estado == "activa"))
+        select(token_credential_in_force(caller.credencial_id, caller.rfc))
     )
     if not active:
         raise credential_gone()

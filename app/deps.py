@@ -14,12 +14,12 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import credenciales
 from app.db import Database, is_unavailable, unavailable_problem
-from app.models import Credencial
+from app.models.identidad import token_credential_in_force
 from app.notify import Notifier
 from app.ocsp import OcspChecker
 from app.problems import PROBLEM_MEDIA_TYPE, Problem, ProblemCode, problem_response, problem_responses
@@ -167,13 +167,7 @@ async def current_caller(
         raise _unauthorized(
             "token_invalido", "El token no es válido o venció; pida otro en POST /v1/token.", "invalid_token"
         ) from None
-    active = await session.scalar(
-        select(
-            exists().where(
-                Credencial.id == claims.credencial_id, Credencial.rfc == claims.sub, Credencial.estado == "activa"
-            )
-        )
-    )
+    active = await session.scalar(select(token_credential_in_force(claims.credencial_id, claims.sub)))
     if not active:
         raise credenciales.credential_gone()
     return Caller(claims.sub, claims.credencial_id, claims.jti)

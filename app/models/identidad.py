@@ -14,10 +14,12 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    exists,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import Base
 
@@ -60,6 +62,12 @@ class Credencial(Base):
     certificado_numero: Mapped[str] = mapped_column(String(40))
     creada_en: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     terminada_en: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def token_credential_in_force(credencial_id: Any, rfc: Any) -> ColumnElement[bool]:
+    """The one rule of "a token's credential still holds": the row it names, of the RFC it was issued to, not
+    renewed or cancelled since. Every request checks it (the caller, a long poll after its wait, authorize)."""
+    return exists().where(Credencial.id == credencial_id, Credencial.rfc == rfc, Credencial.estado == "activa")
 
 
 class BloqueoToken(Base):
