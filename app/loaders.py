@@ -486,15 +486,6 @@ async def _publish_staged(conn: AsyncConnection, *, commit: bool) -> int:
         chunk = await publicacion.publish(
             conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, params, on_conflict="ON CONFLICT (folio) DO NOTHING"
         )
-        if chunk:
-            # Delivered at commit: wakes the long polls (`espera`) of every replica for these employers.
-            await conn.execute(
-                text(
-                    "SELECT pg_notify('avisos', rfc_patron) FROM "
-                    "(SELECT DISTINCT rfc_patron FROM carga_aviso WHERE linea > :desde AND linea <= :hasta) AS p"
-                ),
-                params,
-            )
         if commit:
             await conn.commit()
         inserted, desde = inserted + chunk, hasta

@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
             raise RuntimeError("create_app necesita settings.database_url (sia serve lo resuelve)")
         database = Database.from_settings(settings)
         database.audit = AuditWriter(database.sessionmaker, retryable=is_unavailable)
-        notifier = Notifier()
+        notifier = Notifier(recheck_seconds=settings.espera_recheck_seconds)
         await notifier.start(asyncpg_dsn(settings.database_url))
         keys = load_keys(settings)
         # Other replicas' public keys: learned before serving when the database answers, then kept current.

@@ -3,7 +3,14 @@ when they commit; every process LISTENs on one connection and wakes the requests
 
 The connection is supervised: when it is lost (PostgreSQL restarted, a failover, a network cut) the listener
 reconnects with backoff, and then wakes every waiter, since notifications sent while it was away are gone and
-only a re-check can tell whether their avisos arrived."""
+only a re-check can tell whether their avisos arrived.
+
+Waiting costs nothing while nothing happens (issue 14 item 3): the process keeps one watch per employer with
+waiters, not one per request. A NOTIFY (or a reconnection) wakes the watch, which runs one check per distinct
+key (the page query a waiter asks about) and releases the waiters whose check found rows. With no NOTIFY, a
+jittered safety re-check every `recheck_seconds` (±20 %) heals a notification lost on the way. A wake-up that
+found nothing is re-checked shortly after (QUICK_RECHECKS): reads may go to a replica that has not replayed the
+commit the primary notified yet."""
 
 import asyncio
 import contextlib
@@ -11,7 +18,9 @@ import logging
 import os
 import random
 from collections import defaultdict
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import asyncpg
 
@@ -21,6 +30,28 @@ CHANNEL = "avisos"
 APPLICATION_NAME = "sia-notify"
 
 State = Literal["escuchando", "reconectando"]
+# How a watch ended: rows at once (no wait), rows after a wake-up, or nothing within the time given.
+Outcome = Literal["now", "woken", "timeout"]
+Check = Callable[[], Coroutine[Any, Any, bool]]
+# Seconds after a wake-up that found nothing: a replica may still be replaying the notified commit.
+QUICK_RECHECKS = (0.3, 0.7)
+CONCURRENT_CHECKS = 4  # per employer: the distinct cursors of a wake-up, without taking the whole pool
+
+
+@dataclass(eq=False)
+class _Waiter:
+    key: str
+    check: Check
+    found: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(eq=False)
+class _Watch:
+    """One employer's waiters and the event its NOTIFYs set: one wake-up for all of them."""
+
+    waiters: set[_Waiter] = field(default_factory=set)
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
 
 
 class Notifier:
@@ -31,11 +62,19 @@ class Notifier:
         backoff_max: float = 10.0,
         heartbeat_seconds: float = 15.0,
         connect_timeout: float = 5.0,
+        recheck_seconds: float = 12.5,
     ) -> None:
         """heartbeat_seconds: how often an idle connection is probed, since a connection cut without a FIN (a
         failover behind a proxy, a dropped route) is never reported by the socket; one tiny query per process
-        every period, nothing against the idle budget of DESIGN §7."""
+        every period, nothing against the idle budget of DESIGN §7.
+        recheck_seconds: the safety re-check of an employer with waiters when no NOTIFY came (±20 % jitter)."""
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._watches: dict[str, _Watch] = {}
+        # Checks in flight, by key and by the generation they started in: every NOTIFY (or reconnection) starts
+        # a new generation, so a check begun before a commit is never taken as the answer for after it.
+        self._flights: dict[tuple[str, int], asyncio.Task[bool]] = {}
+        self._generation = 0
+        self._recheck = recheck_seconds
         self._connection: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task | None = None
@@ -60,6 +99,9 @@ class Notifier:
         self._supervisor = asyncio.create_task(self._supervise(dsn), name="sia-notify")
 
     async def stop(self) -> None:
+        for watch in list(self._watches.values()):
+            if watch.task is not None:
+                watch.task.cancel()
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -132,11 +174,13 @@ class Notifier:
                 return
 
     def _wake_all(self) -> None:
+        self._generation += 1
         for events in self._waiters.values():
             for event in events:
                 event.set()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, rfc_patron: str) -> None:
+        self._generation += 1
         for event in self._waiters.get(rfc_patron, ()):
             event.set()
 
@@ -154,3 +198,88 @@ class Notifier:
             self._waiters[rfc_patron].discard(event)
             if not self._waiters[rfc_patron]:
                 del self._waiters[rfc_patron]
+
+    async def check(self, key: str, check: Check) -> bool:
+        """`check()`, shared: callers with the same key share the run in flight, unless a NOTIFY came after it
+        started. A caller that leaves (a client gone) does not cancel it for the others."""
+        flight_key = (key, self._generation)
+        flight = self._flights.get(flight_key)
+        if flight is None:
+            flight = self._flights[flight_key] = asyncio.create_task(check())
+
+            def landed(done: asyncio.Task[bool]) -> None:
+                if self._flights.get(flight_key) is done:
+                    del self._flights[flight_key]
+                if not done.cancelled():
+                    done.exception()  # retrieved: every caller may have left
+
+            flight.add_done_callback(landed)
+        return await asyncio.shield(flight)
+
+    async def watch(self, rfc_patron: str, key: str, check: Check, seconds: float) -> Outcome:
+        """Until `check()` (whether there are rows for `key`, an employer's page query) is true, within
+        `seconds`. Checked now, then whenever the employer's watch wakes: a NOTIFY, a reconnection, a quick
+        re-check after a wake-up that found nothing, or the safety re-check."""
+        watch = self._watches.get(rfc_patron)
+        if watch is None:
+            watch = self._watches[rfc_patron] = _Watch()
+            self._waiters[rfc_patron].add(watch.woken)
+            watch.task = asyncio.create_task(self._run(rfc_patron, watch), name=f"sia-watch {rfc_patron}")
+        # Registered before the first check: a NOTIFY during it wakes the watch, which checks this key again.
+        waiter = _Waiter(key, check)
+        watch.waiters.add(waiter)
+        try:
+            if await self.check(key, check):
+                return "now"
+            async with asyncio.timeout(seconds):
+                await waiter.found.wait()
+            return "woken"
+        except TimeoutError:
+            return "timeout"
+        finally:
+            watch.waiters.discard(waiter)
+            if not watch.waiters:
+                watch.woken.set()  # lets its task end now rather than at its next re-check
+
+    async def _run(self, rfc_patron: str, watch: _Watch) -> None:
+        quick: list[float] = []
+        try:
+            while True:
+                pause = quick.pop(0) if quick else self._recheck * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+                woken = False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await watch.woken.wait()
+                    woken = True
+                watch.woken.clear()
+                if not watch.waiters:
+                    return
+                if woken:
+                    quick = list(QUICK_RECHECKS)
+                await self._check_waiters(rfc_patron, watch)
+        finally:
+            if self._watches.get(rfc_patron) is watch:
+                del self._watches[rfc_patron]
+                self._waiters[rfc_patron].discard(watch.woken)
+                if not self._waiters[rfc_patron]:
+                    del self._waiters[rfc_patron]
+
+    async def _check_waiters(self, rfc_patron: str, watch: _Watch) -> None:
+        """One check per distinct key; its waiters released when it found rows."""
+        by_key: dict[str, list[_Waiter]] = defaultdict(list)
+        for waiter in watch.waiters:
+            by_key[waiter.key].append(waiter)
+        limit = asyncio.Semaphore(CONCURRENT_CHECKS)
+
+        async def one(waiters: list[_Waiter]) -> None:
+            async with limit:
+                try:
+                    found = await self.check(waiters[0].key, waiters[0].check)
+                except Exception as e:  # the database away: the waiters' own deadlines answer them
+                    log.warning("long-poll check for %s failed: %s", rfc_patron, e)
+                    return
+            if found:
+                for waiter in waiters:
+                    waiter.found.set()
+
+        await asyncio.gather(*(one(waiters) for waiters in by_key.values()))

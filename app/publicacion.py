@@ -15,6 +15,8 @@ publish in chunks of at most CHUNK_ROWS rows, each its own short transaction (se
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.notify import CHANNEL
+
 CHUNK_ROWS = 10_000  # rows per publishing transaction: long enough to be efficient, short enough to not block
 
 _TABLES = ("aviso", "sandbox_aviso")
@@ -60,6 +62,13 @@ async def publish(
     lock, insert = publish_statements(table, columns, source, on_conflict)
     await conn.execute(text(lock), params or {})
     result = await conn.execute(text(insert), params or {})
+    if result.rowcount:
+        # Delivered at commit: wakes the long polls (`espera`) of every replica for these employers, production's
+        # and the sandboxes' alike.
+        await conn.execute(
+            text(f"SELECT pg_notify('{CHANNEL}', e.rfc_patron) FROM (SELECT DISTINCT rfc_patron FROM ({source}) s) e"),
+            params or {},
+        )
     return result.rowcount
 
 

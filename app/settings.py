@@ -132,6 +132,12 @@ class Settings(BaseSettings):
 
     # avisos and rate limits (per caller; per process unless rate_limit_storage names a shared store)
     avisos_limite_max: int = Field(default=10_000, ge=1, description="Largest page of GET /v1/avisos.")
+    espera_recheck_seconds: float = Field(
+        default=12.5,
+        gt=0,
+        description="A long poll (espera) re-checks its employer this often (±20 %) when no NOTIFY came, in case "
+        "one was lost; while nothing is published that is the only query waiting costs.",
+    )
     rate_limit_enabled: bool = Field(default=True, description="Off only for benchmarks.")
     rate_limit_storage: str | None = Field(
         default=None,

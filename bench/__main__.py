@@ -41,6 +41,7 @@ from app.models.aviso import CAMPOS_AVISO, CAMPOS_CARGA_AVISO
 from app.security import tokens
 from app.security.keys import load_keys
 from app.settings import Settings
+from bench import espera as espera_bench
 from bench import publicacion as publicacion_bench
 
 BENCH_DIR = Path(".bench").resolve()
@@ -433,6 +434,7 @@ def main() -> None:
                 f"http://127.0.0.1:{textbook_port}", token, rfc, str(DOWNLOAD), str(PAGE), "--textbook"
             )
         publication = asyncio.run(publicacion_bench.measure(server_url, rows=100_000, other_rows=300_000))
+        waiting = espera_bench.measure(server_url, settings)
 
     sia_rate = download["rows"] / download["seconds"]
     textbook_rate = textbook["rows"] / textbook["seconds"]
@@ -481,6 +483,8 @@ def main() -> None:
     _page_rows(row, avisos_rps, floor_rps, livez_rps, tool)
     for bar in publicacion_bench.rows_for_table(publication):
         row(*bar)
+    for bar in espera_bench.rows_for_table(waiting):
+        row(*bar)
     console.print(table)
     console.print(
         f"Descarga: {download['rows']:,} avisos en páginas de {PAGE:,}, contados por un cliente en otro proceso. "
@@ -489,4 +493,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    pages_only() if "--paginas" in sys.argv[1:] else main()
+    if "--espera" in sys.argv[1:]:  # the long-poll bars alone, on their own small data (bench/espera.py)
+        espera_bench.main()
+    elif "--paginas" in sys.argv[1:]:
+        pages_only()
+    else:
+        main()

@@ -5,6 +5,7 @@ import asyncio
 import datetime as dt
 import socket
 import tempfile
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx2
@@ -15,10 +16,12 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app import loaders
+from app import loaders, publicacion
+from app.avisos import sql as avisos_sql
 from app.db import async_url
 from app.demo import demo_avisos
 from app.main import create_app
+from app.models.aviso import CAMPOS_CARGA_AVISO
 from app.security.keys import load_keys
 from tests import documented_problems
 from tests import factories as f
@@ -370,6 +373,140 @@ async def test_espera_gives_an_empty_page_at_timeout(client, app_settings, db):
     body = await page(client, bearer(app_settings, A.rfc), despues_de=last, espera=1)
     assert body == {"avisos": [], "hay_mas": False}
     assert asyncio.get_running_loop().time() - started >= 1
+
+
+async def _publish_quietly(db_url: str, rfc: str, count: int) -> list[str]:
+    """Avisos published as every writer publishes them, but with no NOTIFY: a notification lost on the way."""
+    cols = [c for c in CAMPOS_CARGA_AVISO if c not in ("folio", "rfc_patron", "nrp")] + ["clase"]
+    source = (
+        f"SELECT substr(folio, 1, 4) || '99' || substr(folio, 7) AS folio, rfc_patron, nrp, {', '.join(cols)}, "
+        f"seq AS orden FROM aviso WHERE rfc_patron = :rfc AND substr(folio, 5, 2) <> '99' ORDER BY seq LIMIT {count}"
+    )
+    engine = create_async_engine(async_url(db_url))
+    async with engine.begin() as conn:
+        await publicacion.publish(conn, "aviso", ("folio", "rfc_patron", "nrp", *cols), source, {"rfc": rfc})
+    await engine.dispose()
+    return [f[:4] + "99" + f[6:] for f in (await _first_folios(db_url, rfc, count))]
+
+
+async def _first_folios(db_url: str, rfc: str, count: int) -> list[str]:
+    engine = create_async_engine(async_url(db_url))
+    try:
+        return (await folios_in_order(engine, rfc, "substr(folio, 5, 2) <> '99'"))[:count]
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def _client_with(app_settings, **update):
+    app = create_app(app_settings.model_copy(update=update))
+    async with LifespanManager(app) as manager:
+        transport = httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
+            yield client
+
+
+@pytest.fixture
+def checks(monkeypatch) -> list[str]:
+    """Every long-poll check the app runs (the real query, counted): the SQL it asked."""
+    asked: list[str] = []
+    real = avisos_sql.has_rows
+
+    async def counted(engine, filtros, cursor) -> bool:
+        asked.append(avisos_sql.rows_query(filtros, cursor))
+        return await real(engine, filtros, cursor)
+
+    monkeypatch.setattr(avisos_sql, "has_rows", counted)
+    return asked
+
+
+async def test_waiters_of_one_employer_share_one_check_per_distinct_query(client, app_settings, db, db_url, checks):
+    """Twenty clients waiting on two distinct page queries: after the load's NOTIFY, two checks, not twenty."""
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    last = (await folios_in_order(db, A.rfc))[-1]
+    shapes = [{"despues_de": last}, {"despues_de": last, "emitidos_desde": "2000-01-01"}]
+    waiting = await _wait_one_by_one(client, who, shapes, 20, checks)
+    checks.clear()
+    published = await _publish(db_url, A, 3, seed=79)
+    for response in await asyncio.gather(*waiting):
+        assert [a["folio"] for a in response.json()["avisos"]] == published
+    assert len(checks) == len(set(checks)) == 2, checks
+
+
+async def _wait_one_by_one(client, who: dict, shapes: list[dict], n: int, checks: list[str]) -> list[asyncio.Task]:
+    """n long polls, started one at a time, each until its first check: from then on it is registered."""
+    waiting = []
+    for i in range(n):
+        params = {**shapes[i % len(shapes)], "espera": 25}
+        waiting.append(asyncio.create_task(client.get("/v1/avisos", params=params, headers=who)))
+        while len(checks) <= i:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    assert not any(w.done() for w in waiting)
+    return waiting
+
+
+async def test_an_idle_waiter_costs_no_transaction(app_settings, db, db_url, checks):
+    """Twenty clients waiting with nothing new: the database counts no transaction while they wait."""
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    last = (await folios_in_order(db, A.rfc))[-1]
+    count = text("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+
+    async def transactions() -> int:
+        async with db.connect() as conn:
+            return await conn.scalar(count)
+
+    # The key refresh (one query every 10 s per process) is not the waiters' cost; it is kept out of the count.
+    async with _client_with(app_settings, keys_refresh_seconds=3600) as client:
+        waiting = await _wait_one_by_one(client, who, [{"despues_de": last}], 20, checks)
+        # A backend reports its counts up to 10 s late (PostgreSQL's idle stats interval): wait that out first.
+        await asyncio.sleep(11)
+        before = await transactions()
+        await asyncio.sleep(4)
+        spent = await transactions() - before - 1  # the first count's own transaction
+        assert not any(w.done() for w in waiting)
+        for w in waiting:
+            w.cancel()
+    # The listener's heartbeat (one query every 15 s) may fall in the window; one query per waiter per second
+    # (what this replaced) would be 80.
+    assert spent <= 1, f"{spent} transactions in 4 s with 20 idle waiters"
+
+
+async def test_a_lost_notify_is_healed_by_the_safety_recheck(app_settings, db, db_url):
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    last = (await folios_in_order(db, A.rfc))[-1]
+    async with _client_with(app_settings, espera_recheck_seconds=1.0) as client:
+        waiting = asyncio.create_task(client.get("/v1/avisos", params={"despues_de": last, "espera": 20}, headers=who))
+        await asyncio.sleep(0.5)
+        started = asyncio.get_running_loop().time()
+        published = await _publish_quietly(db_url, A.rfc, 2)
+        response = await waiting
+    elapsed = asyncio.get_running_loop().time() - started
+    assert [a["folio"] for a in response.json()["avisos"]] == published
+    assert elapsed < 3, f"a lost NOTIFY healed after {elapsed:.1f} s, with the safety re-check every ~1 s"
+
+
+async def test_a_notify_ahead_of_its_rows_is_followed_by_quick_rechecks(client, app_settings, db, db_url):
+    """A replica may not have replayed the commit the primary notified: the NOTIFY arrives, the check finds
+    nothing, and the rows show up a moment later. They must not wait for the 10–15 s safety re-check."""
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    last = (await folios_in_order(db, A.rfc))[-1]
+    waiting = asyncio.create_task(client.get("/v1/avisos", params={"despues_de": last, "espera": 20}, headers=who))
+    await asyncio.sleep(0.5)
+    started = asyncio.get_running_loop().time()
+    async with db.connect() as conn:
+        await conn.execute(text("SELECT pg_notify('avisos', :rfc)"), {"rfc": A.rfc})
+        await conn.commit()
+    await asyncio.sleep(0.15)  # the watch has checked and found nothing
+    published = await _publish_quietly(db_url, A.rfc, 2)
+    response = await waiting
+    elapsed = asyncio.get_running_loop().time() - started
+    assert [a["folio"] for a in response.json()["avisos"]] == published
+    assert elapsed < 2.5, f"rows committed just after their NOTIFY waited {elapsed:.1f} s"
 
 
 # ------------------------------------------------------------------ audit and rate limits

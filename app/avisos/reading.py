@@ -6,12 +6,11 @@ and answer a Page or a Problem. No SQL travels between them and this module."""
 
 import dataclasses
 import datetime as dt
-import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 from asgi_correlation_id import correlation_id
@@ -26,13 +25,12 @@ from app.catalogs import CATALOGOS, catalog_entries
 from app.confianza import Denegacion, authorize, is_certified, is_patron
 from app.credenciales import require_still_active
 from app.db import Database
-from app.notify import Notifier
+from app.notify import Notifier, Outcome
 from app.problems import Problem
 from app.security.rate_limit import RateLimiter
 from app.security.tokens import Caller
 from app.settings import Settings
 
-RECHECK_SECONDS = 1.0  # a long poll also re-checks, for rows that became visible without a notification
 REFUSED = "avisos.consulta_rechazada"
 
 
@@ -380,14 +378,7 @@ async def list_page(policy: Policy, q: ListQuery, ctx: Context, *, ndjson: bool)
         current, engine = permission, source
         audited: Permission | None = permission  # None: refused after the wait, which audits itself
         try:
-            if q.espera and not await sql.has_rows(engine, filtros, cursor):
-                deadline = time.monotonic() + q.espera
-                while (remaining := deadline - time.monotonic()) > 0:
-                    # NOTIFY comes from the primary, maybe before a replica replays the commit: RECHECK_SECONDS
-                    # bounds what that lag adds.
-                    await ctx.notifier.wait(filtros.rfc_patron, min(remaining, RECHECK_SECONDS))
-                    if await sql.has_rows(engine, filtros, cursor):
-                        break
+            if q.espera and await _wait_for_rows(ctx, engine, filtros, cursor, q.espera) != "now":
                 # Authorized when it arrived, but a relationship may have been revoked while it waited.
                 audited = None
                 current = audited = await _permit_again(policy, ctx, q)
@@ -402,6 +393,20 @@ async def list_page(policy: Policy, q: ListQuery, ctx: Context, *, ndjson: bool)
                 await policy.record(database, ctx.caller, audited, q, stream)
 
     return Page(body(), quota.headers)
+
+
+async def _wait_for_rows(
+    ctx: Context, engine: AsyncEngine, filtros: sql.Filtros, cursor: sql.Cursor | None, seconds: int
+) -> Outcome:
+    """The long poll: one watch per employer in this process, one check per distinct page query (scope,
+    filters, cursor) however many clients wait on it; no query while nothing is published (app/notify.py).
+    NOTIFY comes from the primary, maybe before a replica replays the commit: the watch re-checks shortly
+    after a wake-up that found nothing."""
+
+    def check() -> Coroutine[Any, Any, bool]:
+        return sql.has_rows(engine, filtros, cursor)
+
+    return await ctx.notifier.watch(filtros.rfc_patron, sql.rows_query(filtros, cursor), check, seconds)
 
 
 async def _permit_again(policy: Policy, ctx: Context, q: ListQuery) -> Permission:

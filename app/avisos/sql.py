@@ -115,10 +115,16 @@ async def find_cursor(
     return Cursor(seq)
 
 
+def rows_query(f: Filtros, cursor: Cursor | None) -> str:
+    """Whether a page after cursor would hold anything: a long poll's question, and the key that waiters
+    asking the same one share (app/notify.py)."""
+    return f"SELECT EXISTS ({page_query(f, cursor, 1)})"
+
+
 async def has_rows(engine: AsyncEngine, f: Filtros, cursor: Cursor | None) -> bool:
-    """Whether a page after cursor would hold anything (a long poll's question), on a connection of its own."""
+    """rows_query's answer, on a connection of its own."""
     async with engine.connect() as conn:
-        return bool(await conn.scalar(text(f"SELECT EXISTS ({page_query(f, cursor, 1)})")))
+        return bool(await conn.scalar(text(rows_query(f, cursor))))
 
 
 async def locate(conn: AsyncConnection, folio: str, scope: Scope = PRODUCTION) -> tuple[str, str] | None:
