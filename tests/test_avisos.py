@@ -3,6 +3,7 @@ filters, cursor paging, NDJSON, long polling, audit (also on disconnect), rate l
 
 import asyncio
 import datetime as dt
+import re
 import socket
 import tempfile
 from contextlib import asynccontextmanager
@@ -21,7 +22,8 @@ from app.avisos import sql as avisos_sql
 from app.db import async_url
 from app.demo import demo_avisos
 from app.main import create_app
-from app.models.aviso import CAMPOS_CARGA_AVISO
+from app.models.aviso import CAMPOS_AVISO, CAMPOS_CARGA_AVISO
+from app.routers.avisos import Aviso as AvisoSchema
 from app.security.keys import load_keys
 from tests import documented_problems
 from tests import factories as f
@@ -777,3 +779,114 @@ async def test_refused_reads_are_audited_and_the_employer_sees_them(client, app_
     assert refused[DEV]["detalle"] == {"motivo": "sin_certificacion", "folio": folio}
     other_view = (await client.get("/v1/auditoria", headers=bearer(app_settings, B.rfc))).json()["eventos"]
     assert not [e for e in other_view if e["accion"] == "avisos.consulta_rechazada"], "only the employer concerned"
+
+
+# ------------------------------------------------------------------ the bytes served (rendered once, relayed)
+
+# Names a payroll system may meet, and every byte JSON or COPY text treats specially (PostgreSQL text holds no NUL).
+NAMES = [
+    'PÉREZ "EL GÜERO" \\ MUÑOZ',
+    "TAB\tSALTO\nRETORNO\rCONTROL\x01\x08\x0b\x0c\x1b\x1f\x7f",
+    "EMOJI 👷🏽\u200d♀️ SEPARADORES\u2028\u2029 FIN",
+    "\\\\ \\n \\t \\u0041 \\N",
+    '"',
+    "\\",
+]
+# Today's renderer before avisos carried their JSON, kept as the reference the served bytes must equal: the
+# page's columns as COPY text, one bytes-format per row, orjson when a row needs escaping.
+_OLD_COLUMNS = ", ".join(
+    {
+        "valor_descuento": "valor_descuento::text",
+        "publicado_en": "to_char(publicado_en AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    }.get(c, c)
+    for c in CAMPOS_AVISO
+)
+_OLD_TEMPLATE = (b"{" + b",".join(b'"%s":"%%s"' % c.encode() for c in CAMPOS_AVISO) + b"}").replace(b"%%s", b"%s")
+_OLD_NEEDS_CARE = re.compile(rb'["\\\x00-\x08\x0b-\x1f]')
+
+
+def _old_copy_text_field(raw: bytes) -> str:
+    out, i, text_ = [], 0, raw.decode()
+    escapes = {"t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "\\": "\\"}
+    while i < len(text_):
+        ch = text_[i]
+        if ch == "\\" and i + 1 < len(text_):
+            out.append(escapes.get(text_[i + 1], text_[i + 1]))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def _old_row_to_json(line: bytes) -> bytes:
+    if _OLD_NEEDS_CARE.search(line) is None:
+        return _OLD_TEMPLATE % tuple(line.split(b"\t"))
+    return orjson.dumps(dict(zip(CAMPOS_AVISO, (_old_copy_text_field(f) for f in line.split(b"\t")), strict=True)))
+
+
+async def _old_rendering(db, table: str, where: str, limite: int) -> tuple[list[bytes], dict[str, bytes]]:
+    """The first limite avisos as today's page rendered them, and each one as today's single-aviso route did."""
+    query = f"SELECT {_OLD_COLUMNS} FROM {table} WHERE {where} ORDER BY seq LIMIT {limite}"
+    copied = bytearray()
+
+    async def sink(data: bytes) -> None:
+        copied.extend(data)
+
+    async with db.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert raw.driver_connection is not None
+        await raw.driver_connection.copy_from_query(query, output=sink)
+        singles = {
+            row[0]: AvisoSchema.model_validate(dict(zip(CAMPOS_AVISO, row, strict=True))).model_dump_json().encode()
+            for row in await conn.execute(text(query))
+        }
+    return [_old_row_to_json(line) for line in bytes(copied).splitlines()], singles
+
+
+async def test_the_bytes_served_are_todays_for_every_name_production_and_sandbox(client, app_settings, db):
+    await certify(db, A.rfc)
+    opened = await client.post("/v1/certificaciones", headers=bearer(app_settings, DEV))
+    assert opened.status_code == 201, opened.text
+    attempt = opened.json()["id"]
+    scopes = [
+        ("/v1/avisos", bearer(app_settings, A.rfc), "aviso", f"rfc_patron = '{A.rfc}'"),
+        ("/sandbox/v1/avisos", bearer(app_settings, DEV), "sandbox_aviso", f"certificacion_id = '{attempt}'"),
+    ]
+    for path, who, table, where in scopes:
+        async with db.begin() as conn:  # written in SQL: whatever writes an aviso, its JSON follows
+            for k, name in enumerate(NAMES):
+                await conn.execute(
+                    text(
+                        f"UPDATE {table} SET nombre_trabajador = :n WHERE id = "
+                        f"(SELECT id FROM {table} WHERE {where} ORDER BY seq OFFSET :k LIMIT 1)"
+                    ),
+                    {"n": name, "k": 2 * k},
+                )
+        rows, singles = await _old_rendering(db, table, where, 20)
+        served_names = [orjson.loads(r)["nombre_trabajador"] for r in rows]
+        assert served_names[: 2 * len(NAMES) : 2] == NAMES, "the reference itself renders every name exactly"
+
+        as_json = await client.get(path, params={"limite": 20}, headers=who)
+        assert as_json.status_code == 200, as_json.text
+        assert as_json.content == b'{"avisos":[' + b",".join(rows) + b'],"hay_mas":true}'
+        ndjson = await client.get(f"{path}.ndjson", params={"limite": 20}, headers=who)
+        assert ndjson.content == b"".join(r + b"\n" for r in rows) + b'{"fin":true,"hay_mas":true}\n'
+        for row in rows[: 2 * len(NAMES) : 2]:
+            folio = orjson.loads(row)["folio"]
+            one = await client.get(f"{path}/{folio}", headers=who)
+            assert one.status_code == 200 and one.content == singles[folio]
+
+
+async def test_a_writers_session_settings_do_not_change_an_avisos_json(db):
+    """The rendering is IMMUTABLE only while nothing in it depends on the session: a writer with another
+    DateStyle, TimeZone or locale stores the same bytes."""
+    where = f"rfc_patron = '{A.rfc}'"
+    before, _ = await _old_rendering(db, "aviso", where, 3)
+    async with db.begin() as conn:
+        for setting in ("DateStyle = 'SQL, DMY'", "TimeZone = 'America/Mexico_City'", "lc_numeric = 'C'"):
+            await conn.execute(text(f"SET LOCAL {setting}"))
+        # Rewritten under these settings: the generated column is computed again, with this session's.
+        await conn.execute(text(f"UPDATE aviso SET nombre_trabajador = nombre_trabajador WHERE {where}"))
+        stored = list(await conn.scalars(text(f"SELECT json FROM aviso WHERE {where} ORDER BY seq LIMIT 3")))
+    assert [s.encode() for s in stored] == before

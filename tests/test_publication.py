@@ -204,36 +204,6 @@ async def test_large_pages_span_many_chunks_in_both_formats(engine):
     assert [a["folio"] for a in as_json["avisos"]] == folios[:2500]
 
 
-def test_fast_and_exact_row_paths_agree():
-    plain = b"\t".join(
-        [
-            b"20260100000001",
-            b"01",
-            b"retencion",
-            b"AAA010101AAA",
-            b"Y5412345109",
-            b"92919084431",
-            b"GODE561231GR8",
-            b"BEML920313HMCLNS09",
-            b"MU\xc3\x91OZ PEREZ JUAN",
-            b"1234567890",
-            b"01",
-            b"VIG",
-            b"1",
-            b"20.0000",
-            b"2026-01-01",
-            b"2026-01-02",
-            b"2026-01-02T00:00:00.000000Z",
-        ]
-    )
-    assert streaming._NEEDS_CARE.search(plain) is None, "a plain row takes the fast path"
-    fast = orjson.loads(streaming.row_to_json(plain))
-    exact = dict(zip(streaming.CAMPOS_AVISO, (streaming._copy_text_field(x) for x in plain.split(b"\t")), strict=True))
-    assert fast == exact and fast["nombre_trabajador"] == "MUÑOZ PEREZ JUAN"
-    tricky = plain.replace(b"MU\xc3\x91OZ PEREZ JUAN", b'JUAN \\\\ "EL" \\t PEREZ')
-    assert orjson.loads(streaming.row_to_json(tricky))["nombre_trabajador"] == 'JUAN \\ "EL" \t PEREZ'
-
-
 async def test_the_services_own_sessions_end_a_transaction_left_idle(db_url, tmp_path):
     """An idle transaction no longer holds anyone's avisos back, but it would still hold locks and bloat:
     the service's connections carry idle_in_transaction_session_timeout from its settings."""

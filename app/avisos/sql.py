@@ -9,10 +9,9 @@ import re
 import uuid
 from dataclasses import dataclass
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from app.models.aviso import CAMPOS_AVISO
 
 
 @dataclass(frozen=True)
@@ -91,16 +90,9 @@ def _where(f: Filtros, cursor: Cursor | None) -> str:
     return " AND ".join(conditions)
 
 
-# As the API shows them: amounts as exact text, publicado_en as ISO 8601 in UTC.
-_RENDERED = {
-    "valor_descuento": "valor_descuento::text",
-    "publicado_en": "to_char(publicado_en AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-}
-_COLUMNS = ", ".join(_RENDERED.get(c, c) for c in CAMPOS_AVISO)
-
-
 def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
-    return f"SELECT {_COLUMNS} FROM {f.scope.table} WHERE {_where(f, cursor)} ORDER BY seq LIMIT {_literal(limite)}"
+    """Each aviso's JSON as it was rendered when written (models/aviso.py), in publication order."""
+    return f"SELECT json FROM {f.scope.table} WHERE {_where(f, cursor)} ORDER BY seq LIMIT {_literal(limite)}"
 
 
 async def find_cursor(
@@ -140,5 +132,6 @@ async def locate(conn: AsyncConnection, folio: str, scope: Scope = PRODUCTION) -
 
 
 async def fetch_one(conn: AsyncConnection, filtros: Filtros) -> dict | None:
-    row = (await conn.execute(text(page_query(filtros, None, 1)))).first()
-    return dict(zip(CAMPOS_AVISO, row, strict=True)) if row else None
+    """The aviso's fields as the pages serve them (the same rendering, parsed back)."""
+    rendered = await conn.scalar(text(page_query(filtros, None, 1)))
+    return orjson.loads(rendered) if rendered is not None else None

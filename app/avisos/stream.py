@@ -1,7 +1,9 @@
 """A page of avisos streamed straight from a COPY.
 
-Rows leave PostgreSQL as COPY text (its fastest output) and become JSON here with one bytes-format per row; a
-bounded queue between the COPY and the socket keeps memory flat whatever the page size.
+Each aviso's JSON was rendered once, when it was written (a generated column, migration 20261203_json); a page
+relays those bytes as COPY text (PostgreSQL's fastest output) with no per-row work here: per chunk of rows,
+undo COPY's one escape and put the separators in. A bounded queue between the COPY and the socket keeps memory
+flat whatever the page size.
 
 A COPY interrupted half-way (the client left, the server is stopping, the database failed) leaves its connection
 in the middle of the protocol. Such a connection is terminated and invalidated, never returned to the pool,
@@ -11,48 +13,20 @@ cancelled checkin neither resets nor invalidates it (sqlalchemy/sqlalchemy#6592,
 
 import asyncio
 import datetime as dt
-import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from app.models.aviso import CAMPOS_AVISO
 
 CHUNK_BYTES = 128 * 1024
 QUEUE_CHUNKS = 8  # at most this many COPY chunks wait for the socket: memory stays flat
 
 
-# One aviso as JSON, filled from the COPY text fields with a single bytes-format.
-_TEMPLATE = (b"{" + b",".join(b'"%s":"%%s"' % c.encode() for c in CAMPOS_AVISO) + b"}").replace(b"%%s", b"%s")
-# Characters JSON must escape, except the tab that separates COPY fields and the newline that ends a row. A
-# newline inside a field never reaches here raw: COPY text writes it as a backslash sequence, which matches.
-_NEEDS_CARE = re.compile(rb'["\\\x00-\x08\x0b-\x1f]')
-
-
-def _copy_text_field(raw: bytes) -> str:
-    """Undo COPY text escaping (backslash sequences)."""
-    out, i, text_ = [], 0, raw.decode()
-    escapes = {"t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "\\": "\\"}
-    while i < len(text_):
-        ch = text_[i]
-        if ch == "\\" and i + 1 < len(text_):
-            out.append(escapes.get(text_[i + 1], text_[i + 1]))
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
-
-
-def row_to_json(line: bytes) -> bytes:
-    """A COPY text line of the page query as one JSON object."""
-    if _NEEDS_CARE.search(line) is None:
-        return _TEMPLATE % tuple(line.split(b"\t"))
-    # Quotes, backslashes or control characters (only nombre_trabajador can carry them): the slow, exact path.
-    return orjson.dumps(dict(zip(CAMPOS_AVISO, (_copy_text_field(f) for f in line.split(b"\t")), strict=True)))
+# The page query selects one column, each aviso's JSON as rendered when it was written (models/aviso.py). In
+# COPY text, JSON text can carry only one escape: its backslashes, doubled. It has no raw control character
+# (JSON escapes them all), so no tab or newline of its own: a newline ends a row.
+_COPY_BACKSLASH, _BACKSLASH = b"\\\\", b"\\"
 
 
 @dataclass
@@ -119,29 +93,25 @@ async def stream_page(
 
     producer = asyncio.create_task(produce())
     pending, rows_seen, first = b"", 0, True
-    separator = b"\n" if ndjson else b","
     try:
         while (chunk := await queue.get()) is not None:
             block, _, pending = (pending + chunk).rpartition(b"\n")
             if not block:
                 continue
-            lines = block.split(b"\n")
+            rows = block.count(b"\n") + 1
             room = limite - rows_seen
-            rows_seen += len(lines)
+            rows_seen += rows
             if rows_seen > limite:  # the query asked for one row more than the page, to learn hay_mas
                 stream.hay_mas = True
-                lines = lines[: max(room, 0)]
-            if not lines:
-                continue
-            if _NEEDS_CARE.search(block) is None:
-                # The common case, in one comprehension: a bytes-format per row, no per-row branching.
-                rendered = separator.join([_TEMPLATE % tuple(line.split(b"\t")) for line in lines])
-            else:  # some row needs escaping: each row checks for itself
-                rendered = separator.join([row_to_json(line) for line in lines])
+                if room <= 0:
+                    continue
+                block = b"\n".join(block.split(b"\n", room)[:room])
+            # Whole rows only (cut at a newline), so a doubled backslash never straddles two chunks.
+            rendered = block.replace(_COPY_BACKSLASH, _BACKSLASH)
             if ndjson:
                 body = rendered + b"\n"
             else:
-                body = (b'{"avisos":[' if first else b",") + rendered
+                body = (b'{"avisos":[' if first else b",") + rendered.replace(b"\n", b",")
             first = False
             # Counted when handed to the server: what leaves the socket after that is not knowable here.
             stream.entregados = min(rows_seen, limite)

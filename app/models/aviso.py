@@ -6,6 +6,7 @@ from decimal import Decimal
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     Identity,
@@ -19,6 +20,27 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base
 from app.models.catalogo import CLASES
+
+# The fields of an aviso as the API and the loaders name them, in API order (DESIGN §3).
+CAMPOS_AVISO = (
+    "folio",
+    "tipo_aviso",
+    "clase",
+    "rfc_patron",
+    "nrp",
+    "nss",
+    "rfc_trabajador",
+    "curp",
+    "nombre_trabajador",
+    "numero_credito",
+    "tipo_credito",
+    "estatus_credito",
+    "tipo_descuento",
+    "valor_descuento",
+    "fecha_emision",
+    "fecha_inicio_descuento",
+    "publicado_en",
+)
 
 
 class AvisoColumns:
@@ -44,6 +66,12 @@ class AvisoColumns:
     fecha_inicio_descuento: Mapped[date] = mapped_column(Date)
     publicado_en: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     seq: Mapped[int] = mapped_column(BigInteger)  # publication order within the employer (app/publicacion.py)
+    # The aviso as the API serves it, rendered once by PostgreSQL when the row is written (avisos never change)
+    # and relayed as it is by every read (app/avisos/stream.py): migration 20261203_json. Deferred: the ORM
+    # has the columns and never needs it.
+    json: Mapped[str] = mapped_column(
+        Text, Computed(f"aviso_json({', '.join(CAMPOS_AVISO)})", persisted=True), deferred=True
+    )
 
 
 class Aviso(AvisoColumns, Base):
@@ -83,25 +111,5 @@ REFERENCIAS = (
 )
 
 
-# The fields of an aviso as the API and the loaders name them, in API order (DESIGN §3).
-CAMPOS_AVISO = (
-    "folio",
-    "tipo_aviso",
-    "clase",
-    "rfc_patron",
-    "nrp",
-    "nss",
-    "rfc_trabajador",
-    "curp",
-    "nombre_trabajador",
-    "numero_credito",
-    "tipo_credito",
-    "estatus_credito",
-    "tipo_descuento",
-    "valor_descuento",
-    "fecha_emision",
-    "fecha_inicio_descuento",
-    "publicado_en",
-)
 # What a load file carries: the service derives clase (from the catalog) and publicado_en.
 CAMPOS_CARGA_AVISO = tuple(c for c in CAMPOS_AVISO if c not in ("clase", "publicado_en"))
