@@ -126,8 +126,8 @@ def _denied(denial: Denegacion, rfc_patron: str, *, keep_writes: bool = False) -
     )
 
 
-def _not_found(folio: str) -> Problem:
-    return Problem("aviso_no_encontrado", f"No hay un aviso {folio} que usted pueda leer.")
+def _not_found(folio: str, *, keep_writes: bool = False) -> Problem:
+    return Problem("aviso_no_encontrado", f"No hay un aviso {folio} que usted pueda leer.", keep_writes=keep_writes)
 
 
 class ProductionPolicy:
@@ -178,15 +178,17 @@ class ProductionPolicy:
             # Whether or not the folio exists: an uncertified caller cannot tell existing folios from missing ones.
             denial = Denegacion("sin_certificacion")
             if located is not None:
-                await _audit_refusal(database, caller, located[0], [located[1]], denial, {"folio": folio})
-            raise _denied(denial, "")
+                await _record_refusal(session, caller, located[0], [located[1]], denial, {"folio": folio})
+            raise _denied(denial, "", keep_writes=True)
         if located is None:
             raise _not_found(folio)
         auth = await authorize(session, caller.rfc, located[0], [located[1]], now)
         if isinstance(auth, Denegacion):
-            await _audit_refusal(database, caller, located[0], [located[1]], auth, {"folio": folio})
+            await _record_refusal(session, caller, located[0], [located[1]], auth, {"folio": folio})
             # Not certified is about the caller; anything else looks like an aviso that does not exist.
-            raise _denied(auth, located[0]) if auth.motivo == "sin_certificacion" else _not_found(folio)
+            if auth.motivo == "sin_certificacion":
+                raise _denied(auth, located[0], keep_writes=True)
+            raise _not_found(folio, keep_writes=True)
         filtros = sql.Filtros(located[0], [located[1]], folio=folio)
         await _audit(database, caller, Permission(filtros, auth.relaciones), 1, {"folio": folio})
         return filtros
@@ -314,7 +316,11 @@ async def _audit(database: Database, caller: Caller, permission: Permission, can
 async def _record_refusal(
     session: AsyncSession, caller: Caller, rfc_patron: str, nrps: list[str] | None, denial: Denegacion, detalle: dict
 ) -> None:
-    """A refused read, for the employer's audit view: who tried to read its avisos and why it was refused."""
+    """A refused read, for the employer's audit view: who tried to read its avisos and why it was refused. Written
+    in the request's session, which the refusal's keep-writes problem commits."""
+    # Like a read's row, it need not cost a WAL flush (nor let the caller time one: an existing folio's refusal
+    # writes, a missing one's does not).
+    await session.execute(text("SET LOCAL synchronous_commit = off"))
     await record_event(
         session,
         accion=REFUSED,
@@ -326,18 +332,6 @@ async def _record_refusal(
         detalle={"motivo": denial.motivo, **detalle},
         now=dt.datetime.now(dt.UTC),
     )
-
-
-async def _audit_refusal(
-    database: Database, caller: Caller, rfc_patron: str, nrps: list[str] | None, denial: Denegacion, detalle: dict
-) -> None:
-    # In a session of its own: the request's is rolled back with the problem raised after this.
-    with anyio.CancelScope(shield=True):
-        async with database.sessionmaker() as session:
-            # Like a read's row, it need not cost a WAL flush (nor let the caller time one).
-            await session.execute(text("SET LOCAL synchronous_commit = off"))
-            await _record_refusal(session, caller, rfc_patron, nrps, denial, detalle)
-            await session.commit()
 
 
 # ------------------------------------------------------------------ the flows
