@@ -275,6 +275,12 @@ def test_the_employer_and_the_developer_do_everything_in_the_browser(chromium, n
                     headers={"Authorization": f"Bearer {token}"},
                 )
                 assert read.status_code == 200 and len(read.json()["avisos"]) == 7, read.text
+            # A read's audit row trails its answer by the audit writer's flush (~100 ms): the page shows what is
+            # written, so wait for the row before opening it.
+            deadline = time.monotonic() + 10
+            query = "SELECT count(*) AS n FROM evento_auditoria WHERE accion = 'avisos.consulta' AND actor = $1"
+            while not _sql(url, query, DEVELOPER)[0]["n"] and time.monotonic() < deadline:
+                time.sleep(0.1)
             page.get_by_role("link", name="Auditoría").click()
             audit = page.get_by_role("table").filter(has_text="Consulta de avisos")
             reading = audit.get_by_role("row").filter(has_text=DEVELOPER).filter(has_text="Consulta de avisos")
