@@ -102,6 +102,8 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
     install_database_errors(app)
     # The last added is the outermost: the request id is set before the 413 is written, and the 413 gets the
     # security headers too. 500s are answered outside all of them (problems._unexpected sets their headers).
+    if settings.avisos_lean_path:
+        app.add_middleware(avisos.LeanListing)  # innermost: every middleware below applies to its answers
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, oauth_paths=["/v1/token"])
     app.add_middleware(SecurityHeaders)
     # A client's X-Request-ID reaches responses and the audit log only when it looks like an id.

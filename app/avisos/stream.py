@@ -45,6 +45,20 @@ def ndjson_end(hay_mas: bool) -> bytes:
     return b'{"fin":true,"hay_mas":' + (b"true" if hay_mas else b"false") + b"}\n"
 
 
+def json_end(first: bool, hay_mas: bool) -> bytes:
+    """The end of a JSON page: the opening too when no aviso came (first), then hay_mas."""
+    return (b'{"avisos":[' if first else b"") + b'],"hay_mas":' + (b"true" if hay_mas else b"false") + b"}"
+
+
+def whole_page(lines: bytes, hay_mas: bool, *, ndjson: bool) -> bytes:
+    """A whole page at once, as stream_page would send it in chunks: lines are the avisos' JSON, one per line."""
+    if ndjson:
+        return (lines + b"\n" if lines else b"") + ndjson_end(hay_mas)
+    if not lines:
+        return json_end(True, hay_mas)
+    return b'{"avisos":[' + lines.replace(b"\n", b",") + json_end(False, hay_mas)
+
+
 async def _copy(engine: AsyncEngine, query: str, output: Callable[[bytes], Awaitable[None]]) -> None:
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
@@ -121,9 +135,7 @@ async def stream_page(
         if ndjson:
             yield ndjson_end(stream.hay_mas)
         else:
-            yield (
-                (b'{"avisos":[' if first else b"") + b'],"hay_mas":' + (b"true" if stream.hay_mas else b"false") + b"}"
-            )
+            yield json_end(first, stream.hay_mas)
     finally:
         producer.cancel()
         # Waited for, shielded: whatever ended the page, its connection is back in the pool or terminated
