@@ -135,7 +135,8 @@ class Settings(BaseSettings):
     avisos_lean_path: bool = Field(
         default=True,
         description="Serve the common GET /v1/avisos page (up to 1,000 avisos, no other filter, no espera) in one "
-        "statement before FastAPI's routing; every other request takes the route. Off: always the route.",
+        "statement before FastAPI's routing; every other request takes the route, and so does every page when "
+        "DATABASE_READ_URL names a replica. Off: always the route.",
     )
     espera_recheck_seconds: float = Field(
         default=12.5,

@@ -7,7 +7,6 @@ limit). Status, body, media type and rate-limit headers must be the same, and so
 lean path must really have served the common shapes, or the comparison would prove nothing."""
 
 import asyncio
-import datetime as dt
 from contextlib import AsyncExitStack
 
 import httpx2
@@ -197,7 +196,7 @@ async def test_the_lean_path_answers_as_the_route_does_for_every_shape(clients, 
 
     # The audit rows, request by request (the reads' rows are written by the background writer ~100 ms later).
     ids = [f"shape-{i:03d}" for i in range(len(shapes))] + ["gone"] + [f"rate-{k:03d}" for k in range(70)]
-    for attempt in range(50):
+    for _attempt in range(50):
         pairs = [(await _audit_rows(db, f"lean-{i}"), await _audit_rows(db, f"route-{i}")) for i in ids]
         if all(a == b for a, b in pairs):
             break

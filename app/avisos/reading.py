@@ -453,16 +453,16 @@ async def lean_list(
     with its problems and its refusal audit rows, so this path only ever gives the answer the route would.
 
     It counts against the same rate limit, and only on success, so a request that falls back is counted once,
-    by the route. It reads from the primary even with a replica: the access rule must see a revocation at once."""
+    by the route."""
     patron = q.rfc_patron or caller.rfc
     received = dt.datetime.now(dt.UTC)
+    if database.lean_pool is None:  # a read replica is configured (app.main): the route reads the page there
+        return None
     try:
-        async with database.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            assert raw.driver_connection is not None  # None only for a closed connection
+        async with database.lean_pool.acquire(timeout=settings.db_pool_timeout_seconds) as conn:
             try:
                 page = await sql.lean_page(
-                    raw.driver_connection,
+                    conn,
                     rfc=caller.rfc,
                     credencial_id=caller.credencial_id,
                     patron=patron,
@@ -472,14 +472,12 @@ async def lean_list(
                     at=received,
                 )
             except BaseException:
-                # Run on the raw driver, out of SQLAlchemy's sight: a connection that failed or was cancelled
-                # half-way is dropped, never handed to the next request.
-                with anyio.CancelScope(shield=True):
-                    await conn.invalidate()
+                # Failed or cancelled half-way: the pool replaces a closed connection instead of reusing it.
+                conn.terminate()
                 raise
     except Exception as error:
-        if is_unavailable(error):
-            return None  # the route meets the same outage and answers its 503
+        if isinstance(error, TimeoutError) or is_unavailable(error):
+            return None  # the route meets the same outage (or waits its own pool) and answers its 503
         raise
     auth = verdict(page.acceso)
     if isinstance(auth, Denegacion) or (q.despues_de is not None and page.cursor_seq is None):
@@ -488,7 +486,7 @@ async def lean_list(
         quota = await limiter.hit(settings.rate_limit_avisos, f"avisos:{ProductionPolicy.name}:{caller.rfc}")
     except RateLimited:
         return None  # the route refuses it too, and a refused hit counts nothing
-    lines, hay_mas = (page.cuerpo or "").encode(), page.filas > q.limite
+    lines, hay_mas = page.cuerpo or b"", page.filas > q.limite
     if hay_mas:  # limite + 1 rows were asked for, to learn hay_mas
         lines = lines.rpartition(b"\n")[0]
     stream = Stream(entregados=min(page.filas, q.limite), hay_mas=hay_mas, recibida_en=received)

@@ -186,8 +186,9 @@ def _lean_page() -> tuple[str, tuple[str, ...], dict[str, Any]]:
         acceso,
         select(cursor.c.seq).scalar_subquery().label("cursor_seq"),
         select(func.count()).select_from(page).scalar_subquery().label("filas"),
-        # One line per aviso, in publication order: JSON text holds no raw newline.
-        select(func.string_agg(page.c.json, aggregate_order_by(literal("\n"), page.c.seq)))
+        # One line per aviso, in publication order: JSON text holds no raw newline. As bytea, so the driver
+        # hands over the bytes as they are, instead of decoding them to text for the server to encode again.
+        select(func.convert_to(func.string_agg(page.c.json, aggregate_order_by(literal("\n"), page.c.seq)), "UTF8"))
         .scalar_subquery()
         .label("cuerpo"),
     )
@@ -204,7 +205,7 @@ class LeanPage:
     acceso: Any  # the access statement's row (confianza.verdict reads it)
     cursor_seq: int | None
     filas: int
-    cuerpo: str | None  # the page's avisos' JSON, one per line (limite + 1 of them at most)
+    cuerpo: bytes | None  # the page's avisos' JSON in UTF-8, one per line (limite + 1 of them at most)
 
 
 async def lean_page(
