@@ -120,8 +120,9 @@ async def stream_page(
                 if room <= 0:
                     continue
                 block = b"\n".join(block.split(b"\n", room)[:room])
-            # Whole rows only (cut at a newline), so a doubled backslash never straddles two chunks.
-            rendered = block.replace(_COPY_BACKSLASH, _BACKSLASH)
+            # Whole rows only (cut at a newline), so a doubled backslash never straddles two chunks. Most chunks
+            # hold none: looking for one byte (memchr) costs far less than replace's search for two.
+            rendered = block.replace(_COPY_BACKSLASH, _BACKSLASH) if _BACKSLASH in block else block
             if ndjson:
                 body = rendered + b"\n"
             else:
