@@ -100,8 +100,9 @@ class AuditWriter:
         async with self._sessionmaker() as session:
             # A read's audit row may trail a crash by a moment (docs/design.md §5); it must not cost a WAL flush.
             await session.execute(text("SET LOCAL synchronous_commit = off"))
-            # The table's Core insert, not the ORM's bulk path: the rows are plain values, nothing to track.
-            await session.execute(insert(AUDIT_TABLE), rows)
+            # One INSERT of every row (a VALUES list), not an executemany: one statement and one round trip for
+            # the batch, and no ORM bulk path (the rows are plain values, nothing to track).
+            await session.execute(insert(AUDIT_TABLE).values(rows))
             await session.commit()
 
     async def _write_one_by_one(self, rows: list[dict[str, Any]]) -> None:

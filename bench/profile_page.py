@@ -51,6 +51,9 @@ PIECES = [
     ("token verify", "app.security.token_cache:VerifiedTokens.verify | app.deps:verify_access_token | app.security.caller:verify_access_token"),
     ("authorize()", "app.avisos.reading:authorize | app.routers.avisos:authorize"),
     ("COPY + JSON (stream_page)", "app.avisos.reading:stream_page | app.avisos:stream_page"),
+    # The lean path (app.routers.avisos.LeanListing): the whole read, and its one statement within it.
+    ("lean read (reading.lean_list)", "app.avisos.reading:lean_list"),
+    ("  its statement (sql.lean_page)", "app.avisos.sql:lean_page"),
 ]
 SPENT: dict[str, float] = {}
 
