@@ -501,7 +501,9 @@ def main() -> None:
             avisos_rps, _ = _rps(f"{base}/v1/avisos?limite=100", token)
         floor_rps = _floor_rps(env, settings, rfc)
         textbook = _textbook_download(env, token, rfc)
-        publication = asyncio.run(publicacion_bench.measure(server_url, rows=publicacion_bench.CARGA_AVISOS, other_rows=300_000))
+        publication = asyncio.run(
+            publicacion_bench.measure(server_url, rows=publicacion_bench.CARGA_AVISOS, other_rows=300_000)
+        )
         waiting = espera_bench.measure(server_url, settings)
 
     table, row = _table(f"SIA bench · {total_rows:,} avisos en la tabla · {os.cpu_count()} CPU")
