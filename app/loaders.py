@@ -11,12 +11,14 @@ changes nothing: avisos are immutable, and a folio that comes back with differen
 never an overwrite.
 """
 
+import asyncio
 import csv
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 
 import orjson
@@ -277,33 +279,25 @@ def _validate_aviso(rec: dict, ctx: _Context) -> tuple[list[tuple[str, str]], li
 
 
 class _Staging:
-    """COPY in batches into a temporary table that disappears with the transaction."""
+    """COPY into a temporary table, kept across commits: avisos are published from it in chunks."""
 
     def __init__(self, conn: AsyncConnection, table: str, columns: tuple[str, ...]) -> None:
         self.conn, self.table, self.columns = conn, table, ("linea", *columns)
-        self.batch: list[tuple] = []
 
     async def create(self) -> None:
         cols = ", ".join(f"{c} text" for c in self.columns[1:])
         # DROP first: an earlier load on this session (or its enclosing transaction) may have left it.
         await self.drop()
-        # Kept across commits: avisos are published from it in chunks, each committed on its own.
         await self.conn.execute(text(f"CREATE TEMP TABLE {self.table} (linea integer, {cols})"))
 
     async def drop(self) -> None:
         await self.conn.execute(text(f"DROP TABLE IF EXISTS pg_temp.{self.table}"))
 
-    async def add(self, row: tuple) -> None:
-        self.batch.append(row)
-        if len(self.batch) >= COPY_BATCH:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self.batch:
-            raw = await self.conn.get_raw_connection()
-            assert raw.driver_connection is not None  # None only for a closed connection
-            await raw.driver_connection.copy_records_to_table(self.table, records=self.batch, columns=self.columns)
-            self.batch = []
+    async def copy(self, rows: AsyncIterator[tuple]) -> None:
+        """One COPY for the whole file, fed as `rows` come."""
+        raw = await self.conn.get_raw_connection()
+        assert raw.driver_connection is not None  # None only for a closed connection
+        await raw.driver_connection.copy_records_to_table(self.table, records=rows, columns=self.columns)
 
     async def discard(self, lines: set[int]) -> None:
         if lines:
@@ -322,22 +316,50 @@ async def _stage(
     progress: Progress | None,
 ) -> None:
     counter = _ByteCounter(path)
+    records = read_records(path, campos, counter)
+
+    def next_batch() -> tuple[list[tuple], bool]:
+        """The good rows of the next COPY_BATCH records (their issues go to report), and whether more follow."""
+        rows, read = [], 0
+        for linea, record in islice(records, COPY_BATCH):
+            read += 1
+            report.leidos += 1
+            if isinstance(record, str):
+                report.errores.append(RowIssue(linea, "*", record))
+                continue
+            issues = _record_issues(record, campos)
+            if not issues:
+                issues, warnings = validate(record)
+                report.advertencias += [RowIssue(linea, c, m) for c, m in warnings]
+            report.errores += [RowIssue(linea, c, m) for c, m in issues]
+            if not issues:
+                rows.append(to_row(linea, record))
+            if progress and report.leidos % 10_000 == 0:
+                progress(report.leidos, counter.bytes)
+        return rows, read == COPY_BATCH
+
+    # Parsing and validation run in a thread, one batch ahead of the COPY: while the database stores a batch,
+    # the next one is validated (PostgreSQL and Python on two cores instead of taking turns). One batch at a
+    # time touches `report`, and only that thread does until the COPY ends. The first batch comes before the
+    # COPY starts, so a file refused as a whole (its header) fails before anything is sent.
+    first = await asyncio.to_thread(next_batch)
     await staging.create()
-    for linea, record in read_records(path, campos, counter):
-        report.leidos += 1
-        if isinstance(record, str):
-            report.errores.append(RowIssue(linea, "*", record))
-            continue
-        issues = _record_issues(record, campos)
-        if not issues:
-            issues, warnings = validate(record)
-            report.advertencias += [RowIssue(linea, c, m) for c, m in warnings]
-        report.errores += [RowIssue(linea, c, m) for c, m in issues]
-        if not issues:
-            await staging.add(to_row(linea, record))
-        if progress and report.leidos % 10_000 == 0:
-            progress(report.leidos, counter.bytes)
-    await staging.flush()
+
+    async def validated() -> AsyncIterator[tuple]:
+        batch, more = first
+        while True:
+            ahead = asyncio.ensure_future(asyncio.to_thread(next_batch)) if more else None
+            try:
+                for row in batch:
+                    yield row
+                if ahead is None:
+                    return
+                batch, more = await ahead
+            finally:
+                if ahead is not None and not ahead.done():
+                    ahead.cancel()  # the COPY failed: its result is not wanted (the thread ends its batch)
+
+    await staging.copy(validated())
     await staging.conn.execute(text(f"CREATE INDEX ON {staging.table} (linea)"))
     # Temporary tables are never auto-analyzed; without statistics the planner guesses nested loops.
     await staging.conn.execute(text(f"ANALYZE {staging.table}"))
