@@ -1,8 +1,9 @@
 """The operator's loaders: `sia load patrones FILE` and `sia load avisos FILE`.
 
-Every row is validated before anything is written; good rows go to a temporary staging table with COPY,
-conflicts with what is already published are found in SQL, and on bad rows (without --skip-invalid)
-nothing is written. Patrones are written in the caller's transaction. Avisos are published in chunks of
+Every row is validated before anything is written. Records go to a temporary staging table through one
+COPY, fed by a thread that parses and validates the next batch while the database stores the current one;
+the checks against the database (the NRP in the padrón, conflicts with what is already published) are
+set operations on that table, and on bad rows (without --skip-invalid) nothing is written. Patrones are written in the caller's transaction. Avisos are published in chunks of
 publicacion.CHUNK_ROWS (app/publicacion.py): given a connection with no transaction begun, the load stages
 and validates in one transaction of any length, then commits each chunk on its own, so no publishing
 transaction is long and an interrupted load leaves whole chunks, in order, that a re-run completes. Given
@@ -215,7 +216,6 @@ def _rfc(value: str) -> str | None:
 class _Context:
     today: dt.date
     codes: dict[str, dict[str, str | None]]
-    registry: dict[str, str]  # nrp -> rfc_patron
 
 
 _IDENTIFIERS = {
@@ -267,12 +267,28 @@ def _validate_aviso(rec: dict, ctx: _Context) -> tuple[list[tuple[str, str]], li
     nombre = rec["nombre_trabajador"]
     if not nombre.strip() or len(nombre) > MAX_NOMBRE or not nombre.isprintable():
         errors.append(("nombre_trabajador", f"debe tener de 1 a {MAX_NOMBRE} caracteres imprimibles"))
-    owner = ctx.registry.get(rec["nrp"])
-    if owner is None:
-        errors.append(("nrp", f"{rec['nrp']} no está en el padrón; cárguelo antes con `sia load patrones`"))
-    elif owner != rec["rfc_patron"]:
-        errors.append(("nrp", f"{rec['nrp']} pertenece al patrón {owner}, no a {rec['rfc_patron']}"))
+    # Whether the NRP is registered to this employer is asked of the registry as a set (_check_registry).
     return errors, warnings
+
+
+async def _check_registry(conn: AsyncConnection, report: LoadReport) -> None:
+    """Each staged aviso's NRP must be in the padrón and belong to the aviso's employer: one join over the
+    staging table, not the whole registry read into memory. Its issues take the place the per-row check gave
+    them: in line order, after that line's field issues (so staged rows include those with field issues)."""
+    wrong = await conn.execute(
+        text(
+            """SELECT c.linea, c.nrp, c.rfc_patron, n.rfc_patron FROM carga_aviso c LEFT JOIN nrp n ON n.nrp = c.nrp
+               WHERE n.rfc_patron IS DISTINCT FROM c.rfc_patron ORDER BY c.linea"""
+        )
+    )
+    issues = [
+        RowIssue(linea, "nrp", f"{nrp} no está en el padrón; cárguelo antes con `sia load patrones`")
+        if owner is None
+        else RowIssue(linea, "nrp", f"{nrp} pertenece al patrón {owner}, no a {rfc}")
+        for linea, nrp, rfc, owner in wrong
+    ]
+    if issues:
+        report.errores = sorted(report.errores + issues, key=lambda issue: issue.linea)  # stable: field issues first
 
 
 # ---------------------------------------------------------------- staging
@@ -319,7 +335,7 @@ async def _stage(
     records = read_records(path, campos, counter)
 
     def next_batch() -> tuple[list[tuple], bool]:
-        """The good rows of the next COPY_BATCH records (their issues go to report), and whether more follow."""
+        """The rows of the next COPY_BATCH records (their issues go to report), and whether more follow."""
         rows, read = [], 0
         for linea, record in islice(records, COPY_BATCH):
             read += 1
@@ -328,12 +344,15 @@ async def _stage(
                 report.errores.append(RowIssue(linea, "*", record))
                 continue
             issues = _record_issues(record, campos)
-            if not issues:
-                issues, warnings = validate(record)
-                report.advertencias += [RowIssue(linea, c, m) for c, m in warnings]
+            if issues:
+                report.errores += [RowIssue(linea, c, m) for c, m in issues]
+                continue
+            issues, warnings = validate(record)
             report.errores += [RowIssue(linea, c, m) for c, m in issues]
-            if not issues:
-                rows.append(to_row(linea, record))
+            report.advertencias += [RowIssue(linea, c, m) for c, m in warnings]
+            # Staged even with field issues, so that the checks made in SQL see every record of text fields;
+            # the caller discards the rejected lines after them.
+            rows.append(to_row(linea, record))
             if progress and report.leidos % 10_000 == 0:
                 progress(report.leidos, counter.bytes)
         return rows, read == COPY_BATCH
@@ -413,8 +432,7 @@ async def load_avisos(
     actor: str = "operador",
 ) -> LoadReport:
     own_transactions = not conn.in_transaction()  # see the module docstring
-    registry: dict[str, str] = dict((await conn.execute(text("SELECT nrp, rfc_patron FROM nrp"))).all())
-    ctx = _Context(today or dt.date.today(), await catalog_codes(conn), registry)
+    ctx = _Context(today or dt.date.today(), await catalog_codes(conn))
     tipos = ctx.codes["tipos-aviso"]
     report = LoadReport(path.name)
     staging = _Staging(conn, "carga_aviso", _AVISO_COLUMNS)
@@ -424,9 +442,12 @@ async def load_avisos(
         staging,
         report,
         lambda rec: _validate_aviso(rec, ctx),
-        lambda linea, rec: (linea, *(rec[c] for c in CAMPOS_CARGA_AVISO), tipos[rec["tipo_aviso"]]),
+        # A tipo_aviso outside the catalog is a rejected line: its clase is never read.
+        lambda linea, rec: (linea, *(rec[c] for c in CAMPOS_CARGA_AVISO), tipos.get(rec["tipo_aviso"])),
         progress,
     )
+    await _check_registry(conn, report)
+    await staging.discard(report.lineas_rechazadas)  # the checks below compare (and cast) valid rows only
     compared = [c for c in CAMPOS_CARGA_AVISO if c != "folio"]
     repeated = await conn.scalars(text("SELECT folio FROM carga_aviso GROUP BY folio HAVING count(*) > 1"))
     repeated_folios = list(repeated)
@@ -566,6 +587,7 @@ async def load_patrones(
         lambda linea, rec: (linea, rec["rfc"], rec["razon_social"].strip(), rec["nrp"]),
         progress,
     )
+    await staging.discard(report.lineas_rechazadas)  # the check below compares valid rows only
     moved = await conn.execute(
         text(
             """SELECT c.linea, c.nrp, n.rfc_patron FROM carga_patron c
