@@ -34,11 +34,11 @@ def logs(capsys):
     }
     saved_filters = logging.getLogger("uvicorn.access").filters[:]
 
-    def configure(*, json_logs: bool) -> None:
+    def configure(*, json_logs: bool, access_log: bool = True) -> None:
         # As in `sia serve`, where uvicorn sets no level; an in-process uvicorn of another test may have.
         for n in names:
             logging.getLogger(n).setLevel(logging.NOTSET)
-        configure_logging(json_logs=json_logs)
+        configure_logging(json_logs=json_logs, access_log=access_log)
 
     yield configure
     root.handlers[:], level = saved_root
@@ -141,6 +141,16 @@ def test_uvicorns_access_line_is_masked(logs, capsys):
     [line] = capsys.readouterr().err.splitlines()
     event = json.loads(line)["event"]
     assert "12345678901" not in event and "GODE561231" not in event and "limite=10" in event
+
+
+def test_sia_access_log_false_turns_uvicorns_access_log_off(logs):
+    """uvicorn writes an access line whenever uvicorn.access has a handler, its ancestors' included
+    (protocols/http/httptools_impl.py: `self.access_log = self.access_logger.hasHandlers()`), whatever its own
+    access_log option said: the root handler our logging installs must not be reachable when it is off."""
+    logs(json_logs=True, access_log=False)
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+    logs(json_logs=True)
+    assert logging.getLogger("uvicorn.access").hasHandlers()
 
 
 @pytest.mark.slow
