@@ -2,14 +2,14 @@
 
 Every row is validated before anything is written. Records go to a temporary staging table through one
 COPY, fed by a thread that parses and validates the next batch while the database stores the current one;
-the checks against the database (the NRP in the padrón, conflicts with what is already published) are
-set operations on that table, and on bad rows (without --skip-invalid) nothing is written. Patrones are
-written in the caller's transaction. Avisos are published in chunks of publicacion.CHUNK_ROWS (app/publicacion.py): given a connection with no transaction begun, the load stages
-and validates in one transaction of any length, then commits each chunk on its own, so no publishing
-transaction is long and an interrupted load leaves whole chunks, in order, that a re-run completes. Given
-a connection in a transaction (tests, `sia demo`), everything happens in it. Loading the same file twice
-changes nothing: avisos are immutable, and a folio that comes back with different content is a bad row,
-never an overwrite.
+the checks against the database (the NRP in the padrón, conflicts with what is already published) are set
+operations on that table, and on bad rows (without --skip-invalid) nothing is written. Patrones are
+written in the caller's transaction. Avisos are published in chunks of publicacion.CHUNK_ROWS
+(app/publicacion.py): given a connection with no transaction begun, the load stages and validates in one
+transaction of any length, then commits each chunk on its own, so no publishing transaction is long and an
+interrupted load leaves whole chunks, in order, that a re-run completes. Given a connection in a
+transaction (tests, `sia demo`), everything happens in it. Loading the same file twice changes nothing:
+avisos are immutable, and a folio that comes back with different content is a bad row, never an overwrite.
 """
 
 import asyncio
