@@ -1,22 +1,25 @@
 """The operator's loaders: `sia load patrones FILE` and `sia load avisos FILE`.
 
-Every row is validated before anything is written; good rows go to a temporary staging table with COPY,
-conflicts with what is already published are found in SQL, and on bad rows (without --skip-invalid)
-nothing is written. Patrones are written in the caller's transaction. Avisos are published in chunks of
-publicacion.CHUNK_ROWS (app/publicacion.py): given a connection with no transaction begun, the load stages
-and validates in one transaction of any length, then commits each chunk on its own, so no publishing
-transaction is long and an interrupted load leaves whole chunks, in order, that a re-run completes. Given
-a connection in a transaction (tests, `sia demo`), everything happens in it. Loading the same file twice
-changes nothing: avisos are immutable, and a folio that comes back with different content is a bad row,
-never an overwrite.
+Every row is validated before anything is written. Records go to a temporary staging table through one
+COPY, fed by a thread that parses and validates the next batch while the database stores the current one;
+the checks against the database (the NRP in the padrón, conflicts with what is already published) are set
+operations on that table, and on bad rows (without --skip-invalid) nothing is written. Patrones are
+written in the caller's transaction. Avisos are published in chunks of publicacion.CHUNK_ROWS
+(app/publicacion.py): given a connection with no transaction begun, the load stages and validates in one
+transaction of any length, then commits each chunk on its own, so no publishing transaction is long and an
+interrupted load leaves whole chunks, in order, that a re-run completes. Given a connection in a
+transaction (tests, `sia demo`), everything happens in it. Loading the same file twice changes nothing:
+avisos are immutable, and a folio that comes back with different content is a bad row, never an overwrite.
 """
 
+import asyncio
 import csv
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 
 import orjson
@@ -213,7 +216,6 @@ def _rfc(value: str) -> str | None:
 class _Context:
     today: dt.date
     codes: dict[str, dict[str, str | None]]
-    registry: dict[str, str]  # nrp -> rfc_patron
 
 
 _IDENTIFIERS = {
@@ -265,45 +267,53 @@ def _validate_aviso(rec: dict, ctx: _Context) -> tuple[list[tuple[str, str]], li
     nombre = rec["nombre_trabajador"]
     if not nombre.strip() or len(nombre) > MAX_NOMBRE or not nombre.isprintable():
         errors.append(("nombre_trabajador", f"debe tener de 1 a {MAX_NOMBRE} caracteres imprimibles"))
-    owner = ctx.registry.get(rec["nrp"])
-    if owner is None:
-        errors.append(("nrp", f"{rec['nrp']} no está en el padrón; cárguelo antes con `sia load patrones`"))
-    elif owner != rec["rfc_patron"]:
-        errors.append(("nrp", f"{rec['nrp']} pertenece al patrón {owner}, no a {rec['rfc_patron']}"))
+    # Whether the NRP is registered to this employer is asked of the registry as a set (_check_registry).
     return errors, warnings
+
+
+async def _check_registry(conn: AsyncConnection, report: LoadReport) -> None:
+    """Each staged aviso's NRP must be in the padrón and belong to the aviso's employer: one join over the
+    staging table, not the whole registry read into memory. Its issues take the place the per-row check gave
+    them: in line order, after that line's field issues (so staged rows include those with field issues)."""
+    wrong = await conn.execute(
+        text(
+            """SELECT c.linea, c.nrp, c.rfc_patron, n.rfc_patron FROM carga_aviso c LEFT JOIN nrp n ON n.nrp = c.nrp
+               WHERE n.rfc_patron IS DISTINCT FROM c.rfc_patron ORDER BY c.linea"""
+        )
+    )
+    issues = [
+        RowIssue(linea, "nrp", f"{nrp} no está en el padrón; cárguelo antes con `sia load patrones`")
+        if owner is None
+        else RowIssue(linea, "nrp", f"{nrp} pertenece al patrón {owner}, no a {rfc}")
+        for linea, nrp, rfc, owner in wrong
+    ]
+    if issues:
+        report.errores = sorted(report.errores + issues, key=lambda issue: issue.linea)  # stable: field issues first
 
 
 # ---------------------------------------------------------------- staging
 
 
 class _Staging:
-    """COPY in batches into a temporary table that disappears with the transaction."""
+    """COPY into a temporary table, kept across commits: avisos are published from it in chunks."""
 
     def __init__(self, conn: AsyncConnection, table: str, columns: tuple[str, ...]) -> None:
         self.conn, self.table, self.columns = conn, table, ("linea", *columns)
-        self.batch: list[tuple] = []
 
     async def create(self) -> None:
         cols = ", ".join(f"{c} text" for c in self.columns[1:])
         # DROP first: an earlier load on this session (or its enclosing transaction) may have left it.
         await self.drop()
-        # Kept across commits: avisos are published from it in chunks, each committed on its own.
         await self.conn.execute(text(f"CREATE TEMP TABLE {self.table} (linea integer, {cols})"))
 
     async def drop(self) -> None:
         await self.conn.execute(text(f"DROP TABLE IF EXISTS pg_temp.{self.table}"))
 
-    async def add(self, row: tuple) -> None:
-        self.batch.append(row)
-        if len(self.batch) >= COPY_BATCH:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self.batch:
-            raw = await self.conn.get_raw_connection()
-            assert raw.driver_connection is not None  # None only for a closed connection
-            await raw.driver_connection.copy_records_to_table(self.table, records=self.batch, columns=self.columns)
-            self.batch = []
+    async def copy(self, rows: AsyncIterator[tuple]) -> None:
+        """One COPY for the whole file, fed as `rows` come."""
+        raw = await self.conn.get_raw_connection()
+        assert raw.driver_connection is not None  # None only for a closed connection
+        await raw.driver_connection.copy_records_to_table(self.table, records=rows, columns=self.columns)
 
     async def discard(self, lines: set[int]) -> None:
         if lines:
@@ -322,22 +332,53 @@ async def _stage(
     progress: Progress | None,
 ) -> None:
     counter = _ByteCounter(path)
-    await staging.create()
-    for linea, record in read_records(path, campos, counter):
-        report.leidos += 1
-        if isinstance(record, str):
-            report.errores.append(RowIssue(linea, "*", record))
-            continue
-        issues = _record_issues(record, campos)
-        if not issues:
+    records = read_records(path, campos, counter)
+
+    def next_batch() -> tuple[list[tuple], bool]:
+        """The rows of the next COPY_BATCH records (their issues go to report), and whether more follow."""
+        rows, read = [], 0
+        for linea, record in islice(records, COPY_BATCH):
+            read += 1
+            report.leidos += 1
+            if isinstance(record, str):
+                report.errores.append(RowIssue(linea, "*", record))
+                continue
+            issues = _record_issues(record, campos)
+            if issues:
+                report.errores += [RowIssue(linea, c, m) for c, m in issues]
+                continue
             issues, warnings = validate(record)
+            report.errores += [RowIssue(linea, c, m) for c, m in issues]
             report.advertencias += [RowIssue(linea, c, m) for c, m in warnings]
-        report.errores += [RowIssue(linea, c, m) for c, m in issues]
-        if not issues:
-            await staging.add(to_row(linea, record))
-        if progress and report.leidos % 10_000 == 0:
-            progress(report.leidos, counter.bytes)
-    await staging.flush()
+            # Staged even with field issues, so that the checks made in SQL see every record of text fields;
+            # the caller discards the rejected lines after them.
+            rows.append(to_row(linea, record))
+            if progress and report.leidos % 10_000 == 0:
+                progress(report.leidos, counter.bytes)
+        return rows, read == COPY_BATCH
+
+    # Parsing and validation run in a thread, one batch ahead of the COPY: while the database stores a batch,
+    # the next one is validated (PostgreSQL and Python on two cores instead of taking turns). One batch at a
+    # time touches `report`, and only that thread does until the COPY ends. The first batch comes before the
+    # COPY starts, so a file refused as a whole (its header) fails before anything is sent.
+    first = await asyncio.to_thread(next_batch)
+    await staging.create()
+
+    async def validated() -> AsyncIterator[tuple]:
+        batch, more = first
+        while True:
+            ahead = asyncio.ensure_future(asyncio.to_thread(next_batch)) if more else None
+            try:
+                for row in batch:
+                    yield row
+                if ahead is None:
+                    return
+                batch, more = await ahead
+            finally:
+                if ahead is not None and not ahead.done():
+                    ahead.cancel()  # the COPY failed: its result is not wanted (the thread ends its batch)
+
+    await staging.copy(validated())
     await staging.conn.execute(text(f"CREATE INDEX ON {staging.table} (linea)"))
     # Temporary tables are never auto-analyzed; without statistics the planner guesses nested loops.
     await staging.conn.execute(text(f"ANALYZE {staging.table}"))
@@ -391,8 +432,7 @@ async def load_avisos(
     actor: str = "operador",
 ) -> LoadReport:
     own_transactions = not conn.in_transaction()  # see the module docstring
-    registry: dict[str, str] = dict((await conn.execute(text("SELECT nrp, rfc_patron FROM nrp"))).all())
-    ctx = _Context(today or dt.date.today(), await catalog_codes(conn), registry)
+    ctx = _Context(today or dt.date.today(), await catalog_codes(conn))
     tipos = ctx.codes["tipos-aviso"]
     report = LoadReport(path.name)
     staging = _Staging(conn, "carga_aviso", _AVISO_COLUMNS)
@@ -402,9 +442,12 @@ async def load_avisos(
         staging,
         report,
         lambda rec: _validate_aviso(rec, ctx),
-        lambda linea, rec: (linea, *(rec[c] for c in CAMPOS_CARGA_AVISO), tipos[rec["tipo_aviso"]]),
+        # A tipo_aviso outside the catalog is a rejected line: its clase is never read.
+        lambda linea, rec: (linea, *(rec[c] for c in CAMPOS_CARGA_AVISO), tipos.get(rec["tipo_aviso"])),
         progress,
     )
+    await _check_registry(conn, report)
+    await staging.discard(report.lineas_rechazadas)  # the checks below compare (and cast) valid rows only
     compared = [c for c in CAMPOS_CARGA_AVISO if c != "folio"]
     repeated = await conn.scalars(text("SELECT folio FROM carga_aviso GROUP BY folio HAVING count(*) > 1"))
     repeated_folios = list(repeated)
@@ -544,6 +587,7 @@ async def load_patrones(
         lambda linea, rec: (linea, rec["rfc"], rec["razon_social"].strip(), rec["nrp"]),
         progress,
     )
+    await staging.discard(report.lineas_rechazadas)  # the check below compares valid rows only
     moved = await conn.execute(
         text(
             """SELECT c.linea, c.nrp, n.rfc_patron FROM carga_patron c

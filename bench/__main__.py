@@ -8,6 +8,9 @@ employers, giving the 10,000,000-row table of the deep-page bar. A first run tak
 `python -m bench --descarga [--avisos N]` measures only the bulk-download bars (NDJSON vs COPY text, COPY
 row_to_json and the textbook implementation) on a data set of its own: one employer's N avisos (150,000 by
 default) through the real loader, built once into the same .bench/ server (~1 minute) and reused.
+
+`python -m bench --carga [--avisos N]` measures only the loader bar (bench/publicacion.py): the loader of a
+demo file of N avisos (200,000 by default) into a fresh database ÷ a plain COPY of the same rows.
 """
 
 import argparse
@@ -454,6 +457,18 @@ def descarga(avisos: int) -> None:
     )
 
 
+def carga(avisos: int) -> None:
+    """Only the loader bar, on a fresh database of its own (bench/publicacion.py measure_loader)."""
+    started = time.monotonic()
+    BENCH_DIR.mkdir(exist_ok=True)
+    with database_url(Settings(data_dir=BENCH_DIR / "data")) as server_url:
+        loader_rate, copy_rate = asyncio.run(publicacion_bench.measure_carga(server_url, avisos))
+    table, row = _table(f"SIA bench --carga · {avisos:,} avisos · {os.cpu_count()} CPU")
+    row(*publicacion_bench.loader_row(loader_rate, copy_rate))
+    console.print(table)
+    console.print(f"Mejor de 3 de cada uno, por turnos. Corrida en {time.monotonic() - started:.0f} s.")
+
+
 def main() -> None:
     started = time.monotonic()
     BENCH_DIR.mkdir(exist_ok=True)
@@ -486,7 +501,9 @@ def main() -> None:
             avisos_rps, _ = _rps(f"{base}/v1/avisos?limite=100", token)
         floor_rps = _floor_rps(env, settings, rfc)
         textbook = _textbook_download(env, token, rfc)
-        publication = asyncio.run(publicacion_bench.measure(server_url, rows=100_000, other_rows=300_000))
+        publication = asyncio.run(
+            publicacion_bench.measure(server_url, rows=publicacion_bench.CARGA_AVISOS, other_rows=300_000)
+        )
         waiting = espera_bench.measure(server_url, settings)
 
     table, row = _table(f"SIA bench · {total_rows:,} avisos en la tabla · {os.cpu_count()} CPU")
@@ -521,12 +538,15 @@ def main() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description="DESIGN §7's bars as ratios in one run.")
     parser.add_argument("--descarga", action="store_true", help="only the bulk-download bars, on a smaller data set")
-    parser.add_argument("--avisos", type=int, default=DESCARGA_AVISOS, help="the --descarga data set's avisos")
+    parser.add_argument("--carga", action="store_true", help="only the loader bar, on a fresh database")
+    parser.add_argument("--avisos", type=int, help="the avisos of --descarga's data set or --carga's file")
     parser.add_argument("--paginas", action="store_true", help="only the small-page bars, on a small database")
     parser.add_argument("--espera", action="store_true", help="only the long-poll bars, on their own small data")
     options = parser.parse_args()
     if options.descarga:
-        descarga(options.avisos)
+        descarga(options.avisos or DESCARGA_AVISOS)
+    elif options.carga:
+        carga(options.avisos or publicacion_bench.CARGA_AVISOS)
     elif options.espera:
         espera_bench.main()
     elif options.paginas:

@@ -231,3 +231,19 @@ async def test_load_writes_an_audit_event(connection, tmp_path):
         )
     ).one()
     assert row.actor == "operador" and row.cantidad == 3 and row.detalle["archivo"] == "a.ndjson"
+
+
+async def test_registry_issues_keep_their_place_after_a_lines_field_issues(connection, tmp_path):
+    """The NRP is checked against the padrón in SQL over the staging table, after the per-row checks; its issues
+    still come in line order, after the same line's field issues, and rows with field issues are checked too."""
+    a, b = f.patrones(2)
+    await _load_registry(connection, tmp_path, [a, b])
+    records = f.avisos(5, [a])
+    records = _bad(records, 1, nrp="Y9912345109", tipo_aviso="99")
+    records = _bad(records, 3, nrp=b.nrps[0])
+    records = _bad(records, 4, tipo_aviso="99")
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", records), today=f.TODAY)
+    issues = rejected.value.report.errores
+    assert [(i.linea, i.campo) for i in issues] == [(2, "tipo_aviso"), (2, "nrp"), (4, "nrp"), (5, "tipo_aviso")]
+    assert "no está en el padrón" in issues[1].motivo and f"pertenece al patrón {b.rfc}" in issues[2].motivo
