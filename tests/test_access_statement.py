@@ -1,5 +1,6 @@
 """authorize() reads one SQL statement (confianza.access_statement) for the caller's credential, certification
-and trust relationships. Its verdicts are compared here with the rules as the rest of the code states them
+and trust relationships, and the lean path's page statement (avisos.sql.lean_page) embeds it. Their verdicts
+are compared here with the rules as the rest of the code states them
 (the ORM rows, estado_de(), is_certified(), the credential check of current_caller) over generated scenarios:
 relationships in force, scheduled, expired or revoked, all NRPs or some, the caller's own RFC, certified,
 in the sandbox only, expired or cancelled certifications, active, renewed or cancelled credentials."""
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import exists, select
 
-from app.confianza import Autorizacion, Denegacion, authorize, estado_de, is_certified
+from app.avisos import sql as avisos_sql
+from app.confianza import Autorizacion, Denegacion, authorize, estado_de, is_certified, verdict
 from app.models import Acuse, Certificacion, Credencial, Nrp, Patron, RelacionConfianza
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -137,6 +139,16 @@ async def _as_the_rules_say(session, s: Scenario) -> Autorizacion | Denegacion:
     return Autorizacion(nrps=s.nrps if s.nrps is not None else readable, relaciones=ids, legibles=readable)
 
 
+class _Prepared:
+    """A connection's fetchrow, for lean_page, through one prepared statement."""
+
+    def __init__(self, statement) -> None:
+        self.statement = statement
+
+    async def fetchrow(self, _query: str, *args):
+        return await self.statement.fetchrow(*args)
+
+
 async def test_the_statement_agrees_with_the_rules_over_generated_scenarios(session):
     rng = random.Random(14)  # reproducible scenarios
     acuse = "ACU-20261124-0000000001"
@@ -145,12 +157,28 @@ async def test_the_statement_agrees_with_the_rules_over_generated_scenarios(sess
     )
     await session.flush()
     verdicts: dict[str, int] = {}
+    driver = (await (await session.connection()).get_raw_connection()).driver_connection
+    # Prepared once: SQLAlchemy's driver connections keep no statement cache of their own (the lean path's pool does).
+    prepared = _Prepared(await driver.prepare(avisos_sql.LEAN_PAGE_SQL))
     for i in range(400):
         scenario = await _build(session, rng, i, acuse)
         got = await authorize(
             session, scenario.caller, scenario.patron, scenario.nrps, NOW, credencial_id=scenario.credencial_id
         )
         expected = await _as_the_rules_say(session, scenario)
+        # The lean path's one statement embeds the same rule: the same verdict from its row, in the same
+        # transaction (the scenarios are not committed).
+        lean = await avisos_sql.lean_page(
+            prepared,
+            rfc=scenario.caller,
+            credencial_id=scenario.credencial_id,
+            patron=scenario.patron,
+            nrps=scenario.nrps,
+            despues_de=None,
+            limite=10,
+            at=NOW,
+        )
+        assert verdict(lean.acceso) == got, scenario
         if isinstance(got, Autorizacion):
             got = Autorizacion(got.nrps, sorted(got.relaciones), got.legibles)
         assert got == expected, scenario
