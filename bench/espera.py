@@ -118,6 +118,19 @@ async def _latency(client: httpx2.AsyncClient, url: str, headers: dict, repeat: 
     return statistics.median(samples[5:])
 
 
+def _endings(tasks: list[asyncio.Task]) -> str:
+    """How the finished waits ended: a status code with its elapsed time, or the client's exception."""
+    seen: dict[str, int] = {}
+    for t in tasks:
+        if not t.done() or t.cancelled():
+            continue
+        e = t.exception()
+        r = t.result() if e is None else None
+        name = f"{type(e).__name__}: {e}" if e is not None else f"{r.status_code} ({r.elapsed.total_seconds():.0f} s)"
+        seen[name] = seen.get(name, 0) + 1
+    return "; ".join(f"{n} × {k}" for k, n in sorted(seen.items(), key=lambda kv: -kv[1]))
+
+
 async def _until_quiet(url: str, limit: float = 90) -> float:
     """Seconds until the admission burst is over: two consecutive seconds with fewer than 10 transactions."""
     started, quiet, last = time.monotonic(), 0, await _transactions(url)
@@ -157,6 +170,7 @@ async def _measure(url: str, base: str, pid: int, tokens: dict[str, str]) -> Fig
         waiting = await _latency(probe, plain, first)
         if early or any(t.done() for t in idle):
             print(f"aviso: {sum(t.done() for t in idle)} de {IDLE} esperas terminaron antes de medir", file=sys.stderr)
+            print(_endings(idle), file=sys.stderr)
         for t in idle:
             t.cancel()
         await asyncio.gather(*idle, return_exceptions=True)
