@@ -84,7 +84,7 @@ def serve(
 ) -> None:
     """Sirve la API (con PostgreSQL embebido si DATABASE_URL no está definido)."""
     settings = _settings()
-    configure_logging(json_logs=settings.json_logs)
+    configure_logging(json_logs=settings.json_logs, access_log=settings.access_log)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal. Turning SIGTERM into
     # SystemExit (as Python already does with SIGINT -> KeyboardInterrupt) unwinds through the `with` below,
     # so the embedded PostgreSQL is stopped cleanly in both cases.
@@ -163,7 +163,7 @@ def worker_app() -> "FastAPI":
     from app.main import create_app
 
     settings = _settings()
-    configure_logging(json_logs=settings.json_logs)
+    configure_logging(json_logs=settings.json_logs, access_log=settings.access_log)
     # The Argon2 cap is one for the machine: N workers share it, or N workers would allow N times the memory.
     gate = max(1, settings.password_verifications_max // settings.resolved_workers)
     return create_app(

@@ -34,11 +34,11 @@ def logs(capsys):
     }
     saved_filters = logging.getLogger("uvicorn.access").filters[:]
 
-    def configure(*, json_logs: bool) -> None:
+    def configure(*, json_logs: bool, access_log: bool = True) -> None:
         # As in `sia serve`, where uvicorn sets no level; an in-process uvicorn of another test may have.
         for n in names:
             logging.getLogger(n).setLevel(logging.NOTSET)
-        configure_logging(json_logs=json_logs)
+        configure_logging(json_logs=json_logs, access_log=access_log)
 
     yield configure
     root.handlers[:], level = saved_root
@@ -49,6 +49,14 @@ def logs(capsys):
         logging.getLogger(n).setLevel(level)
     logging.getLogger("uvicorn.access").filters[:] = saved_filters
     structlog.reset_defaults()
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_the_access_log_is_written_only_when_asked(logs, capsys, access_log):
+    # SIA_ACCESS_LOG=false: a worker's app configures logging after uvicorn silenced its access log.
+    logs(json_logs=False, access_log=access_log)
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", "/livez", "1.1", 200)
+    assert ("/livez" in capsys.readouterr().err) is access_log
 
 
 async def _explode(request: Request) -> None:
