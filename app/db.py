@@ -116,27 +116,33 @@ class AuditRows(Protocol):
 
 class QueueingPool(AsyncAdaptedQueuePool):
     """The pool's timeout as a stall detector, not a queue bound: a request waiting for a connection gives up
-    (503) when no connection came back to the pool for `timeout` seconds, which is what a database that is stuck,
-    locked or too slow looks like; while connections keep coming back it stays in line, up to `queue_seconds`.
+    (503) when for `timeout` seconds the database answered no statement of this pool and no connection came
+    back to it, which is what a database that is stuck, locked or too slow looks like; while the pool moves it
+    stays in line, up to `queue_seconds`.
 
     A burst of requests larger than the pool (1,000 long polls opened at once after a restart, on 2 cores) is
-    the process' own load: every connection is busy and returned within milliseconds, but the last request in
-    line waits as long as the burst takes the CPU to admit (~15 s measured), and a plain `timeout` of 2 s
-    answered 96 % of it with 503 `base_de_datos_no_disponible` while the database was idle."""
+    the process' own load: the database answers in milliseconds, but the last request in line waits as long as
+    the burst takes the CPU to admit (~15 s measured), and a plain `timeout` of 2 s answered 96 % of it with
+    503 `base_de_datos_no_disponible` while the database was idle. Statements count, not only returns: in a
+    saturated event loop a connection's holder may take seconds between its statements."""
 
     queue_seconds = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._returned_at = time.monotonic()
+        self.moved()
+
+    def moved(self) -> None:
+        """A connection came back, was made, or had a statement answered."""
+        self._moved_at = time.monotonic()
 
     def _do_return_conn(self, record: Any) -> None:
-        self._returned_at = time.monotonic()
+        self.moved()
         super()._do_return_conn(record)
 
     def _create_connection(self) -> Any:
         record = super()._create_connection()
-        self._returned_at = time.monotonic()  # a new connection is progress too (the first ones of a burst)
+        self.moved()  # the first connections of a burst
         return record
 
     def _do_get(self) -> Any:
@@ -147,7 +153,7 @@ class QueueingPool(AsyncAdaptedQueuePool):
             except sa_exc.TimeoutError:
                 now = time.monotonic()
                 # Back in line (at its end: asyncio's queue has no front) only while the pool moves.
-                if now - self._returned_at >= self._timeout or now - started >= self.queue_seconds:
+                if now - self._moved_at >= self._timeout or now - started >= self.queue_seconds:
                     raise
 
     def recreate(self) -> "QueueingPool":
@@ -170,6 +176,11 @@ def _engine(url: str, *, pool_size: int, max_overflow: int, timeouts: Timeouts) 
         hide_parameters=True,
     )
     cast(QueueingPool, engine.pool).queue_seconds = timeouts.pool_queue
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _answered(conn: Any, *_args: Any) -> None:
+        cast(QueueingPool, conn.engine.pool).moved()  # the engine's pool now: dispose() replaces it
+
     if timeouts.idle_ping:
         _ping_idle_connections(engine, timeouts.idle_ping)
     return engine
