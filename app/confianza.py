@@ -2,6 +2,7 @@
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,10 +10,10 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Exists,
-    Row,
     Select,
     String,
     Uuid,
+    and_,
     bindparam,
     case,
     distinct,
@@ -20,12 +21,14 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    not_,
+    null,
     or_,
     select,
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
@@ -306,14 +309,18 @@ async def list_relaciones(
 
 
 def _access_query() -> Select[Any]:
-    """The caller's access in one statement: its credential still active, its certification, whether the
-    employer exists, and the trust relationships in force for (:patron, :rfc) at :at with the NRPs they cover.
-    Built once; each call binds :rfc, :patron, :at and :credencial_id. NULL :credencial_id (a caller already
-    checked) gives activa = false, which verdict() then ignores."""
+    """The caller's access in one statement, verdict included: its credential still active, its certification,
+    whether the employer exists, the trust relationships in force for (:patron, :rfc) at :at with the NRPs they
+    cover, and from those the answer to :nrps (NULL = all it may): `motivo` (NULL when allowed), `lee_nrps`
+    (the NRPs the read filters, NULL = all) and `legibles` (every NRP it may read, NULL = all). The rule lives
+    here only: verdict() maps the row to Python, and a hot path gates its page on `motivo IS NULL`.
+    Built once; each call binds :rfc, :patron, :at, :nrps and :credencial_id. NULL :credencial_id (a caller
+    already checked) skips the credential."""
     rfc: BindParameter[str] = bindparam("rfc", type_=String())
     patron: BindParameter[str] = bindparam("patron", type_=String())
     at: BindParameter[dt.datetime] = bindparam("at", type_=DateTime(timezone=True))
     credencial: BindParameter[uuid.UUID | None] = bindparam("credencial_id", type_=Uuid())
+    asked: BindParameter[Any] = bindparam("nrps", type_=ARRAY(String(11)))
     r = RelacionConfianza
     vigentes = (
         select(r.id, r.nrps)
@@ -329,7 +336,7 @@ def _access_query() -> Select[Any]:
     # Joined LATERAL to the relationships it unnests: written as a second FROM, SQLAlchemy warns of a cartesian
     # product (the SQL is the same; the warning would hide a real one).
     nrp = func.unnest(vigentes.c.nrps).table_valued("n").lateral("n")
-    return select(
+    facts = select(
         token_credential_in_force(credencial, rfc).label("activa"),
         _certified(rfc, at).label("certificado"),
         exists().where(Patron.rfc == patron).label("patron"),
@@ -340,6 +347,28 @@ def _access_query() -> Select[Any]:
         .label("nrps"),
         # In id order: the same relationships always read the same (the audit row names the first).
         select(func.array_agg(aggregate_order_by(vigentes.c.id, vigentes.c.id))).scalar_subquery().label("relaciones"),
+    ).subquery("hechos")
+    own = rfc == patron  # desarrollo propio: an employer reads its own avisos with no relationship
+    every_nrp = or_(own, facts.c.todas)
+    covered = func.coalesce(facts.c.nrps, literal([], ARRAY(String(11))))
+    motivo = case(
+        (and_(credencial.is_not(None), not_(facts.c.activa)), literal("credencial_no_vigente")),
+        (not_(facts.c.certificado), literal("sin_certificacion")),
+        (not_(facts.c.patron), literal("sin_relacion")),
+        (own, null()),
+        (facts.c.relaciones.is_(None), literal("sin_relacion")),
+        (facts.c.todas, null()),
+        (and_(asked.is_not(None), not_(asked.contained_by(covered))), literal("sin_relacion")),
+        else_=null(),
+    )
+    return select(
+        facts.c.activa,
+        facts.c.certificado,
+        facts.c.patron,
+        motivo.label("motivo"),
+        case((asked.is_not(None), asked), (every_nrp, null()), else_=covered).label("lee_nrps"),
+        case((every_nrp, null()), else_=covered).label("legibles"),
+        case((own, null()), else_=facts.c.relaciones).label("relaciones"),
     )
 
 
@@ -384,30 +413,15 @@ async def authorize(
     """May `rfc` read the avisos of `rfc_patron` for `nrps` (None = all it may) at `at`? With `credencial_id`,
     also whether that credential of `rfc` is still active. One query, from the database state at call time:
     a revocation is effective on the very next call."""
-    params = {"rfc": rfc, "patron": rfc_patron, "at": at, "credencial_id": credencial_id}
-    return verdict(rfc, rfc_patron, nrps, (await session.execute(access_statement(), params)).one(), credencial_id)
+    params = {"rfc": rfc, "patron": rfc_patron, "at": at, "credencial_id": credencial_id, "nrps": nrps}
+    return verdict((await session.execute(access_statement(), params)).mappings().one())
 
 
-def verdict(
-    rfc: str, rfc_patron: str, nrps: list[str] | None, row: Row, credencial_id: uuid.UUID | None = None
-) -> Autorizacion | Denegacion:
-    """authorize()'s answer from a row of access_statement(), wherever that row was read."""
-    if credencial_id is not None and not row.activa:
-        return Denegacion("credencial_no_vigente")
-    if not row.certificado:
-        return Denegacion("sin_certificacion")
-    if not row.patron:
-        return Denegacion("sin_relacion")
-    if rfc == rfc_patron:
-        return Autorizacion(nrps=nrps, relaciones=[])  # desarrollo propio
-    relaciones = list(row.relaciones or [])
-    if not relaciones:
-        return Denegacion("sin_relacion")
-    if row.todas:
-        return Autorizacion(nrps=nrps, relaciones=relaciones)
-    covered = sorted(set(row.nrps or []))
-    if nrps is None:
-        return Autorizacion(nrps=covered, relaciones=relaciones, legibles=covered)
-    if not set(nrps) <= set(covered):
-        return Denegacion("sin_relacion")
-    return Autorizacion(nrps=nrps, relaciones=relaciones, legibles=covered)
+def verdict(row: Mapping[str, Any]) -> Autorizacion | Denegacion:
+    """authorize()'s answer from a row of access_statement(), wherever that row was read (its columns by name):
+    the statement decided, this only reads its answer."""
+    if row["motivo"] is not None:
+        return Denegacion(row["motivo"])
+    # Sorted: the same NRPs always read the same (filters, cursor bounds, audit rows).
+    nrps, legibles = (sorted(set(row[c])) if row[c] is not None else None for c in ("lee_nrps", "legibles"))
+    return Autorizacion(nrps=nrps, relaciones=list(row["relaciones"] or []), legibles=legibles)

@@ -203,6 +203,10 @@ def _probe_engine(url: str, seconds: float) -> AsyncEngine:
 T = TypeVar("T")
 
 
+async def _unchanged(_connection: asyncpg.Connection) -> None:
+    """asyncpg's reset on release (a round trip each time), skipped for a pool whose connections keep no state."""
+
+
 def _lsn(text_lsn: str) -> int:
     high, low = text_lsn.split("/")
     return (int(high, 16) << 32) + int(low, 16)
@@ -222,6 +226,9 @@ class Database:
     # DATABASE_READ_URL: a streaming replica for the avisos reads; without one, the primary's engine itself.
     read_engine: AsyncEngine | None = None
     read_probe_engine: AsyncEngine | None = None
+    # The lean path's statement (app/avisos/reading.py lean_list) on the primary: a plain asyncpg pool, opened by
+    # the app's lifespan (open_lean_pool).
+    lean_pool: asyncpg.Pool | None = None
 
     @classmethod
     def connect(
@@ -294,9 +301,28 @@ class Database:
             written = await conn.scalar(text("SELECT pg_current_wal_lsn()::text"))
         return max(_lsn(written) - _lsn(replayed), 0) if replayed is not None else None
 
+    async def open_lean_pool(self, url: str, size: int, timeouts: Timeouts) -> None:
+        """A pool of its own for one read-only statement in autocommit: no SQLAlchemy checkout, and nothing to
+        reset on release (it never changes a connection's state). Its connections plan that statement once:
+        its plan does not depend on the values (one employer's rows by its (rfc_patron, seq) index, the rest
+        lookups by key), and planning it anew on every call cost PostgreSQL ~1 ms of CPU per page (1.47 ms of
+        CPU per page with custom plans, 0.28 ms with the generic one). No connection is opened before the
+        first request: a database still starting does not stop the service from starting."""
+        self.lean_pool = await asyncpg.create_pool(
+            asyncpg_dsn(url),
+            min_size=0,
+            max_size=size,
+            reset=_unchanged,
+            timeout=timeouts.connect,
+            command_timeout=timeouts.command_timeout(),
+            server_settings={**timeouts.server_settings(), "plan_cache_mode": "force_generic_plan"},
+        )
+
     async def dispose(self) -> None:
         if self.audit is not None:
             await self.audit.close()
+        if self.lean_pool is not None:
+            await self.lean_pool.close()
         for engine in (self.engine, self.probe_engine, self.read_engine, self.read_probe_engine):
             if engine is not None:
                 await engine.dispose()

@@ -26,7 +26,7 @@ from app.problems import PROBLEM_MEDIA_TYPE, Problem, ProblemCode, problem_respo
 from app.security.keys import Keys
 from app.security.passwords import VerificationGate
 from app.security.rate_limit import RateLimiter
-from app.security.tokens import Caller, InvalidToken, verify_access_token
+from app.security.tokens import AccessClaims, Caller, InvalidToken, verify_access_token
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,19 @@ def _unauthorized(code: ProblemCode, detail: str, error: str | None) -> Problem:
 
 
 
+def verified_claims(keys: Keys, settings: Settings, token: str) -> AccessClaims:
+    """The access token's claims, or InvalidToken; from the process's cache when this token was verified before
+    (app/security/token_cache.py). Whether its credential still holds is the database's to say."""
+    return keys.verified_tokens.verify(
+        keys.tokens,
+        token,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        now=utc_now(),
+        verifier=verify_access_token,
+    )
+
+
 async def current_caller(
     session: SessionDep,
     settings: SettingsDep,
@@ -153,15 +166,7 @@ async def current_caller(
         # RFC 6750 §3.1: no error code when the request simply carried no credentials.
         raise _unauthorized("no_autenticado", "Falta el encabezado Authorization: Bearer <token>.", None)
     try:
-        # From the process's cache when this token was verified before (app/security/token_cache.py).
-        claims = keys.verified_tokens.verify(
-            keys.tokens,
-            credentials.credentials,
-            issuer=settings.token_issuer,
-            audience=settings.token_audience,
-            now=utc_now(),
-            verifier=verify_access_token,
-        )
+        claims = verified_claims(keys, settings, credentials.credentials)
     except InvalidToken as e:
         log.info("token rejected: %s", e)
         raise _unauthorized(

@@ -81,7 +81,7 @@ def _add_request_id(_logger: WrappedLogger, _method: str, event_dict: EventDict)
     return event_dict
 
 
-def configure_logging(*, json_logs: bool, access_log: bool = True, level: int = logging.INFO) -> None:
+def configure_logging(*, json_logs: bool, level: int = logging.INFO, access_log: bool = True) -> None:
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -117,9 +117,9 @@ def configure_logging(*, json_logs: bool, access_log: bool = True, level: int = 
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # uvicorn silences its access log (SIA_ACCESS_LOG=false) before a worker builds its app, which comes here:
-    # propagating it again would undo that.
-    logging.getLogger("uvicorn.access").propagate = access_log
     access = logging.getLogger("uvicorn.access")
+    # uvicorn logs each request when this logger has a handler, its ancestors' included, whatever its own
+    # access_log option said: off (SIA_ACCESS_LOG=false) means no handler reachable from it.
+    access.propagate = access_log
     if not any(isinstance(f, RedactAccessLog) for f in access.filters):
         access.addFilter(RedactAccessLog())

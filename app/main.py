@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.audit_writer import AuditWriter
-from app.db import Database, asyncpg_dsn, is_unavailable
+from app.db import Database, Timeouts, asyncpg_dsn, is_unavailable
 from app.deps import State, document_database_errors, install_database_errors
 from app.docs import install_docs
 from app.keys_store import KeySync
@@ -57,6 +57,11 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
             raise RuntimeError("create_app necesita settings.database_url (sia serve lo resuelve)")
         database = Database.from_settings(settings)
         database.audit = AuditWriter(database.sessionmaker, retryable=is_unavailable)
+        if settings.avisos_lean_path and not settings.database_read_url:
+            # With a replica the pages are read there and the access rule on the primary: two servers, so
+            # one statement cannot hold both, and every page takes the route.
+            timeouts = Timeouts.from_settings(settings)
+            await database.open_lean_pool(settings.database_url, settings.db_pool_size, timeouts)
         notifier = Notifier(recheck_seconds=settings.espera_recheck_seconds)
         await notifier.start(asyncpg_dsn(settings.database_url))
         keys = load_keys(settings)
@@ -102,6 +107,8 @@ def create_app(settings: Settings, *, purge_every: dt.timedelta | None = None) -
     install_database_errors(app)
     # The last added is the outermost: the request id is set before the 413 is written, and the 413 gets the
     # security headers too. 500s are answered outside all of them (problems._unexpected sets their headers).
+    if settings.avisos_lean_path:
+        app.add_middleware(avisos.LeanListing)  # innermost: every middleware below applies to its answers
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, oauth_paths=["/v1/token"])
     app.add_middleware(SecurityHeaders)
     # A client's X-Request-ID reaches responses and the audit log only when it looks like an id.

@@ -141,6 +141,12 @@ class Settings(BaseSettings):
 
     # avisos and rate limits (per caller; per process unless rate_limit_storage names a shared store)
     avisos_limite_max: int = Field(default=10_000, ge=1, description="Largest page of GET /v1/avisos.")
+    avisos_lean_path: bool = Field(
+        default=True,
+        description="Serve the common GET /v1/avisos page (up to 1,000 avisos, no other filter, no espera) in one "
+        "statement before FastAPI's routing; every other request takes the route, and so does every page when "
+        "DATABASE_READ_URL names a replica. Off: always the route.",
+    )
     espera_recheck_seconds: float = Field(
         default=12.5,
         gt=0,

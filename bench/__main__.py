@@ -500,16 +500,16 @@ def main() -> None:
     row(
         f"RSS del servidor al transmitir {streamed:,} avisos",
         f"+{memory_mb:.1f} MB",
-        memory_mb / 50,
-        "crecimiento < 50 MB",
-        memory_mb < 50,
+        memory_mb / 20,
+        "crecimiento < 20 MB",
+        memory_mb < 20,
     )
     row(
         f"Página profunda vs primera ({employer_rows:,} del patrón)",
         f"{deep * 1000:.2f} vs {first * 1000:.2f} ms",
         deep / first,
-        "≤ 1.50",
-        deep / first <= 1.5,
+        "≤ 1.10",
+        deep / first <= 1.1,
     )
     _page_rows(row, avisos_rps, floor_rps, livez_rps, tool)
     for bar in publicacion_bench.rows_for_table(publication):

@@ -16,7 +16,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.avisos.sql import Filtros, page_query
-from app.avisos.stream import row_to_json
 from app.db import asyncpg_dsn
 
 
@@ -44,8 +43,9 @@ async def page(request: Request) -> Response:
 
     async with request.app.state.pool.acquire() as conn:
         await conn.copy_from_query(query, output=collect)
-    lines = b"".join(chunks).split(b"\n")[:-1]
-    rendered = b",".join(row_to_json(line) for line in lines[:limite])
+    # Each row is the aviso's JSON as stored (COPY text doubles its backslashes), as SIA's pages relay it.
+    lines = b"".join(chunks).replace(b"\\\\", b"\\").split(b"\n")[:-1]
+    rendered = b",".join(lines[:limite])
     more = b"true" if len(lines) > limite else b"false"
     return Response(b'{"avisos":[' + rendered + b'],"hay_mas":' + more + b"}", media_type="application/json")
 

@@ -144,7 +144,7 @@ async def _delivery(url: str, other_file: Path, new_file: Path, rfc: str, folios
         committed = time.perf_counter()
         query = avisos_sql.page_query(avisos_sql.Filtros(rfc), None, len(folios) + 1)
         while time.perf_counter() - committed < WAIT_CAP:
-            seen = {r[0] for r in await reader.fetch(f"SELECT folio FROM ({query}) AS p")}
+            seen = {r[0] for r in await reader.fetch(f"SELECT json::json->>'folio' FROM ({query}) AS p")}
             if folios <= seen:
                 return time.perf_counter() - committed, other.poll() is None
             await asyncio.sleep(0.01)

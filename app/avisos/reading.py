@@ -20,14 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from app import certificaciones
 from app.auditoria import event_values, record_event
 from app.avisos import sql
-from app.avisos.stream import Stream, stream_page
+from app.avisos.stream import Stream, stream_page, whole_page
 from app.catalogs import CATALOGOS, catalog_entries
-from app.confianza import Denegacion, authorize, is_certified, is_patron
+from app.confianza import Autorizacion, Denegacion, authorize, is_certified, is_patron, verdict
 from app.credenciales import require_still_active
-from app.db import Database
+from app.db import Database, is_unavailable
 from app.notify import Notifier, Outcome
 from app.problems import Problem
-from app.security.rate_limit import RateLimiter
+from app.security.rate_limit import RateLimited, RateLimiter
 from app.security.tokens import Caller
 from app.settings import Settings
 
@@ -156,6 +156,10 @@ class ProductionPolicy:
         if isinstance(auth, Denegacion):
             await _record_refusal(session, caller, patron, q.nrp, auth, {"consulta": q.as_dict()})
             raise _denied(auth, patron, keep_writes=True)  # the refusal's audit row is committed
+        return self.permission(patron, q, auth)
+
+    @staticmethod
+    def permission(patron: str, q: ListQuery, auth: Autorizacion) -> Permission:
         filtros = sql.Filtros(patron, auth.nrps, q.clase, q.tipo_aviso, q.nss, q.emitidos_desde, q.emitidos_hasta)
         return Permission(filtros, auth.relaciones, nrps_cursor=auth.legibles)
 
@@ -425,3 +429,73 @@ async def read_one(policy: Policy, folio: str, ctx: Context) -> dict | None:
     database = ctx.database
     filtros = await policy.permit_one(ctx.session, database, ctx.caller, folio, dt.datetime.now(dt.UTC))
     return await database.lookup(ctx.session, lambda conn: sql.fetch_one(conn, filtros), database.reads)
+
+
+# ------------------------------------------------------------------ the lean path
+
+
+@dataclass
+class LeanRead:
+    """A page the lean path answers whole: its body and rate-limit headers, then `lean_done` audits it."""
+
+    body: bytes
+    headers: dict[str, str]
+    permission: Permission
+    stream: Stream
+
+
+async def lean_list(
+    q: ListQuery, caller: Caller, database: Database, settings: Settings, limiter: RateLimiter, *, ndjson: bool
+) -> LeanRead | None:
+    """The common request (a production page of one employer, perhaps some NRPs, after a cursor, no wait) in one
+    round trip: sql.lean_page decides the caller's credential, certification, relationship and cursor and reads
+    the page, all in one statement. None when anything but that success is the answer (refused, unknown cursor,
+    over the rate limit, the database unavailable): the ordinary route then answers the request from scratch,
+    with its problems and its refusal audit rows, so this path only ever gives the answer the route would.
+
+    It counts against the same rate limit, and only on success, so a request that falls back is counted once,
+    by the route."""
+    patron = q.rfc_patron or caller.rfc
+    received = dt.datetime.now(dt.UTC)
+    if database.lean_pool is None:  # a read replica is configured (app.main): the route reads the page there
+        return None
+    try:
+        async with database.lean_pool.acquire(timeout=settings.db_pool_timeout_seconds) as conn:
+            try:
+                page = await sql.lean_page(
+                    conn,
+                    rfc=caller.rfc,
+                    credencial_id=caller.credencial_id,
+                    patron=patron,
+                    nrps=q.nrp,
+                    despues_de=q.despues_de,
+                    limite=q.limite,
+                    at=received,
+                )
+            except BaseException:
+                # Failed or cancelled half-way: the pool replaces a closed connection instead of reusing it.
+                conn.terminate()
+                raise
+    except Exception as error:
+        if isinstance(error, TimeoutError) or is_unavailable(error):
+            return None  # the route meets the same outage (or waits its own pool) and answers its 503
+        raise
+    auth = verdict(page.acceso)
+    if isinstance(auth, Denegacion) or (q.despues_de is not None and page.cursor_seq is None):
+        return None
+    try:
+        quota = await limiter.hit(settings.rate_limit_avisos, f"avisos:{ProductionPolicy.name}:{caller.rfc}")
+    except RateLimited:
+        return None  # the route refuses it too, and a refused hit counts nothing
+    lines, hay_mas = page.cuerpo or b"", page.filas > q.limite
+    if hay_mas:  # limite + 1 rows were asked for, to learn hay_mas
+        lines = lines.rpartition(b"\n")[0]
+    stream = Stream(entregados=min(page.filas, q.limite), hay_mas=hay_mas, recibida_en=received)
+    body = whole_page(lines, hay_mas, ndjson=ndjson)
+    return LeanRead(body, quota.headers, ProductionPolicy.permission(patron, q, auth), stream)
+
+
+async def lean_done(read: LeanRead, q: ListQuery, caller: Caller, database: Database, *, sent: bool) -> None:
+    """The read's audit row, as the route writes it."""
+    read.stream.completo = sent
+    await ProductionPolicy().record(database, caller, read.permission, q, read.stream)

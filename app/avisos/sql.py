@@ -8,10 +8,17 @@ import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
+import asyncpg
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Integer, String, any_, bindparam, case, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.confianza import access_statement
+from app.models import Aviso
 
 
 @dataclass(frozen=True)
@@ -135,3 +142,101 @@ async def fetch_one(conn: AsyncConnection, filtros: Filtros) -> dict | None:
     """The aviso's fields as the pages serve them (the same rendering, parsed back)."""
     rendered = await conn.scalar(text(page_query(filtros, None, 1)))
     return orjson.loads(rendered) if rendered is not None else None
+
+
+# ------------------------------------------------------------------ the hot path: one statement
+
+
+def _lean_page() -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """The common page (an employer's avisos, perhaps some NRPs, after a cursor) and everything that decides
+    whether the caller may have it, in one statement and one round trip: the access rule itself
+    (confianza.access_statement(), its verdict included, not a copy of it), the cursor within what the
+    caller may read, and the page, which holds rows only when `motivo` is NULL. Compiled once, for asyncpg:
+    (SQL with $n parameters, their names in order, the values of the statement's own constants)."""
+    acceso = access_statement().cte("acceso")
+    a = Aviso.__table__.alias("a")
+    patron = bindparam("patron", type_=String())
+    despues = bindparam("despues_de", type_=String())
+    allowed = acceso.c.motivo.is_(None)
+    cursor = (
+        select(a.c.seq)
+        .select_from(acceso)
+        .where(
+            allowed,
+            a.c.folio == despues,
+            a.c.rfc_patron == patron,
+            or_(acceso.c.legibles.is_(None), a.c.nrp == any_(acceso.c.legibles)),
+        )
+        .cte("cursor")
+    )
+    page = (
+        select(a.c.json, a.c.seq)
+        .select_from(acceso)
+        .where(
+            allowed,
+            a.c.rfc_patron == patron,
+            or_(acceso.c.lee_nrps.is_(None), a.c.nrp == any_(acceso.c.lee_nrps)),
+            # One range condition on the index, not `$despues IS NULL OR seq > cursor`: a generic plan cannot
+            # drop that OR, and filtered every row of the employer from its first (2 s on a deep page of 1M).
+            # seq starts at 1; an unknown cursor reads nothing (the route answers it).
+            a.c.seq
+            > func.coalesce(
+                select(cursor.c.seq).scalar_subquery(), case((despues.is_(None), 0), else_=literal(2**63 - 1))
+            ),
+        )
+        .order_by(a.c.seq)
+        .limit(bindparam("filas", type_=Integer()))
+        .cte("pagina")
+    )
+    statement = select(
+        acceso,
+        select(cursor.c.seq).scalar_subquery().label("cursor_seq"),
+        select(func.count()).select_from(page).scalar_subquery().label("filas"),
+        # One line per aviso, in publication order: JSON text holds no raw newline. As bytea, so the driver
+        # hands over the bytes as they are, instead of decoding them to text for the server to encode again.
+        select(func.convert_to(func.string_agg(page.c.json, aggregate_order_by(literal("\n"), page.c.seq)), "UTF8"))
+        .scalar_subquery()
+        .label("cuerpo"),
+    )
+    compiled = statement.compile(dialect=asyncpg_dialect.dialect())  # type: ignore[no-untyped-call]
+    assert compiled.positiontup is not None  # a positional dialect
+    return str(compiled), tuple(compiled.positiontup), dict(compiled.params)
+
+
+LEAN_PAGE_SQL, _LEAN_PAGE_PARAMS, _LEAN_PAGE_CONSTANTS = _lean_page()
+
+
+@dataclass(frozen=True)
+class LeanPage:
+    acceso: Any  # the access statement's row (confianza.verdict reads it)
+    cursor_seq: int | None
+    filas: int
+    cuerpo: bytes | None  # the page's avisos' JSON in UTF-8, one per line (limite + 1 of them at most)
+
+
+async def lean_page(
+    conn: asyncpg.Connection,
+    *,
+    rfc: str,
+    credencial_id: uuid.UUID,
+    patron: str,
+    nrps: list[str] | None,
+    despues_de: str | None,
+    limite: int,
+    at: dt.datetime,
+) -> LeanPage:
+    """The hot statement on a driver connection (asyncpg prepares it once per connection): asks limite + 1 rows
+    to learn hay_mas."""
+    values = {
+        **_LEAN_PAGE_CONSTANTS,
+        "rfc": rfc,
+        "credencial_id": credencial_id,
+        "patron": patron,
+        "nrps": nrps,
+        "despues_de": despues_de,
+        "filas": limite + 1,
+        "at": at,
+    }
+    row = await conn.fetchrow(LEAN_PAGE_SQL, *(values[name] for name in _LEAN_PAGE_PARAMS))
+    assert row is not None  # the statement always answers one row
+    return LeanPage(row, row["cursor_seq"], row["filas"], row["cuerpo"])

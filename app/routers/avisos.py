@@ -2,25 +2,40 @@
 app.avisos.reading, which holds the policy (who reads what, audit, long poll, stream). Wire models here."""
 
 import datetime as dt
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
+from urllib.parse import parse_qsl
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.json_schema import JsonDict
+from starlette.datastructures import Headers
 from starlette.responses import Content
-from starlette.types import Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.avisos import reading
 from app.avisos.reading import ListQuery, Policy, ProductionPolicy, SandboxPolicy
-from app.deps import CALLER_PROBLEMS, CallerDep, DatabaseDep, NotifierDep, RateLimiterDep, SessionDep, SettingsDep
+from app.deps import (
+    CALLER_PROBLEMS,
+    CallerDep,
+    DatabaseDep,
+    NotifierDep,
+    RateLimiterDep,
+    SessionDep,
+    SettingsDep,
+    State,
+    verified_claims,
+)
 from app.identifiers import NRP, NSS, RFC, Fecha, Folio
 from app.models.catalogo import CLASES
 from app.openapi import RATE_LIMIT_HEADERS
 from app.problems import Problem, ProblemCode, problem_response, problem_responses
+from app.security.tokens import Caller, InvalidToken
+from app.settings import Settings
 
 router = APIRouter(tags=["Avisos"])
 sandbox_router = APIRouter(tags=["Sandbox"])
@@ -135,12 +150,15 @@ async def _list(
 ) -> Response:
     """ndjson: the representation fixed by the route; None: chosen by the Accept header."""
     if ndjson is None:
-        accept = request.headers.get("accept", "")
-        ndjson = NDJSON in accept or "application/jsonl" in accept
+        ndjson = wants_ndjson(request.headers.get("accept", ""))
     page = await reading.list_page(policy, q, ctx, ndjson=ndjson)
     return StatusWithFirstChunk(
         page.body, request, media_type=NDJSON if ndjson else "application/json", headers=page.headers
     )
+
+
+def wants_ndjson(accept: str) -> bool:
+    return NDJSON in accept or "application/jsonl" in accept
 
 
 class StatusWithFirstChunk(StreamingResponse):
@@ -315,3 +333,102 @@ async def consultar_aviso(folio: FolioAviso, ctx: ContextDep) -> Aviso:
 async def consultar_aviso_sandbox(folio: FolioAviso, ctx: ContextDep) -> Aviso:
     """Como GET /v1/avisos/{folio}, sobre los avisos del intento de certificación en curso."""
     return await _one(SandboxPolicy(), folio, ctx)
+
+
+# ------------------------------------------------------------------ the lean path of the common page
+
+
+LEAN_PATHS = {"/v1/avisos": False, "/v1/avisos.ndjson": True}  # path -> NDJSON whatever Accept says
+LEAN_LIMITE_MAX = 1000  # larger pages stream (StatusWithFirstChunk): this path holds a whole page in memory
+_LEAN_LIMITE = re.compile(r"[1-9][0-9]{0,3}")
+_RFC, _FOLIO, _NRP = TypeAdapter(RFC), TypeAdapter(Folio), TypeAdapter(NRP)
+
+
+def _valid(adapter: TypeAdapter[str], value: str) -> bool:
+    try:
+        return adapter.validate_python(value) == value
+    except ValidationError:
+        return False
+
+
+def lean_query(query_string: bytes, settings: Settings) -> ListQuery | None:
+    """The query when it has the common shape the lean path serves (rfc_patron, nrp, despues_de and limite,
+    each well formed, limite within LEAN_LIMITE_MAX); None for anything else, which the route handles."""
+    single: dict[str, str] = {}
+    nrps: list[str] = []
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name == "nrp":
+            nrps.append(value)
+        elif name in ("rfc_patron", "despues_de", "limite") and name not in single:
+            single[name] = value
+        else:
+            return None  # another parameter, or one given twice (the route takes the last one)
+    limite = single.get("limite", "1000")
+    if not _LEAN_LIMITE.fullmatch(limite) or int(limite) > min(LEAN_LIMITE_MAX, settings.avisos_limite_max):
+        return None
+    rfc_patron, despues_de = single.get("rfc_patron"), single.get("despues_de")
+    if rfc_patron is not None and not _valid(_RFC, rfc_patron):
+        return None
+    if despues_de is not None and not _valid(_FOLIO, despues_de):
+        return None
+    if len(nrps) > 500 or not all(_valid(_NRP, n) for n in nrps):
+        return None
+    nrp = sorted(set(nrps)) or None
+    return ListQuery(rfc_patron, nrp, None, None, None, None, None, despues_de, int(limite), 0)
+
+
+class LeanListing:
+    """GET /v1/avisos (and .ndjson) in its common shape, answered before FastAPI's routing and dependencies:
+    a cached token verification, one statement (app.avisos.reading.lean_list) and the page sent whole. Anything
+    else, or any answer but that page (a refusal, an unknown cursor, the rate limit, the database unavailable),
+    goes on to the ordinary route, which answers it from scratch. Innermost of the middleware: the request id,
+    the security headers and the body limit apply as to every response. tests/test_lean_path.py compares its
+    answers with the route's for every shape."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"] in LEAN_PATHS
+            and await self._answer(scope, send)
+        ):
+            await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send) -> bool:
+        state = cast(State, scope["state"])
+        settings = state["settings"]
+        q = lean_query(scope["query_string"], settings)
+        if q is None:
+            return False
+        headers = Headers(scope=scope)
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        try:
+            claims = verified_claims(state["keys"], settings, token)
+        except InvalidToken:
+            return False
+        caller = Caller(claims.sub, claims.credencial_id, claims.jti)
+        ndjson = LEAN_PATHS[scope["path"]] or wants_ndjson(headers.get("accept", ""))
+        database = state["database"]
+        read = await reading.lean_list(q, caller, database, settings, state["rate_limiter"], ndjson=ndjson)
+        if read is None:
+            return False
+        sent = False
+        try:
+            media_type = NDJSON if ndjson else "application/json"
+            raw_headers = [
+                (b"content-type", media_type.encode()),
+                (b"content-length", str(len(read.body)).encode()),
+                *((k.lower().encode(), v.encode()) for k, v in read.headers.items()),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+            await send({"type": "http.response.body", "body": read.body, "more_body": False})
+            sent = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                await reading.lean_done(read, q, caller, database, sent=sent)
+        return True

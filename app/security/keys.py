@@ -190,8 +190,7 @@ class KeyRing:
     def published(self, now: dt.datetime) -> list[SigningKey | PublicKey]:
         """The active key, the ones about to start, the replaced ones still within `retain` of being replaced,
         and other replicas' keys by the same rule."""
-        self._refresh()
-        keys: list[SigningKey | PublicKey] = []
+        keys: list[SigningKey | PublicKey] = []  # local() reads the folder again if it changed
         for key, replaced in self.local():
             if replaced is None or self.retain is None or replaced + self.retain > now:
                 keys.append(key)

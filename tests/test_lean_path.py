@@ -1,0 +1,206 @@
+"""The lean path of GET /v1/avisos (app.routers.avisos.LeanListing) answers exactly what the route answers.
+
+Two apps on one committed database, one with the lean path and one without (SIA_AVISOS_LEAN_PATH=false), are
+asked the same requests in turn: every shape the lean path serves and every shape it must hand to the route
+(other parameters, malformed ones, refusals, unknown cursors, bad tokens, a cancelled credential, the rate
+limit). Status, body, media type and rate-limit headers must be the same, and so must the audit rows; and the
+lean path must really have served the common shapes, or the comparison would prove nothing."""
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import httpx2
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.avisos import reading
+from app.db import async_url
+from app.main import create_app
+from app.models import Credencial
+from app.security.keys import load_keys
+from tests.avisos_world import DEV, OTHER, A, B, bearer, credential_id, seed
+from tests.test_avisos import certify, folios_in_order, relate
+
+
+@pytest.fixture
+def db_url(new_database) -> str:
+    url = new_database()
+    seed(url)
+    return url
+
+
+@pytest.fixture
+def app_settings(settings, db_url, tmp_path):
+    live = settings.model_copy(update={"database_url": db_url, "data_dir": tmp_path, "rate_limit_avisos": "70/minute"})
+    load_keys(live)
+    return live
+
+
+@pytest.fixture
+async def db(db_url):
+    engine = create_async_engine(async_url(db_url))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def clients(app_settings):
+    """(lean, route): the same app with the lean path on and off."""
+    async with AsyncExitStack() as stack:
+        pair = []
+        for lean in (True, False):
+            app = create_app(app_settings.model_copy(update={"avisos_lean_path": lean}))
+            manager = await stack.enter_async_context(LifespanManager(app))
+            transport = httpx2.ASGITransport(app=manager.app, raise_app_exceptions=False)
+            client = httpx2.AsyncClient(transport=transport, base_url="http://testserver", timeout=30)
+            pair.append(await stack.enter_async_context(client))
+        yield tuple(pair)
+
+
+@pytest.fixture
+def served(monkeypatch) -> list[bool]:
+    """For each time the lean path was tried: whether it answered (True) or handed the request on (False)."""
+    outcomes: list[bool] = []
+    original = reading.lean_list
+
+    async def counted(*args, **kwargs):
+        read = await original(*args, **kwargs)
+        outcomes.append(read is not None)
+        return read
+
+    monkeypatch.setattr(reading, "lean_list", counted)
+    return outcomes
+
+
+def _compared(response: httpx2.Response, request_id: str) -> tuple:
+    # The request id is each request's own; the rest must be byte for byte the same.
+    body = response.content.replace(request_id.encode(), b"<id>")
+    rate = {k: v for k, v in response.headers.items() if k.startswith("ratelimit") or k == "retry-after"}
+    rate = {k: v.rsplit(";t=", 1)[0] for k, v in rate.items()}  # seconds to the window's reset: a clock read
+    return response.status_code, response.headers.get("content-type"), body, rate
+
+
+async def _audit_rows(db, request_id: str) -> list[tuple]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text(
+                """SELECT accion, actor, rfc_patron, nrps, cantidad, relacion_id, detalle FROM evento_auditoria
+                   WHERE request_id = :id ORDER BY id"""
+            ),
+            {"id": request_id},
+        )
+        return [tuple(r) for r in rows]
+
+
+async def test_the_lean_path_answers_as_the_route_does_for_every_shape(clients, served, app_settings, db):
+    lean, route = clients
+    await certify(db, A.rfc)
+    await certify(db, DEV)
+    await relate(lean, app_settings, nrps=[A.nrps[0]])
+    a_folios = await folios_in_order(db, A.rfc)
+    covered_folios = await folios_in_order(db, A.rfc, f"nrp = '{A.nrps[0]}'")
+    outside_folio = next(f for f in a_folios if f not in covered_folios)
+    b_folio = (await folios_in_order(db, B.rfc))[0]
+    employer, developer, stranger = bearer(app_settings, A.rfc), bearer(app_settings, DEV), bearer(app_settings, OTHER)
+    ndjson = {"Accept": "application/x-ndjson"}
+
+    # (path, params, headers, whether the lean path serves it)
+    shapes: list[tuple[str, dict | list, dict, bool]] = [
+        ("/v1/avisos", {}, employer, True),
+        ("/v1/avisos", {"limite": 1}, employer, True),
+        ("/v1/avisos", {"limite": 7}, employer, True),
+        ("/v1/avisos", {"limite": 150}, employer, True),  # exactly all of them: hay_mas false
+        ("/v1/avisos", {"limite": 149}, employer, True),
+        ("/v1/avisos", {"limite": 1000}, employer, True),
+        ("/v1/avisos", {"despues_de": a_folios[9], "limite": 20}, employer, True),
+        ("/v1/avisos", {"despues_de": a_folios[-1]}, employer, True),  # nothing after it
+        ("/v1/avisos", {"rfc_patron": A.rfc, "limite": 30}, employer, True),
+        ("/v1/avisos", [("nrp", A.nrps[1]), ("nrp", A.nrps[0]), ("nrp", A.nrps[1])], employer, True),
+        ("/v1/avisos", {"nrp": "Z9912345678"}, employer, True),  # well formed, none of its avisos
+        ("/v1/avisos", {"limite": 5}, {**employer, **ndjson}, True),
+        ("/v1/avisos", {}, {**employer, "Accept": "application/jsonl"}, True),
+        ("/v1/avisos.ndjson", {"limite": 3}, employer, True),
+        ("/v1/avisos.ndjson", {"despues_de": a_folios[-1]}, employer, True),
+        ("/v1/avisos", {"rfc_patron": A.rfc}, developer, True),
+        ("/v1/avisos", {"rfc_patron": A.rfc, "nrp": A.nrps[0], "limite": 2}, developer, True),
+        ("/v1/avisos", {"rfc_patron": A.rfc, "despues_de": covered_folios[0]}, developer, True),
+        ("/v1/avisos.ndjson", {"rfc_patron": A.rfc}, developer, True),
+        # refused, unknown or other cursors: the route's problems and refusal rows
+        ("/v1/avisos", {"rfc_patron": B.rfc}, employer, False),
+        ("/v1/avisos", {"rfc_patron": A.rfc, "nrp": A.nrps[1]}, developer, False),
+        ("/v1/avisos", {"rfc_patron": A.rfc, "despues_de": outside_folio}, developer, False),
+        ("/v1/avisos", {}, developer, False),  # rfc_patron_requerido
+        ("/v1/avisos", {"rfc_patron": A.rfc}, stranger, False),  # not certified
+        ("/v1/avisos", {"despues_de": b_folio}, employer, False),
+        ("/v1/avisos", {"despues_de": "20269900000001"}, employer, False),
+        # shapes the lean path leaves to the route
+        ("/v1/avisos", {"limite": 1001}, employer, None),
+        ("/v1/avisos", {"limite": 0}, employer, None),
+        ("/v1/avisos", {"limite": "010"}, employer, None),
+        ("/v1/avisos", {"limite": "abc"}, employer, None),
+        ("/v1/avisos", {"limite": 20000}, employer, None),
+        ("/v1/avisos", {"espera": 0}, employer, None),
+        ("/v1/avisos", {"clase": "retencion"}, employer, None),
+        ("/v1/avisos", {"nss": "12345678903"}, employer, None),
+        ("/v1/avisos", {"otro": "x"}, employer, None),
+        ("/v1/avisos", [("limite", 2), ("limite", 3)], employer, None),
+        ("/v1/avisos", {"rfc_patron": "a" * 13}, employer, None),
+        ("/v1/avisos", {"rfc_patron": ""}, employer, None),
+        ("/v1/avisos", {"nrp": "X"}, employer, None),
+        ("/v1/avisos", {"despues_de": "no-es-folio"}, employer, None),
+        ("/v1/avisos", {}, {}, None),
+        ("/v1/avisos", {}, {"Authorization": "Basic abc"}, None),
+        ("/v1/avisos", {}, {"Authorization": "Bearer not.a.token"}, None),
+        ("/v1/avisos", {}, {"Authorization": employer["Authorization"] + "x"}, None),
+    ]
+    tried_before = 0
+    for i, (path, params, headers, lean_serves) in enumerate(shapes):
+        answers = []
+        for name, client in (("lean", lean), ("route", route)):
+            request_id = f"{name}-shape-{i:03d}"
+            response = await client.get(path, params=params, headers={**headers, "X-Request-ID": request_id})
+            answers.append(_compared(response, request_id))
+        assert answers[0] == answers[1], (path, params)
+        assert answers[0][0] != 500, (path, params)
+        if lean_serves is None:
+            assert len(served) == tried_before, f"the lean path tried {path} {params}"
+        else:
+            assert served[tried_before:] == [lean_serves], (path, params)
+        tried_before = len(served)
+
+    # A cancelled credential: its token still verifies, the statement refuses it.
+    async with db.begin() as conn:
+        await conn.execute(
+            Credencial.__table__.update().where(Credencial.id == credential_id(A.rfc)).values(estado="cancelada")
+        )
+    cancelled = [
+        await c.get("/v1/avisos", headers={**employer, "X-Request-ID": f"{n}-gone"})
+        for n, c in (("lean", lean), ("route", route))
+    ]
+    assert _compared(cancelled[0], "lean-gone") == _compared(cancelled[1], "route-gone")
+    assert cancelled[0].status_code == 401 and served[-1] is False
+
+    # The rate limit (70 a minute, counted once per request on both): the same 200s and then the same 429s.
+    statuses = {"lean": [], "route": []}
+    for k in range(70):
+        for name, client in (("lean", lean), ("route", route)):
+            request_id = f"{name}-rate-{k:03d}"
+            response = await client.get(
+                "/v1/avisos", params={"rfc_patron": A.rfc}, headers={**developer, "X-Request-ID": request_id}
+            )
+            statuses[name].append(_compared(response, request_id))
+    assert statuses["lean"] == statuses["route"]
+    assert {s[0] for s in statuses["lean"]} == {200, 429}
+
+    # The audit rows, request by request (the reads' rows are written by the background writer ~100 ms later).
+    ids = [f"shape-{i:03d}" for i in range(len(shapes))] + ["gone"] + [f"rate-{k:03d}" for k in range(70)]
+    for _attempt in range(50):
+        pairs = [(await _audit_rows(db, f"lean-{i}"), await _audit_rows(db, f"route-{i}")) for i in ids]
+        if all(a == b for a, b in pairs):
+            break
+        await asyncio.sleep(0.1)
+    for request_id, (lean_rows, route_rows) in zip(ids, pairs, strict=True):
+        assert lean_rows == route_rows, request_id
+    assert sum(bool(lean_rows) for lean_rows, _ in pairs) >= 40  # the reads and the refusals were audited
