@@ -3,19 +3,21 @@ dependency that opens and commits a request's session, and the 503 handlers, are
 
 A database that is gone, restarting, locked or saturated must give a fast 503 with Retry-After, never a hang
 or a 500: every connection carries PostgreSQL timeouts (statement, lock, idle in transaction) and a client-side
-command timeout, the pool waits a bounded time, a pooled connection idle long enough to have outlived a server
-restart is pinged before use, and those failures are answered as `base_de_datos_no_disponible`."""
+command timeout, a wait for a pooled connection gives up when the pool stops moving (and is bounded anyway), a
+pooled connection idle long enough to have outlived a server restart is pinged before use, and those failures
+are answered as `base_de_datos_no_disponible`."""
 
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from app.problems import Problem
 
@@ -39,7 +41,8 @@ def asyncpg_dsn(url: str) -> str:
 class Timeouts:
     """What bounds each wait on the database, in seconds (0: PostgreSQL's own default, none)."""
 
-    pool: float = 2.0
+    pool: float = 2.0  # no connection returned to the pool for this long: 503 (QueueingPool)
+    pool_queue: float = 30.0  # in line for a connection, however much the pool moves
     connect: float = 5.0
     statement: float = 30.0
     lock: float = 3.0
@@ -51,6 +54,7 @@ class Timeouts:
     def from_settings(cls, settings: "Settings") -> "Timeouts":
         return cls(
             pool=settings.db_pool_timeout_seconds,
+            pool_queue=settings.db_pool_queue_seconds,
             connect=settings.db_connect_timeout_seconds,
             statement=settings.db_statement_timeout_seconds,
             lock=settings.db_lock_timeout_seconds,
@@ -110,6 +114,54 @@ class AuditRows(Protocol):
     async def close(self) -> None: ...
 
 
+class QueueingPool(AsyncAdaptedQueuePool):
+    """The pool's timeout as a stall detector, not a queue bound: a request waiting for a connection gives up
+    (503) when for `timeout` seconds the database answered no statement of this pool and no connection came
+    back to it, which is what a database that is stuck, locked or too slow looks like; while the pool moves it
+    stays in line, up to `queue_seconds`.
+
+    A burst of requests larger than the pool (1,000 long polls opened at once after a restart, on 2 cores) is
+    the process' own load: the database answers in milliseconds, but the last request in line waits as long as
+    the burst takes the CPU to admit (~15 s measured), and a plain `timeout` of 2 s answered 96 % of it with
+    503 `base_de_datos_no_disponible` while the database was idle. Statements count, not only returns: in a
+    saturated event loop a connection's holder may take seconds between its statements."""
+
+    queue_seconds = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.moved()
+
+    def moved(self) -> None:
+        """A connection came back, was made, or had a statement answered."""
+        self._moved_at = time.monotonic()
+
+    def _do_return_conn(self, record: Any) -> None:
+        self.moved()
+        super()._do_return_conn(record)
+
+    def _create_connection(self) -> Any:
+        record = super()._create_connection()
+        self.moved()  # the first connections of a burst
+        return record
+
+    def _do_get(self) -> Any:
+        started = time.monotonic()
+        while True:
+            try:
+                return super()._do_get()
+            except sa_exc.TimeoutError:
+                now = time.monotonic()
+                # Back in line (at its end: asyncio's queue has no front) only while the pool moves.
+                if now - self._moved_at >= self._timeout or now - started >= self.queue_seconds:
+                    raise
+
+    def recreate(self) -> "QueueingPool":
+        pool = cast(QueueingPool, super().recreate())
+        pool.queue_seconds = self.queue_seconds
+        return pool
+
+
 def _engine(url: str, *, pool_size: int, max_overflow: int, timeouts: Timeouts) -> AsyncEngine:
     # hide_parameters: a database error's text (and so every traceback of it) would otherwise carry the
     # statement's values: RFCs, NSS, TOTP codes.
@@ -117,11 +169,18 @@ def _engine(url: str, *, pool_size: int, max_overflow: int, timeouts: Timeouts) 
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
+        poolclass=QueueingPool,
         pool_timeout=timeouts.pool,
         pool_pre_ping=not timeouts.idle_ping,  # 0: ping on every checkout
         connect_args=timeouts.connect_args(),
         hide_parameters=True,
     )
+    cast(QueueingPool, engine.pool).queue_seconds = timeouts.pool_queue
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _answered(conn: Any, *_args: Any) -> None:
+        cast(QueueingPool, conn.engine.pool).moved()  # the engine's pool now: dispose() replaces it
+
     if timeouts.idle_ping:
         _ping_idle_connections(engine, timeouts.idle_ping)
     return engine
@@ -130,6 +189,7 @@ def _engine(url: str, *, pool_size: int, max_overflow: int, timeouts: Timeouts) 
 def _probe_engine(url: str, seconds: float) -> AsyncEngine:
     probe = Timeouts(
         pool=seconds / 2,
+        pool_queue=seconds / 2,
         connect=seconds / 2,
         statement=seconds / 2,
         lock=seconds / 4,

@@ -36,6 +36,10 @@ Check = Callable[[], Coroutine[Any, Any, bool]]
 # Seconds after a wake-up that found nothing: a replica may still be replaying the notified commit.
 QUICK_RECHECKS = (0.3, 0.7)
 CONCURRENT_CHECKS = 4  # per employer: the distinct cursors of a wake-up, without taking the whole pool
+# Woken requests doing their work after the wait (re-authorization) at once, per process. All 100 of a wake-up
+# at once interleave their round trips and all finish near the end (first page 0.48 s after the commit, median
+# 1.8 s); in turns the first are served in milliseconds and the rest in order.
+WOKEN_AT_ONCE = 4
 
 
 @dataclass(eq=False)
@@ -75,6 +79,7 @@ class Notifier:
         self._flights: dict[tuple[str, int], asyncio.Task[bool]] = {}
         self._generation = 0
         self._recheck = recheck_seconds
+        self._turns = asyncio.Semaphore(WOKEN_AT_ONCE)
         self._connection: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task | None = None
@@ -198,6 +203,10 @@ class Notifier:
             self._waiters[rfc_patron].discard(event)
             if not self._waiters[rfc_patron]:
                 del self._waiters[rfc_patron]
+
+    def turn(self) -> asyncio.Semaphore:
+        """`async with notifier.turn():` around what a woken request does after its wait (WOKEN_AT_ONCE)."""
+        return self._turns
 
     async def check(self, key: str, check: Check) -> bool:
         """`check()`, shared: callers with the same key share the run in flight, unless a NOTIFY came after it

@@ -54,7 +54,16 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, description="Pooled connections per process.")
     db_max_overflow: int = Field(default=10, ge=0, description="Extra connections beyond the pool under bursts.")
     db_pool_timeout_seconds: float = Field(
-        default=2.0, gt=0, description="Wait for a free pooled connection before answering 503."
+        default=2.0,
+        gt=0,
+        description="A request waiting for a pooled connection answers 503 when none was returned to the pool "
+        "for this long (the database stuck or too slow).",
+    )
+    db_pool_queue_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for a pooled connection while the pool keeps moving: a burst larger than the "
+        "pool (many clients at once) waits its turn instead of answering 503.",
     )
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0, description="Opening a connection (asyncpg).")
     db_statement_timeout_seconds: float = Field(

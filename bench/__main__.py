@@ -205,6 +205,11 @@ def _process(args: list[str], env: dict[str, str], port: int, ready_path: str = 
             except httpx2.TransportError:
                 time.sleep(0.1)
         yield process
+    except BaseException:
+        # Whatever failed on the client's side, the server's own account of it is in its stderr.
+        log.seek(0)
+        print(f"--- stderr de {' '.join(args[:2])} (final) ---\n{log.read()[-4000:]}", file=sys.stderr)
+        raise
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -15,6 +15,7 @@
 import asyncio
 import datetime as dt
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -118,6 +119,19 @@ async def _latency(client: httpx2.AsyncClient, url: str, headers: dict, repeat: 
     return statistics.median(samples[5:])
 
 
+def _endings(tasks: list[asyncio.Task]) -> str:
+    """How the finished waits ended: a status code with its elapsed time, or the client's exception."""
+    seen: dict[str, int] = {}
+    for t in tasks:
+        if not t.done() or t.cancelled():
+            continue
+        e = t.exception()
+        r = t.result() if e is None else None
+        name = f"{type(e).__name__}: {e}" if e is not None else f"{r.status_code} ({r.elapsed.total_seconds():.0f} s)"
+        seen[name] = seen.get(name, 0) + 1
+    return "; ".join(f"{n} × {k}" for k, n in sorted(seen.items(), key=lambda kv: -kv[1]))
+
+
 async def _until_quiet(url: str, limit: float = 90) -> float:
     """Seconds until the admission burst is over: two consecutive seconds with fewer than 10 transactions."""
     started, quiet, last = time.monotonic(), 0, await _transactions(url)
@@ -128,95 +142,123 @@ async def _until_quiet(url: str, limit: float = 90) -> float:
     return time.monotonic() - started
 
 
-async def _measure(url: str, base: str, pid: int, tokens: dict[str, str]) -> Figures:
-    employers = list(tokens)
+@dataclass
+class _Run:
+    """One server under measurement: where it is, its process, its callers, each employer's last folio."""
+
+    url: str
+    base: str
+    pid: int
+    tokens: dict[str, str]
+    last: dict[str, str]
+    waiters: httpx2.AsyncClient
+
+    def poll(self, rfc: str, espera: int) -> asyncio.Task:
+        params = {"despues_de": self.last[rfc], "espera": espera}
+        headers = {"Authorization": f"Bearer {self.tokens[rfc]}"}
+        return asyncio.create_task(self.waiters.get(f"{self.base}/v1/avisos", params=params, headers=headers))
+
+
+async def _idle(run: _Run, probe: httpx2.AsyncClient) -> tuple[float, float, float, float, float]:
+    """(tx/s, CPU share, page latency while they wait, the same alone, seconds to admit them)."""
+    employers = list(run.tokens)
+    plain = f"{run.base}/v1/avisos?limite=100"
+    first = {"Authorization": f"Bearer {run.tokens[employers[0]]}"}
+    alone = await _latency(probe, plain, first)
+    idle = [run.poll(employers[i % EMPLOYERS], 60) for i in range(IDLE)]
+    admitted = await _until_quiet(run.url)
+    await asyncio.sleep(11)  # PostgreSQL's counters catch up with the burst
+    early = sum(t.done() for t in idle)
+    before, cpu_before, started = await _transactions(run.url), _cpu(run.pid), time.monotonic()
+    await asyncio.sleep(WINDOW)
+    spent, cpu, seconds = await _transactions(run.url) - before, _cpu(run.pid) - cpu_before, time.monotonic() - started
+    waiting = await _latency(probe, plain, first)
+    if early or any(t.done() for t in idle):
+        print(f"aviso: {sum(t.done() for t in idle)} de {IDLE} esperas terminaron antes de medir", file=sys.stderr)
+        print(_endings(idle), file=sys.stderr)
+    for t in idle:
+        t.cancel()
+    await asyncio.gather(*idle, return_exceptions=True)
+    return spent / seconds, cpu / seconds, waiting, alone, admitted
+
+
+async def _wake(run: _Run) -> list[float]:
+    """200 waiters on one employer, woken by one load: each one's seconds from the commit to its page with the
+    new avisos (inf: it ended without them)."""
+    target = next(iter(run.tokens))
+    woken = [run.poll(target, 30) for _ in range(WOKEN)]
+    await _until_quiet(run.url)
+    patron = next(p for p in demo_patrones(EMPLOYERS, 31) if p.rfc == target)
+    records = list(demo_avisos([patron], NEW_AVISOS, seed=32, hasta=HASTA))
+    arrived: list[float] = []
+    new_folios = {r["folio"] for r in records}
+
+    async def landed(task: asyncio.Task) -> None:
+        response = await task
+        arrived.append(time.monotonic())
+        body = response.json()
+        if response.status_code != 200 or not new_folios & {a["folio"] for a in body["avisos"]}:
+            arrived[-1] = float("inf")
+
+    watching = [asyncio.create_task(landed(t)) for t in woken]
+    engine = create_async_engine(async_url(run.url), poolclass=NullPool)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "nuevos.ndjson"
+        path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+        async with engine.connect() as conn:
+            await loaders.load_avisos(conn, path)
+    committed = time.monotonic()  # the load's last (only) chunk commits just before it returns
+    await engine.dispose()
+    await asyncio.gather(*watching)
+    run.last[target] = records[-1]["folio"]
+    return [max(0.0, a - committed) for a in arrived]
+
+
+async def _measure(url: str, base: str, pid: int, tokens: dict[str, str], phases: str = "idle,wake") -> Figures:
     last = {
         r["rfc_patron"]: r["folio"]
         for r in await _fetch(
             url, "SELECT DISTINCT ON (rfc_patron) rfc_patron, folio FROM aviso ORDER BY rfc_patron, seq DESC"
         )
     }
-    plain = f"{base}/v1/avisos?limite=100"
-    first = {"Authorization": f"Bearer {tokens[employers[0]]}"}
     limits = httpx2.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx2.AsyncClient(limits=limits, timeout=120) as waiters, httpx2.AsyncClient(timeout=60) as probe:
-        alone = await _latency(probe, plain, first)
-
-        def poll(rfc: str, espera: int) -> asyncio.Task:
-            params = {"despues_de": last[rfc], "espera": espera}
-            headers = {"Authorization": f"Bearer {tokens[rfc]}"}
-            return asyncio.create_task(waiters.get(f"{base}/v1/avisos", params=params, headers=headers))
-
-        idle = [poll(employers[i % EMPLOYERS], 60) for i in range(IDLE)]
-        admitted = await _until_quiet(url)
-        await asyncio.sleep(11)  # PostgreSQL's counters catch up with the burst
-        early = sum(t.done() for t in idle)
-        before, cpu_before, started = await _transactions(url), _cpu(pid), time.monotonic()
-        await asyncio.sleep(WINDOW)
-        spent, cpu, seconds = await _transactions(url) - before, _cpu(pid) - cpu_before, time.monotonic() - started
-        waiting = await _latency(probe, plain, first)
-        if early or any(t.done() for t in idle):
-            print(f"aviso: {sum(t.done() for t in idle)} de {IDLE} esperas terminaron antes de medir", file=sys.stderr)
-        for t in idle:
-            t.cancel()
-        await asyncio.gather(*idle, return_exceptions=True)
-
-        # 200 waiters on one employer, woken by one load.
-        target = employers[0]
-        woken = [poll(target, 30) for _ in range(WOKEN)]
-        await _until_quiet(url)
-        patron = next(p for p in demo_patrones(EMPLOYERS, 31) if p.rfc == target)
-        records = list(demo_avisos([patron], NEW_AVISOS, seed=32, hasta=HASTA))
-        arrived: list[float] = []
-        new_folios = {r["folio"] for r in records}
-
-        async def landed(task: asyncio.Task) -> None:
-            response = await task
-            arrived.append(time.monotonic())
-            body = response.json()
-            if response.status_code != 200 or not new_folios & {a["folio"] for a in body["avisos"]}:
-                arrived[-1] = float("inf")
-
-        watching = [asyncio.create_task(landed(t)) for t in woken]
-        engine = create_async_engine(async_url(url), poolclass=NullPool)
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "nuevos.ndjson"
-            path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
-            async with engine.connect() as conn:
-                await loaders.load_avisos(conn, path)
-        committed = time.monotonic()  # the load's last (only) chunk commits just before it returns
-        await engine.dispose()
-        await asyncio.gather(*watching)
-    delays = [max(0.0, a - committed) for a in arrived]
+        run = _Run(url, base, pid, tokens, last, waiters)
+        nan = float("nan")
+        idle = await _idle(run, probe) if "idle" in phases else (nan, nan, nan, nan, nan)
+        delays = await _wake(run) if "wake" in phases else [nan]
     return Figures(
-        idle_tps=spent / seconds,
-        idle_cpu=cpu / seconds,
-        latency_idle=waiting,
-        latency_alone=alone,
-        admitted_seconds=admitted,
+        idle_tps=idle[0],
+        idle_cpu=idle[1],
+        latency_idle=idle[2],
+        latency_alone=idle[3],
+        admitted_seconds=idle[4],
         wake_median=statistics.median(delays),
         wake_max=max(delays),
         woken_ok=sum(d != float("inf") for d in delays),
     )
 
 
-def measure(server_url: str, settings: Settings) -> Figures:
-    from bench.__main__ import _free_port, _process, _token
+def _raise_open_files() -> None:
+    """1,000 client sockets here and 1,000 in the server (which inherits the limit): a soft limit of 1,024 ends
+    in connection errors that look like the server's."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * IDLE if hard == resource.RLIM_INFINITY else min(hard, 4 * IDLE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
+
+def measure(server_url: str, settings: Settings, phases: str = "idle,wake") -> Figures:
+    from bench.__main__ import _free_port, _process, _server_env, _token
+
+    _raise_open_files()
     url = asyncio.run(_build(server_url))
     employers = [r["rfc"] for r in asyncio.run(_fetch(url, "SELECT rfc FROM patron ORDER BY rfc"))]
     tokens = {rfc: _token(settings, url, rfc) for rfc in employers}
     port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "SIA_DATA_DIR": str(settings.data_dir),
-        "SIA_PORT": str(port),
-        "SIA_RATE_LIMIT_ENABLED": "false",
-        "SIA_ACCESS_LOG": "false",
-    }
+    env = _server_env(url, settings, port)
     with _process([str(Path(sys.executable).with_name("sia")), "serve"], env, port) as server:
-        return asyncio.run(_measure(url, f"http://127.0.0.1:{port}", server.pid, tokens))
+        return asyncio.run(_measure(url, f"http://127.0.0.1:{port}", server.pid, tokens, phases))
 
 
 def rows_for_table(f: Figures) -> list[tuple[str, str, float, str, bool]]:
@@ -266,7 +308,8 @@ def main() -> None:
     BENCH_DIR.mkdir(exist_ok=True)
     settings = Settings(data_dir=BENCH_DIR / "data")
     with database_url(settings) as server_url:
-        figures = measure(server_url, settings)
+        # BENCH_ESPERA=wake (or idle): one phase alone, while working on it.
+        figures = measure(server_url, settings, os.environ.get("BENCH_ESPERA", "idle,wake"))
     table = Table(title=f"SIA bench · espera · {os.cpu_count()} CPU", show_lines=True)
     for column in ("barra", "medido", "razón", "meta", "¿cumple?"):
         table.add_column(column, justify="left" if column == "barra" else "right")

@@ -17,7 +17,8 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app import loaders, publicacion
+from app import loaders, notify, publicacion
+from app.avisos import reading
 from app.avisos import sql as avisos_sql
 from app.db import async_url
 from app.demo import demo_avisos
@@ -434,6 +435,31 @@ async def test_waiters_of_one_employer_share_one_check_per_distinct_query(client
     for response in await asyncio.gather(*waiting):
         assert [a["folio"] for a in response.json()["avisos"]] == published
     assert len(checks) == len(set(checks)) == 2, checks
+
+
+async def test_woken_waiters_reauthorize_in_turns(client, app_settings, db, db_url, checks, monkeypatch):
+    """Twelve clients woken by one load re-authorize WOKEN_AT_ONCE at a time, not all at once: interleaving
+    every woken request's round trips made the first page as late as the last (issue 14, the 1 s bar)."""
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    last = (await folios_in_order(db, A.rfc))[-1]
+    at_once, most = [0], [0]
+    permit_again = reading._permit_again
+
+    async def counted(*args, **kwargs):
+        at_once[0] += 1
+        most[0] = max(most[0], at_once[0])
+        try:
+            return await permit_again(*args, **kwargs)
+        finally:
+            at_once[0] -= 1
+
+    monkeypatch.setattr(reading, "_permit_again", counted)
+    waiting = await _wait_one_by_one(client, who, [{"despues_de": last}], 12, checks)
+    published = await _publish(db_url, A, 2, seed=83)
+    for response in await asyncio.gather(*waiting):
+        assert [a["folio"] for a in response.json()["avisos"]] == published
+    assert 1 < most[0] <= notify.WOKEN_AT_ONCE, most[0]
 
 
 async def _wait_one_by_one(client, who: dict, shapes: list[dict], n: int, checks: list[str]) -> list[asyncio.Task]:

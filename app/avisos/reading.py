@@ -379,7 +379,8 @@ async def list_page(policy: Policy, q: ListQuery, ctx: Context, *, ndjson: bool)
             if q.espera and await _wait_for_rows(ctx, engine, filtros, cursor, q.espera) != "now":
                 # Authorized when it arrived, but a relationship may have been revoked while it waited.
                 audited = None
-                current = audited = await _permit_again(policy, ctx, q)
+                async with ctx.notifier.turn():
+                    current = audited = await _permit_again(policy, ctx, q)
                 engine = await policy.reads_from(database, current)
             query = sql.page_query(current.filtros, cursor, q.limite + 1)
             # aclosing: a body closed half-way closes its COPY stream now (connection settled), not at GC time.
