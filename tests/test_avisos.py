@@ -444,17 +444,21 @@ async def test_woken_waiters_reauthorize_in_turns(client, app_settings, db, db_u
     who = bearer(app_settings, A.rfc)
     last = (await folios_in_order(db, A.rfc))[-1]
     at_once, most = [0], [0]
-    permit_again = reading._permit_again
 
-    async def counted(*args, **kwargs):
-        at_once[0] += 1
-        most[0] = max(most[0], at_once[0])
-        try:
-            return await permit_again(*args, **kwargs)
-        finally:
-            at_once[0] -= 1
+    def counted(reauthorize):
+        async def counting(*args, **kwargs):
+            at_once[0] += 1
+            most[0] = max(most[0], at_once[0])
+            try:
+                return await reauthorize(*args, **kwargs)
+            finally:
+                at_once[0] -= 1
 
-    monkeypatch.setattr(reading, "_permit_again", counted)
+        return counting
+
+    # The common page re-authorizes in the lean statement, any other in _permit_again: both in turns.
+    for name in ("_permit_again", "lean_list"):
+        monkeypatch.setattr(reading, name, counted(getattr(reading, name)))
     waiting = await _wait_one_by_one(client, who, [{"despues_de": last}], 12, checks)
     published = await _publish(db_url, A, 2, seed=83)
     for response in await asyncio.gather(*waiting):

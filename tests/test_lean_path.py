@@ -10,6 +10,7 @@ import asyncio
 from contextlib import AsyncExitStack
 
 import httpx2
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
@@ -21,7 +22,7 @@ from app.main import create_app
 from app.models import Credencial
 from app.security.keys import load_keys
 from tests.avisos_world import DEV, OTHER, A, B, bearer, credential_id, seed
-from tests.test_avisos import certify, folios_in_order, relate
+from tests.test_avisos import _publish, certify, folios_in_order, relate
 
 
 @pytest.fixture
@@ -204,3 +205,38 @@ async def test_the_lean_path_answers_as_the_route_does_for_every_shape(clients, 
     for request_id, (lean_rows, route_rows) in zip(ids, pairs, strict=True):
         assert lean_rows == route_rows, request_id
     assert sum(bool(lean_rows) for lean_rows, _ in pairs) >= 40  # the reads and the refusals were audited
+
+
+async def test_a_woken_long_poll_gets_the_routes_answer_through_the_lean_statement(
+    clients, served, app_settings, db, db_url
+):
+    """A long poll takes the route (espera is not the lean shape); once woken it authorizes again and reads its
+    page in the lean statement: the same answer and audit row as the route's own re-authorization and COPY."""
+    lean, route = clients
+    await certify(db, A.rfc)
+    who = bearer(app_settings, A.rfc)
+    last = (await folios_in_order(db, A.rfc))[-1]
+    waiting = [
+        asyncio.create_task(
+            client.get(
+                "/v1/avisos.ndjson",
+                params={"despues_de": last, "espera": 20},
+                headers={**who, "X-Request-ID": f"{name}-woken"},
+            )
+        )
+        for name, client in (("lean", lean), ("route", route))
+    ]
+    await asyncio.sleep(0.5)
+    assert not any(w.done() for w in waiting)
+    published = await _publish(db_url, A, 3, seed=78)
+    answers = [await w for w in waiting]
+    assert [orjson.loads(line)["folio"] for line in answers[0].content.splitlines()[:-1]] == published
+    assert _compared(answers[0], "lean-woken") == _compared(answers[1], "route-woken")
+    # The lean app's woken poll served by the statement; the route app's tried it too and was refused (no pool).
+    assert sorted(served) == [False, True]
+    for _attempt in range(50):
+        rows = await _audit_rows(db, "lean-woken"), await _audit_rows(db, "route-woken")
+        if rows[0] and rows[1]:
+            break
+        await asyncio.sleep(0.1)
+    assert rows[0] == rows[1] and rows[0][0][4] == 3

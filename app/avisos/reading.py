@@ -380,7 +380,20 @@ async def list_page(policy: Policy, q: ListQuery, ctx: Context, *, ndjson: bool)
                 # Authorized when it arrived, but a relationship may have been revoked while it waited.
                 audited = None
                 async with ctx.notifier.turn():
-                    current = audited = await _permit_again(policy, ctx, q)
+                    # The common page in the lean path's one statement, which authorizes again itself; counted
+                    # once already, when the request arrived.
+                    woken = (
+                        await lean_list(q, ctx.caller, database, settings, ctx.limiter, ndjson=ndjson, count=False)
+                        if isinstance(policy, ProductionPolicy) and lean_shape(q)
+                        else None
+                    )
+                    if woken is None:
+                        current = audited = await _permit_again(policy, ctx, q)
+                if woken is not None:
+                    stream, audited = woken.stream, woken.permission
+                    yield woken.body
+                    stream.completo = True
+                    return
                 engine = await policy.reads_from(database, current)
             query = sql.page_query(current.filtros, cursor, q.limite + 1)
             # aclosing: a body closed half-way closes its COPY stream now (connection settled), not at GC time.
@@ -444,8 +457,24 @@ class LeanRead:
     stream: Stream
 
 
+LEAN_LIMITE_MAX = 1000  # larger pages stream (stream_page): the lean path holds a whole page in memory
+
+
+def lean_shape(q: ListQuery) -> bool:
+    """Whether lean_list can serve the query: filtered at most by employer, NRPs and cursor, a page it may hold."""
+    filters = (q.clase, q.tipo_aviso, q.nss, q.emitidos_desde, q.emitidos_hasta)
+    return all(f is None for f in filters) and q.limite <= LEAN_LIMITE_MAX
+
+
 async def lean_list(
-    q: ListQuery, caller: Caller, database: Database, settings: Settings, limiter: RateLimiter, *, ndjson: bool
+    q: ListQuery,
+    caller: Caller,
+    database: Database,
+    settings: Settings,
+    limiter: RateLimiter,
+    *,
+    ndjson: bool,
+    count: bool = True,
 ) -> LeanRead | None:
     """The common request (a production page of one employer, perhaps some NRPs, after a cursor, no wait) in one
     round trip: sql.lean_page decides the caller's credential, certification, relationship and cursor and reads
@@ -453,8 +482,8 @@ async def lean_list(
     over the rate limit, the database unavailable): the ordinary route then answers the request from scratch,
     with its problems and its refusal audit rows, so this path only ever gives the answer the route would.
 
-    It counts against the same rate limit, and only on success, so a request that falls back is counted once,
-    by the route."""
+    It counts against the same rate limit (unless count is false), and only on success, so a request that falls
+    back is counted once, by the route."""
     patron = q.rfc_patron or caller.rfc
     received = dt.datetime.now(dt.UTC)
     if database.lean_pool is None:  # a read replica is configured (app.main): the route reads the page there
@@ -484,7 +513,11 @@ async def lean_list(
     if isinstance(auth, Denegacion) or (q.despues_de is not None and page.cursor_seq is None):
         return None
     try:
-        quota = await limiter.hit(settings.rate_limit_avisos, f"avisos:{ProductionPolicy.name}:{caller.rfc}")
+        headers = (
+            (await limiter.hit(settings.rate_limit_avisos, f"avisos:{ProductionPolicy.name}:{caller.rfc}")).headers
+            if count
+            else {}  # a long poll woken: counted when it arrived
+        )
     except RateLimited:
         return None  # the route refuses it too, and a refused hit counts nothing
     lines, hay_mas = page.cuerpo or b"", page.filas > q.limite
@@ -492,7 +525,7 @@ async def lean_list(
         lines = lines.rpartition(b"\n")[0]
     stream = Stream(entregados=min(page.filas, q.limite), hay_mas=hay_mas, recibida_en=received)
     body = whole_page(lines, hay_mas, ndjson=ndjson)
-    return LeanRead(body, quota.headers, ProductionPolicy.permission(patron, q, auth), stream)
+    return LeanRead(body, headers, ProductionPolicy.permission(patron, q, auth), stream)
 
 
 async def lean_done(read: LeanRead, q: ListQuery, caller: Caller, database: Database, *, sent: bool) -> None:

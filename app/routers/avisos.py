@@ -339,7 +339,6 @@ async def consultar_aviso_sandbox(folio: FolioAviso, ctx: ContextDep) -> Aviso:
 
 
 LEAN_PATHS = {"/v1/avisos": False, "/v1/avisos.ndjson": True}  # path -> NDJSON whatever Accept says
-LEAN_LIMITE_MAX = 1000  # larger pages stream (StatusWithFirstChunk): this path holds a whole page in memory
 _LEAN_LIMITE = re.compile(r"[1-9][0-9]{0,3}")
 _RFC, _FOLIO, _NRP = TypeAdapter(RFC), TypeAdapter(Folio), TypeAdapter(NRP)
 
@@ -353,7 +352,7 @@ def _valid(adapter: TypeAdapter[str], value: str) -> bool:
 
 def lean_query(query_string: bytes, settings: Settings) -> ListQuery | None:
     """The query when it has the common shape the lean path serves (rfc_patron, nrp, despues_de and limite,
-    each well formed, limite within LEAN_LIMITE_MAX); None for anything else, which the route handles."""
+    each well formed, limite within reading.LEAN_LIMITE_MAX); None for anything else, which the route handles."""
     single: dict[str, str] = {}
     nrps: list[str] = []
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
@@ -364,7 +363,7 @@ def lean_query(query_string: bytes, settings: Settings) -> ListQuery | None:
         else:
             return None  # another parameter, or one given twice (the route takes the last one)
     limite = single.get("limite", "1000")
-    if not _LEAN_LIMITE.fullmatch(limite) or int(limite) > min(LEAN_LIMITE_MAX, settings.avisos_limite_max):
+    if not _LEAN_LIMITE.fullmatch(limite) or int(limite) > min(reading.LEAN_LIMITE_MAX, settings.avisos_limite_max):
         return None
     rfc_patron, despues_de = single.get("rfc_patron"), single.get("despues_de")
     if rfc_patron is not None and not _valid(_RFC, rfc_patron):
