@@ -62,7 +62,9 @@ def test_swagger_ui_renders_offline_and_tries_the_catalog(chromium, new_database
 
             # ReDoc too: the operations render, and nothing (its footer logo included) comes from elsewhere.
             page.goto(f"{base}/redoc#tag/Avisos/operation/listarAvisos")
-            expect(page.locator("h2").filter(has_text=re.compile(r"^Descargar avisos\s*$"))).to_be_visible()
+            # ReDoc lays the whole document out in the browser first: more than 5 s on a busy 2-core machine.
+            operation = page.locator("h2").filter(has_text=re.compile(r"^Descargar avisos\s*$"))
+            expect(operation).to_be_visible(timeout=20_000)
             page.get_by_text("API docs by Redocly").scroll_into_view_if_needed()
         except Exception:
             page.screenshot(path=SCREENSHOT, full_page=True)  # what the browser showed when it failed
