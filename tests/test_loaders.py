@@ -1,9 +1,11 @@
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import text
 
 from app import loaders
+from app.catalogs import catalog_codes
 from tests import factories as f
 
 
@@ -247,3 +249,75 @@ async def test_registry_issues_keep_their_place_after_a_lines_field_issues(conne
     issues = rejected.value.report.errores
     assert [(i.linea, i.campo) for i in issues] == [(2, "tipo_aviso"), (2, "nrp"), (4, "nrp"), (5, "tipo_aviso")]
     assert "no está en el padrón" in issues[1].motivo and f"pertenece al patrón {b.rfc}" in issues[2].motivo
+
+
+# ------------------------------------------------------------------ the common path and its explanation
+
+_ONE_FIELD_WRONG = [
+    {"folio": "abc"},
+    {"nss": "1234567890"},
+    {"curp": "gode561231hdfrrn09"},
+    {"numero_credito": "12"},
+    {"nrp": "Y0402345109"},
+    {"rfc_patron": "abc"},
+    {"rfc_trabajador": "GODE561331AB1"},
+    {"tipo_aviso": "99"},
+    {"tipo_credito": "99"},
+    {"estatus_credito": "99"},
+    {"tipo_descuento": "9"},
+    {"fecha_emision": "2026-02-30"},
+    {"fecha_emision": "2026-11-25"},
+    {"fecha_inicio_descuento": "1971-12-31"},
+    {"valor_descuento": "20.12345"},
+    {"valor_descuento": "1e3"},
+    {"valor_descuento": "-1"},
+    {"tipo_descuento": "1", "valor_descuento": "100.0001"},
+    {"nombre_trabajador": ""},
+    {"nombre_trabajador": " "},
+    {"nombre_trabajador": "\u00a0"},
+    {"nombre_trabajador": "X" * (loaders.MAX_NOMBRE + 1)},
+    {"nombre_trabajador": "A\nB"},
+]
+
+
+async def test_the_common_path_accepts_only_what_the_detailed_checks_accept(connection):
+    """_validate_aviso takes a quick path through the checks that every row passes and leaves the failures to
+    _explain_aviso; each check is tried here with one field wrong, after the record's good values were seen (the
+    identifier checks remember the values that passed), and must give exactly the detailed answer."""
+    ctx = loaders._Context(f.TODAY, await catalog_codes(connection))
+    good = f.avisos(20)
+    for record in good:
+        assert loaders._validate_aviso(record, ctx) == loaders._explain_aviso(record, ctx) == ([], [])
+    nss, curp = good[0]["nss"], good[0]["curp"]
+    wrong_digits = [
+        {"nss": nss[:10] + str((int(nss[10]) + 1) % 10)},
+        {"curp": curp[:17] + str((int(curp[17]) + 1) % 10)},
+    ]
+    for changes in _ONE_FIELD_WRONG + wrong_digits:
+        record = {**good[1], **changes}
+        errors, warnings = loaders._validate_aviso(record, ctx)
+        assert errors, f"{changes} accepted"
+        assert (errors, warnings) == loaders._explain_aviso(record, ctx), changes
+    rfc = good[1]["rfc_trabajador"]
+    warned = {**good[1], "rfc_trabajador": rfc[:-1] + ("0" if rfc[-1] != "0" else "1")}
+    errors, warnings = loaders._validate_aviso(warned, ctx)
+    assert not errors and [c for c, _ in warnings] == ["rfc_trabajador"]
+    assert (errors, warnings) == loaders._explain_aviso(warned, ctx)
+
+
+async def test_ndjson_lines_read_as_bytes_keep_their_text_answers(connection, tmp_path):
+    """Lines are parsed from their bytes; a BOM, a blank line (Unicode spaces included) and undecodable bytes still
+    get the answers they got as text."""
+    await _load_registry(connection, tmp_path)
+    first, second = (orjson.dumps(r) for r in f.avisos(2))
+    undecodable = second.replace(b'"nombre_trabajador":"', b'"nombre_trabajador":"\xff')
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(b"\xef\xbb\xbf" + first + b"\n\n \xc2\xa0\n" + undecodable + b"\n{not json\n")
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, path, today=f.TODAY)
+    report = rejected.value.report
+    assert report.leidos == 3
+    assert [(i.linea, i.campo, i.motivo) for i in report.errores] == [
+        (4, "nombre_trabajador", "el texto no está en UTF-8 válido"),
+        (5, "*", "la línea no es JSON válido"),
+    ]
