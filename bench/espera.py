@@ -29,6 +29,7 @@ import orjson
 import psutil
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -195,7 +196,7 @@ async def _wake(run: _Run) -> list[float]:
 
     async def landed(task: asyncio.Task) -> None:
         response = await task
-        arrived.append(time.monotonic())
+        arrived.append(time.time())
         body = response.json()
         if response.status_code != 200 or not new_folios & {a["folio"] for a in body["avisos"]}:
             arrived[-1] = float("inf")
@@ -207,7 +208,12 @@ async def _wake(run: _Run) -> list[float]:
         path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
         async with engine.connect() as conn:
             await loaders.load_avisos(conn, path)
-    committed = time.monotonic()  # the load's last (only) chunk commits just before it returns
+            # From the publishing transaction's start (publicado_en is its now()), a moment before its commit:
+            # the figure errs long, never short. The load's return would be later than many answers.
+            published = await conn.scalar(
+                text("SELECT max(publicado_en) FROM aviso WHERE folio = ANY(:f)"), {"f": list(new_folios)}
+            )
+    committed = published.timestamp()
     await engine.dispose()
     await asyncio.gather(*watching)
     run.last[target] = records[-1]["folio"]
