@@ -189,7 +189,8 @@ def _lean_page() -> tuple[str, tuple[str, ...], dict[str, Any]]:
         .cte("pagina")
     )
     statement = select(
-        acceso,
+        # What confianza.verdict() reads.
+        *(acceso.c[column] for column in ("motivo", "lee_nrps", "legibles", "relaciones")),
         select(cursor.c.seq).scalar_subquery().label("cursor_seq"),
         select(func.count()).select_from(page).scalar_subquery().label("filas"),
         # One line per aviso, in publication order: JSON text holds no raw newline. As bytea, so the driver
