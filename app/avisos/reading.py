@@ -341,9 +341,14 @@ async def _record_refusal(
 # ------------------------------------------------------------------ the flows
 
 
+def _rate_key(policy: Policy, caller: Caller) -> str:
+    """One budget per caller and policy, whichever path serves the read (the route, the lean path)."""
+    return f"avisos:{policy.name}:{caller.rfc}"
+
+
 async def list_page(policy: Policy, q: ListQuery, ctx: Context, *, ndjson: bool) -> Page:
     session, settings, database = ctx.session, ctx.settings, ctx.database
-    quota = await ctx.limiter.hit(settings.rate_limit_avisos, f"avisos:{policy.name}:{ctx.caller.rfc}")
+    quota = await ctx.limiter.hit(settings.rate_limit_avisos, _rate_key(policy, ctx.caller))
     q = policy.bound(q, settings)
     if q.emitidos_desde and q.emitidos_hasta and q.emitidos_desde > q.emitidos_hasta:
         raise Problem("rango_invalido", "emitidos_desde es posterior a emitidos_hasta.")
@@ -438,7 +443,7 @@ async def _permit_again(policy: Policy, ctx: Context, q: ListQuery) -> Permissio
 
 async def read_one(policy: Policy, folio: str, ctx: Context) -> dict | None:
     """The aviso as a dict of its fields, once the policy lets the caller read it."""
-    await ctx.limiter.hit(ctx.settings.rate_limit_avisos, f"avisos:{policy.name}:{ctx.caller.rfc}")
+    await ctx.limiter.hit(ctx.settings.rate_limit_avisos, _rate_key(policy, ctx.caller))
     database = ctx.database
     filtros = await policy.permit_one(ctx.session, database, ctx.caller, folio, dt.datetime.now(dt.UTC))
     return await database.lookup(ctx.session, lambda conn: sql.fetch_one(conn, filtros), database.reads)
@@ -514,7 +519,7 @@ async def lean_list(
         return None
     try:
         headers = (
-            (await limiter.hit(settings.rate_limit_avisos, f"avisos:{ProductionPolicy.name}:{caller.rfc}")).headers
+            (await limiter.hit(settings.rate_limit_avisos, _rate_key(ProductionPolicy(), caller))).headers
             if count
             else {}  # a long poll woken: counted when it arrived
         )

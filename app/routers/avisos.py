@@ -87,6 +87,9 @@ class Aviso(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [EJEMPLO_AVISO]})
 
 
+LIMITE_POR_OMISION = 1000  # a page's avisos when the request names no limite
+
+
 class PaginaAvisos(BaseModel):
     avisos: list[Aviso]
     hay_mas: bool = Field(description="Hay más avisos después de esta página: pida despues_de = el último folio.")
@@ -105,7 +108,7 @@ async def list_query(
     despues_de: Annotated[Folio | None, Query(description="El último folio que ya tiene; sigue después.")] = None,
     limite: Annotated[
         int, Query(ge=1, description="Avisos por página (10 000 como máximo; 500 en el sandbox).")
-    ] = 1000,
+    ] = LIMITE_POR_OMISION,
     espera: Annotated[
         int, Query(ge=0, le=60, description="Segundos a esperar avisos nuevos si no hay ninguno después del cursor.")
     ] = 0,
@@ -352,7 +355,7 @@ def _valid(adapter: TypeAdapter[str], value: str) -> bool:
 
 def lean_query(query_string: bytes, settings: Settings) -> ListQuery | None:
     """The query when it has the common shape the lean path serves (rfc_patron, nrp, despues_de and limite,
-    each well formed, limite within reading.LEAN_LIMITE_MAX); None for anything else, which the route handles."""
+    each well formed, a page reading.lean_shape accepts); None for anything else, which the route handles."""
     single: dict[str, str] = {}
     nrps: list[str] = []
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
@@ -362,8 +365,8 @@ def lean_query(query_string: bytes, settings: Settings) -> ListQuery | None:
             single[name] = value
         else:
             return None  # another parameter, or one given twice (the route takes the last one)
-    limite = single.get("limite", "1000")
-    if not _LEAN_LIMITE.fullmatch(limite) or int(limite) > min(reading.LEAN_LIMITE_MAX, settings.avisos_limite_max):
+    limite = single.get("limite", str(LIMITE_POR_OMISION))
+    if not _LEAN_LIMITE.fullmatch(limite) or int(limite) > settings.avisos_limite_max:
         return None
     rfc_patron, despues_de = single.get("rfc_patron"), single.get("despues_de")
     if rfc_patron is not None and not _valid(_RFC, rfc_patron):
@@ -372,8 +375,8 @@ def lean_query(query_string: bytes, settings: Settings) -> ListQuery | None:
         return None
     if len(nrps) > 500 or not all(_valid(_NRP, n) for n in nrps):
         return None
-    nrp = sorted(set(nrps)) or None
-    return ListQuery(rfc_patron, nrp, None, None, None, None, None, despues_de, int(limite), 0)
+    q = ListQuery(rfc_patron, sorted(set(nrps)) or None, None, None, None, None, None, despues_de, int(limite), 0)
+    return q if reading.lean_shape(q) else None
 
 
 class LeanListing:
