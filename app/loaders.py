@@ -567,7 +567,7 @@ async def load_avisos(
         )
     staged = await conn.scalar(text("SELECT count(*) FROM carga_aviso"))
     # Already published with the same content (other content was refused above): nothing to publish. Once,
-    # here, as a set; chunks then skip only what a concurrent load publishes meanwhile (ON CONFLICT).
+    # here, as a set; chunks then skip only what a concurrent load publishes meanwhile (publicacion.publish).
     await conn.execute(text("DELETE FROM carga_aviso c USING aviso a WHERE a.folio = c.folio"))
     report.nuevos = await _publish_staged(conn, commit=own_transactions)
     report.existentes = staged - report.nuevos
@@ -603,7 +603,7 @@ async def _publish_staged(conn: AsyncConnection, *, commit: bool) -> int:
         params = {"desde": desde, "hasta": hasta}
         # A folio another load publishes meanwhile is skipped, never an error: concurrent loads may overlap.
         chunk = await publicacion.publish(
-            conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, params, on_conflict="ON CONFLICT (folio) DO NOTHING"
+            conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, params, skip_existing="folio"
         )
         if commit:
             await conn.commit()

@@ -13,6 +13,7 @@ The lock is held only while publishing: loads validate and stage for as long as 
 publish in chunks of at most CHUNK_ROWS rows, each its own short transaction (see app/loaders.py)."""
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.notify import CHANNEL
@@ -22,7 +23,7 @@ CHUNK_ROWS = 10_000  # rows per publishing transaction: long enough to be effici
 _TABLES = ("aviso", "sandbox_aviso")
 
 
-def publish_statements(table: str, columns: tuple[str, ...], source: str, on_conflict: str = "") -> tuple[str, str]:
+def publish_statements(table: str, columns: tuple[str, ...], source: str) -> tuple[str, str]:
     """The two statements that publish the rows of `source` (a SELECT with `columns` and an `orden` column
     giving their order within the chunk) into `table`: lock the chunk's employers, then insert with seq.
 
@@ -44,8 +45,7 @@ def publish_statements(table: str, columns: tuple[str, ...], source: str, on_con
         SELECT {", ".join(f"s.{c}" for c in columns)},
                base.b + row_number() OVER (PARTITION BY s.rfc_patron ORDER BY s.orden)
         FROM s JOIN base USING (rfc_patron)
-        ORDER BY s.orden
-        {on_conflict}"""
+        ORDER BY s.orden"""
     return lock, insert
 
 
@@ -55,13 +55,28 @@ async def publish(
     columns: tuple[str, ...],
     source: str,
     params: dict | None = None,
-    on_conflict: str = "",
+    skip_existing: str | None = None,
 ) -> int:
     """Publishes the rows of `source` (see publish_statements) in the caller's transaction; the employer
-    locks are held until it ends, so the caller should commit soon. Returns the rows inserted."""
-    lock, insert = publish_statements(table, columns, source, on_conflict)
+    locks are held until it ends, so the caller should commit soon. Returns the rows inserted.
+
+    skip_existing: a unique column (folio) whose values another publisher may insert meanwhile; those rows
+    are skipped, never an error. The INSERT is tried first without ON CONFLICT, in a savepoint, and only
+    after a unique violation on that column is it run again with ON CONFLICT DO NOTHING: a speculative
+    insertion per row cost ~6 µs of a load's ~25 µs per row, paid for a race that is rare."""
+    lock, insert = publish_statements(table, columns, source)
     await conn.execute(text(lock), params or {})
-    result = await conn.execute(text(insert), params or {})
+    if skip_existing is None:
+        result = await conn.execute(text(insert), params or {})
+    else:
+        try:
+            async with conn.begin_nested():
+                result = await conn.execute(text(insert), params or {})
+        except IntegrityError as e:
+            if f"uq_{table}_{skip_existing}" not in str(e.orig):
+                raise
+            skipping = f"{insert} ON CONFLICT ({skip_existing}) DO NOTHING"
+            result = await conn.execute(text(skipping), params or {})
     if result.rowcount:
         # Delivered at commit: wakes the long polls (`espera`) of every replica for these employers, production's
         # and the sandboxes' alike.

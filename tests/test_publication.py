@@ -182,6 +182,32 @@ async def test_concurrent_chunked_loads_of_the_same_file_skip_what_the_other_pub
     assert sorted(everything) == sorted(folios) and len(everything) == 60
 
 
+async def test_folios_another_load_publishes_between_staging_and_publication_are_skipped(engine, monkeypatch):
+    """The load drops the folios already published once, after staging; a concurrent load can still publish
+    some of them before this load's chunks do. Those chunks fail their plain INSERT on the folio and run again
+    skipping what exists: the rows are the file's, once each, in file order."""
+    monkeypatch.setattr(publicacion, "CHUNK_ROWS", 10)
+    publish = publicacion.publish
+    with tempfile.TemporaryDirectory() as folder:
+        path, folios = _batch(Path(folder), 8, 25)
+        first_lines = f.write_ndjson(
+            Path(folder) / "primeras.ndjson", list(demo_avisos([A], 25, seed=8, hasta=f.HASTA))[:15]
+        )
+
+        async def another_load_gets_there_first(conn, *args, **kwargs):
+            monkeypatch.setattr(publicacion, "publish", publish)
+            async with engine.begin() as other:
+                assert (await loaders.load_avisos(other, first_lines, today=f.TODAY)).nuevos == 15
+            return await publish(conn, *args, **kwargs)
+
+        monkeypatch.setattr(publicacion, "publish", another_load_gets_there_first)
+        async with engine.connect() as conn:
+            report = await loaders.load_avisos(conn, path, today=f.TODAY)
+    assert (report.nuevos, report.existentes) == (10, 15)
+    everything, _ = await _sync(engine, None, limite=100)
+    assert everything == folios
+
+
 async def test_large_pages_span_many_chunks_in_both_formats(engine):
     with tempfile.TemporaryDirectory() as folder:
         path, folios = _batch(Path(folder), 5, 3000)
