@@ -230,6 +230,30 @@ async def test_large_pages_span_many_chunks_in_both_formats(engine):
     assert [a["folio"] for a in as_json["avisos"]] == folios[:2500]
 
 
+@pytest.mark.parametrize("ndjson", [True, False])
+async def test_a_page_whose_copy_arrives_cut_anywhere_is_relayed_whole(monkeypatch, ndjson):
+    """COPY's rows reach stream_page in pieces of any size (a row, or a doubled backslash, split across two):
+    the page is the same as if they came whole, and the row past the page only says that more follow."""
+    avisos = [orjson.dumps({"folio": str(n), "nombre": 'a\\b "c"\n\u2028'}) for n in range(30)]
+    copy_text = b"".join(a.replace(b"\\", b"\\\\") + b"\n" for a in avisos)  # COPY text doubles backslashes
+    pieces = random.Random(7)
+
+    async def copy_in_pieces(engine, query, output):
+        at = 0
+        while at < len(copy_text):
+            step = pieces.randint(1, 40)
+            await output(copy_text[at : at + step])
+            at += step
+
+    monkeypatch.setattr(streaming, "_copy", copy_in_pieces)
+    monkeypatch.setattr(streaming, "CHUNK_BYTES", 50)
+    stream, body = streaming.Stream(), b""
+    async for chunk in streaming.stream_page(None, "", 25, stream, ndjson=ndjson):
+        body += chunk
+    assert body == streaming.whole_page(b"\n".join(avisos[:25]), True, ndjson=ndjson)
+    assert (stream.entregados, stream.hay_mas, stream.completo) == (25, True, True)
+
+
 async def test_the_services_own_sessions_end_a_transaction_left_idle(db_url, tmp_path):
     """An idle transaction no longer holds anyone's avisos back, but it would still hold locks and bloat:
     the service's connections carry idle_in_transaction_session_timeout from its settings."""

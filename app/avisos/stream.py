@@ -109,24 +109,29 @@ async def stream_page(
     pending, rows_seen, first = b"", 0, True
     try:
         while (chunk := await queue.get()) is not None:
-            block, _, pending = (pending + chunk).rpartition(b"\n")
-            if not block:
+            # Whole rows only, each ending in its newline, so a doubled backslash never straddles two chunks.
+            # asyncpg hands over whole COPY messages (one row each), so a chunk nearly always ends at a row: then
+            # it is relayed without a copy. Only the rest of a row cut across chunks waits for the next one.
+            if pending:
+                chunk, pending = pending + chunk, b""
+            end = chunk.rfind(b"\n") + 1
+            if end < len(chunk):
+                chunk, pending = chunk[:end], chunk[end:]
+            if not chunk:
                 continue
-            rows = block.count(b"\n") + 1
             room = limite - rows_seen
-            rows_seen += rows
+            rows_seen += chunk.count(b"\n")
             if rows_seen > limite:  # the query asked for one row more than the page, to learn hay_mas
                 stream.hay_mas = True
                 if room <= 0:
                     continue
-                block = b"\n".join(block.split(b"\n", room)[:room])
-            # Whole rows only (cut at a newline), so a doubled backslash never straddles two chunks. Most chunks
-            # hold none: looking for one byte (memchr) costs far less than replace's search for two.
-            rendered = block.replace(_COPY_BACKSLASH, _BACKSLASH) if _BACKSLASH in block else block
+                chunk = chunk[: len(chunk) - len(chunk.split(b"\n", room)[-1])]  # its first `room` rows
+            # Most chunks hold no backslash: looking for one byte (memchr) costs far less than replace's search.
+            rendered = chunk.replace(_COPY_BACKSLASH, _BACKSLASH) if _BACKSLASH in chunk else chunk
             if ndjson:
-                body = rendered + b"\n"
+                body = rendered
             else:
-                body = (b'{"avisos":[' if first else b",") + rendered.replace(b"\n", b",")
+                body = (b'{"avisos":[' if first else b",") + rendered[:-1].replace(b"\n", b",")
             first = False
             # Counted when handed to the server: what leaves the socket after that is not knowable here.
             stream.entregados = min(rows_seen, limite)
