@@ -1,13 +1,18 @@
 """Publishing avisos: the one way rows enter `aviso` and `sandbox_aviso`, in each employer's publication order.
 
 Every aviso carries `seq`, its place in its employer's publication order (unique per table and employer).
-A publisher takes a per-employer advisory lock that lasts until its transaction ends, and only then reads the
+A publisher takes its employers' advisory locks, held until its transaction ends, and only then reads each
 employer's highest `seq` (a new statement, so a new snapshot: the previous holder's rows are committed and
 seen). So within one employer, seq order is commit order: whoever reads a row also sees every row of that
 employer with a lower seq, and every row that becomes visible later has a higher seq. Readers compare the
 cursor on seq alone and need no horizon; no other employer's transaction, idle session or long load can
 hold an employer back. The unique index (rfc_patron, seq) turns a writer that skips the lock into an error,
 never into a silently skipped aviso.
+
+An employer's lock is one of LOCK_BUCKETS per table, shared by the employers whose RFC hashes to it: a chunk of
+a national file can hold thousands of employers, and PostgreSQL's lock table is shared and small (about 64
+locks per connection by default; 20,000 advisory locks in one transaction failed with "out of shared memory").
+Two employers in one bucket only publish one after the other, for the moment of a chunk.
 
 The lock is held only while publishing: loads validate and stage for as long as they need beforehand, and
 publish in chunks of at most CHUNK_ROWS rows, each its own short transaction (see app/loaders.py)."""
@@ -18,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.notify import CHANNEL
 
+LOCK_BUCKETS = 1024  # advisory locks per publication table: at most this many in one transaction
 CHUNK_ROWS = 10_000  # rows per publishing transaction: long enough to be efficient, short enough to not block
 
 _TABLES = ("aviso", "sandbox_aviso")
@@ -25,16 +31,17 @@ _TABLES = ("aviso", "sandbox_aviso")
 
 def publish_statements(table: str, columns: tuple[str, ...], source: str) -> tuple[str, str]:
     """The two statements that publish the rows of `source` (a SELECT with `columns` and an `orden` column
-    giving their order within the chunk) into `table`: lock the chunk's employers, then insert with seq.
+    giving their order within the chunk) into `table`: lock the chunk's employers' buckets, then insert with seq.
 
     Two statements, not one: the INSERT's snapshot must be taken after the locks are granted. The locks are
     taken in key order, so two publishers of overlapping employers cannot deadlock. Returns SQL for the
     caller to run in one transaction (SQLAlchemy through `publish`, or asyncpg directly in the bench)."""
     if table not in _TABLES:
         raise ValueError(f"not a publication table: {table}")
+    bucket = f"hashtext(rfc_patron) & {LOCK_BUCKETS - 1}"
     lock = (
         "SELECT pg_advisory_xact_lock(k) FROM ("
-        f"SELECT DISTINCT hashtextextended('{table}:' || rfc_patron, 0) AS k FROM ({source}) AS s ORDER BY k) AS l"
+        f"SELECT DISTINCT hashtextextended('{table}:' || ({bucket}), 0) AS k FROM ({source}) AS s ORDER BY k) AS l"
     )
     cols = ", ".join(columns)
     insert = f"""WITH s AS ({source}),

@@ -208,6 +208,35 @@ async def test_folios_another_load_publishes_between_staging_and_publication_are
     assert everything == folios
 
 
+async def test_a_chunk_of_thousands_of_employers_takes_a_bounded_number_of_locks(engine):
+    """A national file mixes many employers in one chunk. One advisory lock per employer would put as many locks
+    in one transaction, and PostgreSQL's lock table is shared and small (64 per connection by default: 20,000
+    in one transaction fail with "out of shared memory"). Employers share LOCK_BUCKETS locks instead."""
+    employers = 3 * publicacion.LOCK_BUCKETS
+    with tempfile.TemporaryDirectory() as folder:
+        path, _ = _batch(Path(folder), 9, 1)
+        async with engine.begin() as conn:
+            await loaders.load_avisos(conn, path, today=f.TODAY)
+    cols = [c for c in loaders._AVISO_COLUMNS if c not in ("folio", "rfc_patron", "nrp")]
+    source = f"""SELECT '9' || lpad(g::text, 13, '0') AS folio, 'EMP' || lpad(g::text, 9, '0') AS rfc_patron,
+                        'N' || lpad(g::text, 10, '0') AS nrp, {", ".join(f"a.{c}" for c in cols)}, g AS orden
+                 FROM aviso a, generate_series(1, {employers}) AS g"""
+    async with engine.begin() as conn:
+        registry = f"SELECT 'EMP' || lpad(g::text, 9, '0') AS rfc, g FROM generate_series(1, {employers}) g"
+        await conn.execute(
+            text(f"INSERT INTO patron (rfc, razon_social) SELECT rfc, 'Patrón ' || g FROM ({registry}) r")
+        )
+        await conn.execute(
+            text(f"INSERT INTO nrp (nrp, rfc_patron) SELECT 'N' || lpad(g::text, 10, '0'), rfc FROM ({registry}) r")
+        )
+        inserted = await publicacion.publish(conn, "aviso", ("folio", "rfc_patron", "nrp", *cols), source)
+        held = await conn.scalar(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        )
+    assert inserted == employers
+    assert 0 < held <= publicacion.LOCK_BUCKETS
+
+
 async def test_large_pages_span_many_chunks_in_both_formats(engine):
     with tempfile.TemporaryDirectory() as folder:
         path, folios = _batch(Path(folder), 5, 3000)
