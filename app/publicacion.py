@@ -29,6 +29,11 @@ CHUNK_ROWS = 10_000  # rows per publishing transaction: long enough to be effici
 _TABLES = ("aviso", "sandbox_aviso")
 
 
+def lock_bucket(rfc: str) -> str:
+    """SQL for the publication lock bucket (0 to LOCK_BUCKETS - 1) of the employer RFC that `rfc` evaluates to."""
+    return f"(hashtext({rfc}) & {LOCK_BUCKETS - 1})"
+
+
 def publish_statements(table: str, columns: tuple[str, ...], source: str) -> tuple[str, str]:
     """The two statements that publish the rows of `source` (a SELECT with `columns` and an `orden` column
     giving their order within the chunk) into `table`: lock the chunk's employers' buckets, then insert with seq.
@@ -38,10 +43,10 @@ def publish_statements(table: str, columns: tuple[str, ...], source: str) -> tup
     caller to run in one transaction (SQLAlchemy through `publish`, or asyncpg directly in the bench)."""
     if table not in _TABLES:
         raise ValueError(f"not a publication table: {table}")
-    bucket = f"hashtext(rfc_patron) & {LOCK_BUCKETS - 1}"
     lock = (
         "SELECT pg_advisory_xact_lock(k) FROM ("
-        f"SELECT DISTINCT hashtextextended('{table}:' || ({bucket}), 0) AS k FROM ({source}) AS s ORDER BY k) AS l"
+        f"SELECT DISTINCT hashtextextended('{table}:' || {lock_bucket('rfc_patron')}, 0) AS k FROM ({source}) AS s "
+        "ORDER BY k) AS l"
     )
     cols = ", ".join(columns)
     insert = f"""WITH s AS ({source}),

@@ -89,6 +89,11 @@ async def test_a_later_load_of_the_same_employer_waits_for_the_earlier_one_to_co
 async def test_another_employers_open_load_and_an_idle_transaction_hold_nothing_back(engine):
     """Nothing outside an employer's own publication can delay it: not another employer's load still open
     (of any length), not a session idling in a transaction that holds a transaction id."""
+    async with engine.connect() as conn:
+        # Employers share publication locks by bucket (publicacion.LOCK_BUCKETS): these two must not, or the open
+        # load would hold the other back by design, for as long as its one transaction lasts.
+        buckets = text(f"SELECT {publicacion.lock_bucket(':a')} <> {publicacion.lock_bucket(':b')}")
+        assert await conn.scalar(buckets, {"a": A.rfc, "b": B.rfc})
     with tempfile.TemporaryDirectory() as folder:
         theirs, _ = _batch(Path(folder), 3, 50, employer=B)
         ours, our_folios = _batch(Path(folder), 4, 20)
