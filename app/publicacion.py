@@ -77,24 +77,24 @@ async def publish(
     after a unique violation on that column is it run again with ON CONFLICT DO NOTHING: a speculative
     insertion per row cost ~6 µs of a load's ~25 µs per row, paid for a race that is rare."""
     lock, insert = publish_statements(table, columns, source)
-    await conn.execute(text(lock), params or {})
+    params = params or {}
+    await conn.execute(text(lock), params)
     if skip_existing is None:
-        result = await conn.execute(text(insert), params or {})
+        result = await conn.execute(text(insert), params)
     else:
         try:
             async with conn.begin_nested():
-                result = await conn.execute(text(insert), params or {})
+                result = await conn.execute(text(insert), params)
         except IntegrityError as e:
-            if f"uq_{table}_{skip_existing}" not in str(e.orig):
+            if f"uq_{table}_{skip_existing}" not in str(e.orig):  # the unique index's name (models/base.py)
                 raise
-            skipping = f"{insert} ON CONFLICT ({skip_existing}) DO NOTHING"
-            result = await conn.execute(text(skipping), params or {})
+            result = await conn.execute(text(f"{insert} ON CONFLICT ({skip_existing}) DO NOTHING"), params)
     if result.rowcount:
         # Delivered at commit: wakes the long polls (`espera`) of every replica for these employers, production's
         # and the sandboxes' alike.
         await conn.execute(
             text(f"SELECT pg_notify('{CHANNEL}', e.rfc_patron) FROM (SELECT DISTINCT rfc_patron FROM ({source}) s) e"),
-            params or {},
+            params,
         )
     return result.rowcount
 
