@@ -44,8 +44,8 @@ def _batch(folder: Path, index: int, count: int, employer=A) -> tuple[Path, list
 async def _sync(engine, cursor: sql.Cursor | None, limite: int = 10) -> tuple[list[str], sql.Cursor | None]:
     """One incremental sync step, as a client does it: a page after its cursor."""
     stream, body = streaming.Stream(), b""
-    query = sql.page_query(sql.Filtros(A.rfc), cursor, limite + 1)
-    async for chunk in streaming.stream_page(engine, query, limite, stream, ndjson=True):
+    query = sql.block_query(sql.Filtros(A.rfc))
+    async for chunk in streaming.stream_page(engine, query, sql.after(cursor), limite, stream, ndjson=True):
         body += chunk
     *lines, end = body.splitlines()
     assert orjson.loads(end) == {"fin": True, "hay_mas": stream.hay_mas}, "a whole page ends with its final line"
@@ -109,7 +109,10 @@ async def test_another_employers_open_load_and_an_idle_transaction_hold_nothing_
             await long_load.rollback()
 
 
-async def test_concurrent_loads_in_random_commit_order_reach_a_syncing_client_exactly_once(engine):
+async def test_concurrent_loads_in_random_commit_order_reach_a_syncing_client_exactly_once(engine, monkeypatch):
+    # Blocks of 2: a page of 3-15 avisos is read in several statements, each in its own snapshot, while the
+    # loads commit between them.
+    monkeypatch.setattr(streaming, "BLOCK_ROWS", 2)
     rng = random.Random(2026)
     delivered: list[str] = []
     published: list[str] = []
@@ -242,50 +245,82 @@ async def test_a_chunk_of_thousands_of_employers_takes_a_bounded_number_of_locks
     assert 0 < held <= publicacion.LOCK_BUCKETS
 
 
-async def test_large_pages_span_many_chunks_in_both_formats(engine):
+async def test_large_pages_span_many_blocks_in_both_formats(engine):
     with tempfile.TemporaryDirectory() as folder:
-        path, folios = _batch(Path(folder), 5, 3000)
+        path, folios = _batch(Path(folder), 5, 5000)
         async with engine.begin() as conn:
             await loaders.load_avisos(conn, path, today=f.TODAY)
-    query = sql.page_query(sql.Filtros(A.rfc), None, 2501)
     bodies = {}
     for ndjson in (True, False):
         stream, chunks = streaming.Stream(), []
-        async for chunk in streaming.stream_page(engine, query, 2500, stream, ndjson=ndjson):
+        query = sql.block_query(sql.Filtros(A.rfc))
+        async for chunk in streaming.stream_page(engine, query, 0, 4500, stream, ndjson=ndjson):
             chunks.append(chunk)
-        # Several chunks: the framing (separators, the closing member) is exercised across chunk boundaries.
-        assert len(chunks) >= 2 and stream.hay_mas and stream.completo and stream.entregados == 2500
+        # Three blocks and the end: the framing (separators, the closing member) is exercised across them.
+        assert len(chunks) == 4 and stream.hay_mas and stream.completo and stream.entregados == 4500
         bodies[ndjson] = b"".join(chunks)
     as_json = orjson.loads(bodies[False])
     assert as_json["hay_mas"] is True
     *lines, end = bodies[True].splitlines()
     assert [orjson.loads(line) for line in lines] == as_json["avisos"]
     assert orjson.loads(end) == {"fin": True, "hay_mas": True}
-    assert [a["folio"] for a in as_json["avisos"]] == folios[:2500]
+    assert [a["folio"] for a in as_json["avisos"]] == folios[:4500]
+
+
+async def _page(engine, after: int, limite: int, *, ndjson: bool) -> tuple[bytes, streaming.Stream]:
+    stream, body, query = streaming.Stream(), b"", sql.block_query(sql.Filtros(A.rfc))
+    async for chunk in streaming.stream_page(engine, query, after, limite, stream, ndjson=ndjson):
+        body += chunk
+    return body, stream
 
 
 @pytest.mark.parametrize("ndjson", [True, False])
-async def test_a_page_whose_copy_arrives_cut_anywhere_is_relayed_whole(monkeypatch, ndjson):
-    """COPY's rows reach stream_page in pieces of any size (a row, or a doubled backslash, split across two):
-    the page is the same as if they came whole, and the row past the page only says that more follow."""
-    avisos = [orjson.dumps({"folio": str(n), "nombre": 'a\\b "c"\n\u2028'}) for n in range(30)]
-    copy_text = b"".join(a.replace(b"\\", b"\\\\") + b"\n" for a in avisos)  # COPY text doubles backslashes
-    pieces = random.Random(7)
+async def test_a_page_is_the_same_whatever_blocks_it_is_read_in(engine, monkeypatch, ndjson):
+    """Pages that end inside a block, at its end, one row past it, or run out of avisos: each is the page
+    whole_page makes of the same avisos, with hay_mas only when an aviso follows the page."""
+    with tempfile.TemporaryDirectory() as folder:
+        path, _ = _batch(Path(folder), 6, 30)
+        async with engine.begin() as conn:
+            await loaders.load_avisos(conn, path, today=f.TODAY)
+            rows = await conn.execute(text(f"SELECT json, seq FROM aviso WHERE rfc_patron = '{A.rfc}' ORDER BY seq"))
+            rendered, seqs = zip(*rows, strict=True)
+    monkeypatch.setattr(streaming, "BLOCK_ROWS", 7)
+    for start in (0, 3):
+        after = seqs[start - 1] if start else 0
+        for limite in (1, 6, 7, 8, 13, 14, 15, 29 - start, 30 - start, 31 - start, 100):
+            body, stream = await _page(engine, after, limite, ndjson=ndjson)
+            page = rendered[start : start + limite]
+            hay_mas = start + limite < len(rendered)
+            assert body == streaming.whole_page("\n".join(page).encode(), hay_mas, ndjson=ndjson), (start, limite)
+            assert (stream.entregados, stream.hay_mas, stream.completo) == (len(page), hay_mas, True)
 
-    async def copy_in_pieces(engine, query, output):
-        at = 0
-        while at < len(copy_text):
-            step = pieces.randint(1, 40)
-            await output(copy_text[at : at + step])
-            at += step
 
-    monkeypatch.setattr(streaming, "_copy", copy_in_pieces)
-    monkeypatch.setattr(streaming, "CHUNK_BYTES", 50)
-    stream, body = streaming.Stream(), b""
-    async for chunk in streaming.stream_page(None, "", 25, stream, ndjson=ndjson):
-        body += chunk
-    assert body == streaming.whole_page(b"\n".join(avisos[:25]), True, ndjson=ndjson)
-    assert (stream.entregados, stream.hay_mas, stream.completo) == (25, True, True)
+async def test_avisos_published_between_two_blocks_of_a_page_follow_in_it_once(engine, monkeypatch):
+    """Each block is its own statement, in its own snapshot: what a load commits while a page is read comes
+    later in that page, after everything published before it, as it would on the client's next page."""
+    monkeypatch.setattr(streaming, "BLOCK_ROWS", 5)
+    with tempfile.TemporaryDirectory() as folder:
+        first, first_folios = _batch(Path(folder), 7, 12)
+        second, second_folios = _batch(Path(folder), 8, 6)
+        async with engine.begin() as conn:
+            await loaders.load_avisos(conn, first, today=f.TODAY)
+        stream, chunks = streaming.Stream(), []
+        query = sql.block_query(sql.Filtros(A.rfc))
+        async for chunk in streaming.stream_page(engine, query, 0, 16, stream, ndjson=True):
+            chunks.append(chunk)
+            if len(chunks) == 1:  # sent: the first block; asked for meanwhile: the second; not yet: the third
+                async with engine.begin() as conn:
+                    await loaders.load_avisos(conn, second, today=f.TODAY)
+    *lines, end = b"".join(chunks).splitlines()
+    served = [orjson.loads(line)["folio"] for line in lines]
+    assert served == first_folios + second_folios[:4] and orjson.loads(end)["hay_mas"] is True
+    rest, _ = await _sync(engine, await _cursor(engine, served[-1]), limite=100)
+    assert rest == second_folios[4:]
+
+
+async def _cursor(engine, folio: str) -> sql.Cursor:
+    async with engine.connect() as conn:
+        return await sql.find_cursor(conn, A.rfc, folio)
 
 
 async def test_the_services_own_sessions_end_a_transaction_left_idle(db_url, tmp_path):

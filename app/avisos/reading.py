@@ -400,9 +400,9 @@ async def list_page(policy: Policy, q: ListQuery, ctx: Context, *, ndjson: bool)
                     stream.completo = True
                     return
                 engine = await policy.reads_from(database, current)
-            query = sql.page_query(current.filtros, cursor, q.limite + 1)
-            # aclosing: a body closed half-way closes its COPY stream now (connection settled), not at GC time.
-            async with aclosing(stream_page(engine, query, q.limite, stream, ndjson=ndjson)) as chunks:
+            query, start = sql.block_query(current.filtros), sql.after(cursor)
+            # aclosing: a body closed half-way settles its connection now, not at GC time.
+            async with aclosing(stream_page(engine, query, start, q.limite, stream, ndjson=ndjson)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         finally:

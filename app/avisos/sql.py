@@ -1,4 +1,4 @@
-"""The SQL of reading avisos: publication order, keyset cursor, filters, and the page query the COPY runs.
+"""The SQL of reading avisos: publication order, keyset cursor, filters, and the block query a page streams.
 
 Publication order is each employer's seq, which publishers assign under a per-employer lock held until
 commit (app/publicacion.py): within one employer seq order is commit order, so a reader needs no horizon
@@ -69,8 +69,10 @@ _SAFE_LITERAL = re.compile(r"^[0-9A-Za-z&Ñ:.\- ]*$")
 
 
 def _literal(value: object) -> str:
-    """A SQL literal for COPY, which takes no bind parameters. Every value here has already passed strict
-    validation (RFC, NRP, NSS, codes, dates, numbers); the assertion keeps it that way."""
+    """A SQL literal for a filter: a page's filters are part of its statement's text, so that each combination
+    is planned for itself (a generic plan over optional filters, `$n IS NULL OR column = $n`, cannot drop the
+    ones not given). Every value here has already passed strict validation (RFC, NRP, NSS, codes, dates,
+    numbers); the assertion keeps it that way."""
     if isinstance(value, int):
         return str(value)
     rendered = value.isoformat() if isinstance(value, dt.date) else str(value)
@@ -100,6 +102,22 @@ def _where(f: Filtros, cursor: Cursor | None) -> str:
 def page_query(f: Filtros, cursor: Cursor | None, limite: int) -> str:
     """Each aviso's JSON as it was rendered when written (models/aviso.py), in publication order."""
     return f"SELECT json FROM {f.scope.table} WHERE {_where(f, cursor)} ORDER BY seq LIMIT {_literal(limite)}"
+
+
+def block_query(f: Filtros) -> str:
+    """One block of a page (app/avisos/stream.py): $2 avisos after seq $1, in publication order, their JSON
+    as rendered when written, one per line (JSON text holds no raw newline), as bytea so that the driver hands
+    over the bytes as they are; with the block's last seq and its count."""
+    return (
+        "SELECT convert_to(string_agg(json, E'\\n' ORDER BY seq), 'UTF8') AS cuerpo, max(seq) AS hasta, "
+        f"count(*) AS filas FROM (SELECT json, seq FROM {f.scope.table} WHERE {_where(f, None)} AND seq > $1 "
+        "ORDER BY seq LIMIT $2) AS bloque"
+    )
+
+
+def after(cursor: Cursor | None) -> int:
+    """The seq a page starts after: publication seqs start at 1 (app/publicacion.py)."""
+    return cursor.seq if cursor is not None else 0
 
 
 async def find_cursor(
