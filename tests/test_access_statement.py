@@ -175,7 +175,7 @@ async def test_the_statement_agrees_with_the_rules_over_generated_scenarios(sess
             patron=scenario.patron,
             nrps=scenario.nrps,
             despues_de=None,
-            limite=10,
+            filas=11,
             at=NOW,
         )
         assert verdict(lean.acceso) == got, scenario

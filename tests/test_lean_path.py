@@ -8,16 +8,19 @@ lean path must really have served the common shapes, or the comparison would pro
 
 import asyncio
 import re
+import socket
 from contextlib import AsyncExitStack
 
 import httpx2
 import orjson
 import pytest
+import uvicorn
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.avisos import reading
+from app.avisos import stream as streaming
 from app.db import async_url
 from app.main import create_app
 from app.models import Credencial
@@ -121,6 +124,8 @@ async def test_the_lean_path_answers_as_the_route_does_for_every_shape(clients, 
         ("/v1/avisos", {"limite": 150}, employer, True),  # exactly all of them: hay_mas false
         ("/v1/avisos", {"limite": 149}, employer, True),
         ("/v1/avisos", {"limite": 1000}, employer, True),
+        ("/v1/avisos", {"limite": 1001}, employer, True),  # streamed from the statement's first block
+        ("/v1/avisos.ndjson", {"limite": 10000}, employer, True),
         ("/v1/avisos", {"despues_de": a_folios[9], "limite": 20}, employer, True),
         ("/v1/avisos", {"despues_de": a_folios[-1]}, employer, True),  # nothing after it
         ("/v1/avisos", {"rfc_patron": A.rfc, "limite": 30}, employer, True),
@@ -143,7 +148,6 @@ async def test_the_lean_path_answers_as_the_route_does_for_every_shape(clients, 
         ("/v1/avisos", {"despues_de": b_folio}, employer, False),
         ("/v1/avisos", {"despues_de": "20269900000001"}, employer, False),
         # shapes the lean path leaves to the route
-        ("/v1/avisos", {"limite": 1001}, employer, None),
         ("/v1/avisos", {"limite": 0}, employer, None),
         ("/v1/avisos", {"limite": "010"}, employer, None),
         ("/v1/avisos", {"limite": "abc"}, employer, None),
@@ -213,6 +217,49 @@ async def test_the_lean_path_answers_as_the_route_does_for_every_shape(clients, 
     assert sum(bool(lean_rows) for lean_rows, _ in pairs) >= 40  # the reads and the refusals were audited
 
 
+async def test_streamed_pages_answer_as_the_route_does(clients, served, app_settings, db, monkeypatch):
+    """Pages larger than the lean path answers whole stream from the first block its statement read: with blocks
+    of 7 and pages streamed from 11 avisos on, every edge (a page ending inside a block, at its end, past the
+    avisos there are) gives the route's bytes and audit rows."""
+    monkeypatch.setattr(reading, "LEAN_LIMITE_MAX", 10)
+    monkeypatch.setattr(streaming, "BLOCK_ROWS", 7)
+    lean, route = clients
+    await certify(db, A.rfc)
+    await certify(db, DEV)
+    await relate(lean, app_settings, nrps=[A.nrps[0]])
+    a_folios = await folios_in_order(db, A.rfc)
+    employer, developer = bearer(app_settings, A.rfc), bearer(app_settings, DEV)
+    shapes = [
+        ("/v1/avisos", {"limite": 11}, employer),
+        ("/v1/avisos", {"limite": 13}, employer),
+        ("/v1/avisos.ndjson", {"limite": 14}, employer),
+        ("/v1/avisos", {"limite": 15}, employer),
+        ("/v1/avisos.ndjson", {"limite": 149}, employer),
+        ("/v1/avisos", {"limite": 150}, employer),  # all of them: hay_mas false
+        ("/v1/avisos.ndjson", {"limite": 500}, employer),
+        ("/v1/avisos", {"despues_de": a_folios[100], "limite": 49}, employer),
+        ("/v1/avisos.ndjson", {"despues_de": a_folios[100], "limite": 50}, employer),
+        ("/v1/avisos", {"rfc_patron": A.rfc, "limite": 40}, developer),  # its relationship's NRP only
+        ("/v1/avisos.ndjson", {"rfc_patron": A.rfc, "nrp": A.nrps[0], "limite": 12}, developer),
+    ]
+    for i, (path, params, headers) in enumerate(shapes):
+        answers = []
+        for name, client in (("lean", lean), ("route", route)):
+            request_id = f"{name}-streamed-{i:03d}"
+            response = await client.get(path, params=params, headers={**headers, "X-Request-ID": request_id})
+            assert response.status_code == 200, response.text
+            answers.append(_compared(response, request_id))
+        assert answers[0] == answers[1], (path, params)
+    assert served == [True] * len(shapes), "the lean path streamed every one"
+    ids = [f"streamed-{i:03d}" for i in range(len(shapes))]
+    for _attempt in range(50):
+        pairs = [(await _audit_rows(db, f"lean-{i}"), await _audit_rows(db, f"route-{i}")) for i in ids]
+        if all(a == b and a for a, b in pairs):
+            break
+        await asyncio.sleep(0.1)
+    assert all(lean_rows == route_rows and lean_rows for lean_rows, route_rows in pairs), pairs
+
+
 async def test_a_woken_long_poll_gets_the_routes_answer_through_the_lean_statement(
     clients, served, app_settings, db, db_url
 ):
@@ -246,3 +293,57 @@ async def test_a_woken_long_poll_gets_the_routes_answer_through_the_lean_stateme
             break
         await asyncio.sleep(0.1)
     assert rows[0] == rows[1] and rows[0][0][4] == 3
+
+
+@pytest.mark.slow
+async def test_abandoned_streamed_pages_give_their_connections_back(app_settings, db, db_url, monkeypatch):
+    """A real server (the in-process transport buffers whole bodies): clients leave streamed lean pages after
+    their first bytes. Each page's connection is terminated and given back, so the lean pool ends with every
+    connection free and the next pages are still the lean path's."""
+    await certify(db, A.rfc)
+    await _publish(db_url, A, 12_000, seed=93)
+    pools, outcomes = [], []
+    original = reading.lean_list
+
+    async def watched(q, caller, database, *args, **kwargs):
+        pools.append(database.lean_pool)
+        read = await original(q, caller, database, *args, **kwargs)
+        outcomes.append(read is not None)
+        return read
+
+    monkeypatch.setattr(reading, "lean_list", watched)
+    limited = app_settings.model_copy(update={"db_pool_size": 2, "rate_limit_enabled": False})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(limited), host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    token = bearer(app_settings, A.rfc)["Authorization"]
+    try:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        for _ in range(6):  # three times the pool
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                f"GET /v1/avisos.ndjson?limite=10000 HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n\r\n".encode()
+            )
+            received = b""
+            while received.count(b'"folio"') < 10:
+                received += await reader.read(64 * 1024)
+            assert received.startswith(b"HTTP/1.1 200 "), received[:300]
+            writer.transport.abort()
+        pool = pools[0]
+        for _ in range(100):
+            if pool.get_idle_size() == pool.get_size():
+                break
+            await asyncio.sleep(0.05)
+        assert pool.get_idle_size() == pool.get_size(), "a page's connection was never given back"
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": token}) as client:
+            for _ in range(4):
+                response = await client.get("/v1/avisos.ndjson", params={"limite": 5000})
+                assert response.status_code == 200 and response.content.endswith(b'{"fin":true,"hay_mas":true}\n')
+        assert outcomes == [True] * 10, "the lean path served every page, the abandoned ones too"
+    finally:
+        server.should_exit = True
+        # Bounded: a connection never given back would also hold the pool's close, and the shutdown, for ever.
+        await asyncio.wait_for(serving, timeout=30)

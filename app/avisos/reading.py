@@ -7,7 +7,7 @@ and answer a Page or a Problem. No SQL travels between them and this module."""
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from app import certificaciones
 from app.auditoria import event_values, record_event
 from app.avisos import sql
-from app.avisos.stream import Stream, stream_page, whole_page
+from app.avisos.stream import Block, Stream, first_block_rows, page_chunks, stream_page, whole_page
 from app.catalogs import CATALOGOS, catalog_entries
 from app.confianza import Autorizacion, Denegacion, authorize, is_certified, is_patron, verdict
 from app.credenciales import require_still_active
@@ -395,9 +395,16 @@ async def list_page(policy: Policy, q: ListQuery, ctx: Context, *, ndjson: bool)
                     if woken is None:
                         current = audited = await _permit_again(policy, ctx, q)
                 if woken is not None:
-                    stream, audited = woken.stream, woken.permission
-                    yield woken.body
-                    stream.completo = True
+                    try:
+                        if woken.chunks is not None:
+                            async for chunk in woken.chunks:
+                                yield chunk
+                        else:
+                            assert woken.body is not None  # a LeanRead is whole or streamed
+                            yield woken.body
+                            woken.stream.completo = True
+                    finally:
+                        await lean_done(woken, q, ctx.caller, database)  # its audit row
                     return
                 engine = await policy.reads_from(database, current)
             query, start = sql.block_query(current.filtros), sql.after(cursor)
@@ -454,21 +461,30 @@ async def read_one(policy: Policy, folio: str, ctx: Context) -> dict | None:
 
 @dataclass
 class LeanRead:
-    """A page the lean path answers whole: its body and rate-limit headers, then `lean_done` audits it."""
+    """A page the lean path answers, with its rate-limit headers; then `lean_done` audits it. Whole (body), or
+    streamed from its first block on (chunks), on a connection of the lean pool that lean_done gives back."""
 
-    body: bytes
+    body: bytes | None
+    chunks: AsyncGenerator[bytes, None] | None
     headers: dict[str, str]
     permission: Permission
     stream: Stream
+    release: Callable[[], Awaitable[None]] | None = None
 
 
-LEAN_LIMITE_MAX = 1000  # larger pages stream (stream_page): the lean path holds a whole page in memory
+LEAN_LIMITE_MAX = 1000  # the largest page answered whole; larger ones stream, BLOCK_ROWS avisos at a time
 
 
 def lean_shape(q: ListQuery) -> bool:
-    """Whether lean_list can serve the query: filtered at most by employer, NRPs and cursor, a page it may hold."""
+    """Whether lean_list can serve the query: filtered at most by employer, NRPs and cursor."""
     filters = (q.clase, q.tipo_aviso, q.nss, q.emitidos_desde, q.emitidos_hasta)
-    return all(f is None for f in filters) and q.limite <= LEAN_LIMITE_MAX
+    return all(f is None for f in filters)
+
+
+def _given_up(error: BaseException) -> bool:
+    """The database is unavailable or the pool is exhausted: the route meets the same outage (or waits for its
+    own pool) and answers its 503."""
+    return isinstance(error, TimeoutError) or (isinstance(error, Exception) and is_unavailable(error))
 
 
 async def lean_list(
@@ -483,57 +499,80 @@ async def lean_list(
 ) -> LeanRead | None:
     """The common request (a production page of one employer, perhaps some NRPs, after a cursor, no wait) in one
     round trip: sql.lean_page decides the caller's credential, certification, relationship and cursor and reads
-    the page, all in one statement. None when anything but that success is the answer (refused, unknown cursor,
-    over the rate limit, the database unavailable): the ordinary route then answers the request from scratch,
-    with its problems and its refusal audit rows, so this path only ever gives the answer the route would.
+    the page, or its first block when it is larger than LEAN_LIMITE_MAX, all in one statement. None when
+    anything but that success is the answer (refused, unknown cursor, over the rate limit, the database
+    unavailable): the ordinary route then answers the request from scratch, with its problems and its refusal
+    audit rows, so this path only ever gives the answer the route would.
 
     It counts against the same rate limit (unless count is false), and only on success, so a request that falls
     back is counted once, by the route."""
     patron = q.rfc_patron or caller.rfc
     received = dt.datetime.now(dt.UTC)
-    if database.lean_pool is None:  # a read replica is configured (app.main): the route reads the page there
+    pool = database.lean_pool
+    if pool is None:  # a read replica is configured (app.main): the route reads the page there
         return None
+    streamed = q.limite > LEAN_LIMITE_MAX
     try:
-        async with database.lean_pool.acquire(timeout=settings.db_pool_timeout_seconds) as conn:
-            try:
-                page = await sql.lean_page(
-                    conn,
-                    rfc=caller.rfc,
-                    credencial_id=caller.credencial_id,
-                    patron=patron,
-                    nrps=q.nrp,
-                    despues_de=q.despues_de,
-                    limite=q.limite,
-                    at=received,
-                )
-            except BaseException:
-                # Failed or cancelled half-way: the pool replaces a closed connection instead of reusing it.
-                conn.terminate()
-                raise
+        conn = await pool.acquire(timeout=settings.db_pool_timeout_seconds)
     except Exception as error:
-        if isinstance(error, TimeoutError) or is_unavailable(error):
-            return None  # the route meets the same outage (or waits its own pool) and answers its 503
+        if _given_up(error):
+            return None
         raise
-    auth = verdict(page.acceso)
-    if isinstance(auth, Denegacion) or (q.despues_de is not None and page.cursor_seq is None):
-        return None
+    kept = False  # whether the returned read holds conn
     try:
-        headers = (
-            (await limiter.hit(settings.rate_limit_avisos, _rate_key(ProductionPolicy(), caller))).headers
-            if count
-            else {}  # a long poll woken: counted when it arrived
-        )
-    except RateLimited:
-        return None  # the route refuses it too, and a refused hit counts nothing
-    lines, hay_mas = page.cuerpo or b"", page.filas > q.limite
-    if hay_mas:  # limite + 1 rows were asked for, to learn hay_mas
-        lines = lines.rpartition(b"\n")[0]
-    stream = Stream(entregados=min(page.filas, q.limite), hay_mas=hay_mas, recibida_en=received)
-    body = whole_page(lines, hay_mas, ndjson=ndjson)
-    return LeanRead(body, headers, ProductionPolicy.permission(patron, q, auth), stream)
+        try:
+            page = await sql.lean_page(
+                conn,
+                rfc=caller.rfc,
+                credencial_id=caller.credencial_id,
+                patron=patron,
+                nrps=q.nrp,
+                despues_de=q.despues_de,
+                filas=first_block_rows(q.limite) if streamed else q.limite + 1,
+                at=received,
+            )
+        except BaseException as error:
+            # Failed or cancelled half-way: the pool replaces a closed connection instead of reusing it.
+            conn.terminate()
+            if _given_up(error):
+                return None
+            raise
+        auth = verdict(page.acceso)
+        if isinstance(auth, Denegacion) or (q.despues_de is not None and page.cursor_seq is None):
+            return None
+        try:
+            headers = (
+                (await limiter.hit(settings.rate_limit_avisos, _rate_key(ProductionPolicy(), caller))).headers
+                if count
+                else {}  # a long poll woken: counted when it arrived
+            )
+        except RateLimited:
+            return None  # the route refuses it too, and a refused hit counts nothing
+        permission = ProductionPolicy.permission(patron, q, auth)
+        if streamed:
+            stream = Stream(recibida_en=received)
+            first = Block(page.cuerpo, page.hasta, page.filas)
+            query = sql.block_query(permission.filtros)
+            chunks = page_chunks(conn, query, 0, q.limite, stream, ndjson=ndjson, first=first)
+            kept = True
+            return LeanRead(None, chunks, headers, permission, stream, release=lambda: pool.release(conn))
+        lines, hay_mas = page.cuerpo or b"", page.filas > q.limite
+        if hay_mas:  # limite + 1 rows were asked for, to learn hay_mas
+            lines = lines.rpartition(b"\n")[0]
+        stream = Stream(entregados=min(page.filas, q.limite), hay_mas=hay_mas, recibida_en=received)
+        return LeanRead(whole_page(lines, hay_mas, ndjson=ndjson), None, headers, permission, stream)
+    finally:
+        if not kept:
+            with anyio.CancelScope(shield=True):
+                await pool.release(conn)
 
 
-async def lean_done(read: LeanRead, q: ListQuery, caller: Caller, database: Database, *, sent: bool) -> None:
-    """The read's audit row, as the route writes it."""
-    read.stream.completo = sent
-    await ProductionPolicy().record(database, caller, read.permission, q, read.stream)
+async def lean_done(read: LeanRead, q: ListQuery, caller: Caller, database: Database) -> None:
+    """Once the page was sent, or not: a streamed page's connection back to its pool, and the read's audit row,
+    as the route writes it. Shielded: it runs when a client that left cancelled the response, too."""
+    with anyio.CancelScope(shield=True):
+        if read.chunks is not None:
+            await read.chunks.aclose()  # terminates the connection if the page stopped half-way
+        if read.release is not None:
+            await read.release()
+        await ProductionPolicy().record(database, caller, read.permission, q, read.stream)

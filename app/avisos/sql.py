@@ -211,6 +211,7 @@ def _lean_page() -> tuple[str, tuple[str, ...], dict[str, Any]]:
         *(acceso.c[column] for column in ("motivo", "lee_nrps", "legibles", "relaciones")),
         select(cursor.c.seq).scalar_subquery().label("cursor_seq"),
         select(func.count()).select_from(page).scalar_subquery().label("filas"),
+        select(func.max(page.c.seq)).scalar_subquery().label("hasta"),  # where a streamed page goes on
         # One line per aviso, in publication order: JSON text holds no raw newline. As bytea, so the driver
         # hands over the bytes as they are, instead of decoding them to text for the server to encode again.
         select(func.convert_to(func.string_agg(page.c.json, aggregate_order_by(literal("\n"), page.c.seq)), "UTF8"))
@@ -230,7 +231,8 @@ class LeanPage:
     acceso: Any  # the access statement's row (confianza.verdict reads it)
     cursor_seq: int | None
     filas: int
-    cuerpo: bytes | None  # the page's avisos' JSON in UTF-8, one per line (limite + 1 of them at most)
+    cuerpo: bytes | None  # the avisos' JSON in UTF-8, one per line (`filas` of them)
+    hasta: int | None  # the last one's seq
 
 
 async def lean_page(
@@ -241,11 +243,11 @@ async def lean_page(
     patron: str,
     nrps: list[str] | None,
     despues_de: str | None,
-    limite: int,
+    filas: int,
     at: dt.datetime,
 ) -> LeanPage:
-    """The hot statement on a driver connection (asyncpg prepares it once per connection): asks limite + 1 rows
-    to learn hay_mas."""
+    """The hot statement on a driver connection (asyncpg prepares it once per connection): the first `filas`
+    avisos after the cursor (a page's limite + 1, to learn hay_mas, or a streamed page's first block)."""
     values = {
         **_LEAN_PAGE_CONSTANTS,
         "rfc": rfc,
@@ -253,9 +255,9 @@ async def lean_page(
         "patron": patron,
         "nrps": nrps,
         "despues_de": despues_de,
-        "filas": limite + 1,
+        "filas": filas,
         "at": at,
     }
     row = await conn.fetchrow(LEAN_PAGE_SQL, *(values[name] for name in _LEAN_PAGE_PARAMS))
     assert row is not None  # the statement always answers one row
-    return LeanPage(row, row["cursor_seq"], row["filas"], row["cuerpo"])
+    return LeanPage(row, row["cursor_seq"], row["filas"], row["cuerpo"], row["hasta"])

@@ -26,6 +26,7 @@ needs no such reasoning."""
 import asyncio
 import datetime as dt
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import anyio
@@ -66,54 +67,86 @@ def whole_page(lines: bytes, hay_mas: bool, *, ndjson: bool) -> bytes:
     return b'{"avisos":[' + lines.replace(b"\n", b",") + json_end(False, hay_mas)
 
 
-async def _blocks(
-    conn: asyncpg.Connection, query: str, after: int, limite: int, stream: Stream
+@dataclass(frozen=True)
+class Block:
+    """One statement's avisos: their JSON one per line, the last one's seq, how many."""
+
+    cuerpo: bytes | None
+    hasta: int | None
+    filas: int
+
+
+def first_block_rows(limite: int) -> int:
+    """How many avisos a page's first block holds (a caller that reads it itself asks for as many)."""
+    return min(BLOCK_ROWS, limite + 1)
+
+
+async def _next_block(conn: asyncpg.Connection, query: str, after: int, filas: int) -> Block:
+    row = await conn.fetchrow(query, after, filas)
+    assert row is not None  # an aggregate answers one row, with filas 0 when there is nothing
+    return Block(row["cuerpo"], row["hasta"], row["filas"])
+
+
+async def page_chunks(
+    conn: asyncpg.Connection,
+    query: str,
+    after: int,
+    limite: int,
+    stream: Stream,
+    *,
+    ndjson: bool,
+    first: Block | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """The page's avisos after seq `after`, block by block, one per line; asks for limite + 1 of them in all,
-    to learn hay_mas."""
-    wanted, rows = min(BLOCK_ROWS, limite + 1), 0
-    block = await conn.fetchrow(query, after, wanted)
-    ahead: asyncio.Future | None = None
+    """The page's body: its avisos after seq `after`, block by block, then its end. query is sql.block_query's
+    for the page's filters; the page asks for limite + 1 avisos in all, to learn hay_mas. first: the first
+    block, when the caller has read it already. Interrupted while reading, for any reason, it terminates conn
+    (see above): its owner then only gives it back to its pool, which replaces it."""
+    wanted, rows, opening = first_block_rows(limite), 0, True
+    ahead: asyncio.Future[Block] | None = None
     try:
-        while block is not None and block["filas"]:
-            body, rows = block["cuerpo"], rows + block["filas"]
-            if block["filas"] == wanted and rows <= limite:  # PostgreSQL reads on while this block is sent
+        block = first or await _next_block(conn, query, after, wanted)
+        while block.filas:
+            lines, rows = block.cuerpo or b"", rows + block.filas
+            if block.filas == wanted and rows <= limite:  # PostgreSQL reads on while this block is sent
+                assert block.hasta is not None  # a block with rows has a last one
                 wanted = min(BLOCK_ROWS, limite + 1 - rows)
-                ahead = asyncio.ensure_future(conn.fetchrow(query, block["hasta"], wanted))
+                ahead = asyncio.ensure_future(_next_block(conn, query, block.hasta, wanted))
             if rows > limite:  # the row past the page only says that more follow
-                stream.hay_mas, body = True, body.rpartition(b"\n")[0]
-            if body:
+                stream.hay_mas, lines = True, lines.rpartition(b"\n")[0]
+            if lines:
                 stream.entregados = min(rows, limite)  # counted when handed to the server
-                yield body
-            block, ahead = (await ahead if ahead is not None else None), None
-    finally:
+                if ndjson:
+                    yield lines + b"\n"
+                else:
+                    yield (b'{"avisos":[' if opening else b",") + lines.replace(b"\n", b",")
+                opening = False
+            if ahead is None:
+                break
+            block, ahead = await ahead, None
+    except BaseException:
         if ahead is not None:
             ahead.cancel()
+        # The socket is closed at once: terminate does not await, so no second cancellation can stop it half-way.
+        conn.terminate()
+        raise
+    stream.completo = True
+    yield ndjson_end(stream.hay_mas) if ndjson else json_end(opening, stream.hay_mas)
 
 
 async def stream_page(
     engine: AsyncEngine, query: str, after: int, limite: int, stream: Stream, *, ndjson: bool
 ) -> AsyncGenerator[bytes, None]:
-    """The response body: the avisos after seq `after` (query is sql.block_query's for the page's filters),
-    then the page's end. Its first chunk comes only once the connection is drawn and the first block has
-    arrived."""
-    first = True
+    """page_chunks on a connection of engine's pool. Its first chunk comes only once the connection is drawn
+    and the first block has arrived."""
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None  # None only for a closed connection
         try:
-            async for lines in _blocks(driver, query, after, limite, stream):
-                yield (lines + b"\n") if ndjson else ((b'{"avisos":[' if first else b",") + lines.replace(b"\n", b","))
-                first = False
+            async with aclosing(page_chunks(driver, query, after, limite, stream, ndjson=ndjson)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         except BaseException:
-            # Interrupted with a statement in flight, whatever the reason: the socket is closed at once
-            # (terminate does not await, so no second cancellation can stop it half-way) and the pool forgets
-            # the connection instead of handing it to the next request.
-            driver.terminate()
             with anyio.CancelScope(shield=True):
-                await conn.invalidate()
+                await conn.invalidate()  # the pool forgets it instead of handing it to the next request
             raise
-    # The connection is back in the pool before the last bytes go: a client that leaves now costs it nothing.
-    stream.completo = True
-    yield ndjson_end(stream.hay_mas) if ndjson else json_end(first, stream.hay_mas)

@@ -342,7 +342,7 @@ async def consultar_aviso_sandbox(folio: FolioAviso, ctx: ContextDep) -> Aviso:
 
 
 LEAN_PATHS = {"/v1/avisos": False, "/v1/avisos.ndjson": True}  # path -> NDJSON whatever Accept says
-_LEAN_LIMITE = re.compile(r"[1-9][0-9]{0,3}")
+_LEAN_LIMITE = re.compile(r"[1-9][0-9]{0,8}")  # then compared with the settings' maximum
 _RFC, _FOLIO, _NRP = TypeAdapter(RFC), TypeAdapter(Folio), TypeAdapter(NRP)
 
 
@@ -381,7 +381,8 @@ def lean_query(query_string: bytes, settings: Settings) -> ListQuery | None:
 
 class LeanListing:
     """GET /v1/avisos (and .ndjson) in its common shape, answered before FastAPI's routing and dependencies:
-    a cached token verification, one statement (app.avisos.reading.lean_list) and the page sent whole. Anything
+    a cached token verification, one statement (app.avisos.reading.lean_list) and the page sent whole, or, when
+    it is larger than reading.LEAN_LIMITE_MAX, streamed in blocks from the first one that statement read. Anything
     else, or any answer but that page (a refusal, an unknown cursor, the rate limit, the database unavailable),
     goes on to the ordinary route, which answers it from scratch. Innermost of the middleware: the request id,
     the security headers and the body limit apply as to every response. tests/test_lean_path.py compares its
@@ -395,11 +396,11 @@ class LeanListing:
             scope["type"] == "http"
             and scope["method"] == "GET"
             and scope["path"] in LEAN_PATHS
-            and await self._answer(scope, send)
+            and await self._answer(scope, receive, send)
         ):
             await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, send: Send) -> bool:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
         state = cast(State, scope["state"])
         settings = state["settings"]
         q = lean_query(scope["query_string"], settings)
@@ -419,18 +420,23 @@ class LeanListing:
         read = await reading.lean_list(q, caller, database, settings, state["rate_limiter"], ndjson=ndjson)
         if read is None:
             return False
-        sent = False
+        media_type = NDJSON if ndjson else "application/json"
         try:
-            media_type = NDJSON if ndjson else "application/json"
-            raw_headers = [
-                (b"content-type", media_type.encode()),
-                (b"content-length", str(len(read.body)).encode()),
-                *((k.lower().encode(), v.encode()) for k, v in read.headers.items()),
-            ]
-            await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-            await send({"type": "http.response.body", "body": read.body, "more_body": False})
-            sent = True
+            if read.chunks is not None:  # a page larger than reading.LEAN_LIMITE_MAX, streamed as the route does
+                request = Request(scope, receive)
+                await StatusWithFirstChunk(read.chunks, request, media_type=media_type, headers=read.headers)(
+                    scope, receive, send
+                )
+            else:
+                assert read.body is not None  # a LeanRead is whole or streamed
+                raw_headers = [
+                    (b"content-type", media_type.encode()),
+                    (b"content-length", str(len(read.body)).encode()),
+                    *((k.lower().encode(), v.encode()) for k, v in read.headers.items()),
+                ]
+                await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+                await send({"type": "http.response.body", "body": read.body, "more_body": False})
+                read.stream.completo = True
         finally:
-            with anyio.CancelScope(shield=True):
-                await reading.lean_done(read, q, caller, database, sent=sent)
+            await reading.lean_done(read, q, caller, database)
         return True
