@@ -86,7 +86,9 @@ async def publish(
             async with conn.begin_nested():
                 result = await conn.execute(text(insert), params)
         except IntegrityError as e:
-            if f"uq_{table}_{skip_existing}" not in str(e.orig):  # the unique index's name (models/base.py)
+            # The unique index's name (models/base.py's naming convention), as the driver reports it.
+            violated = getattr(getattr(e.orig, "driver_exception", None), "constraint_name", None)
+            if violated != f"uq_{table}_{skip_existing}":
                 raise
             result = await conn.execute(text(f"{insert} ON CONFLICT ({skip_existing}) DO NOTHING"), params)
     if result.rowcount:
