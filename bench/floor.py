@@ -1,6 +1,6 @@
 """The framework and database floor of a small page (DESIGN §7): Starlette + an asyncpg pool serving the same
-page query as GET /v1/avisos, rendered to the same JSON, with no authentication, authorization, rate limit or
-audit. `make bench` divides SIA's authenticated pages by this app's.
+page statement as GET /v1/avisos streams (sql.block_query), rendered to the same JSON, with no authentication,
+authorization, rate limit or audit. `make bench` divides SIA's authenticated pages by this app's.
 
     DATABASE_URL=... uvicorn bench.floor:app      GET /v1/avisos?rfc_patron=RFC&limite=100
 """
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.avisos.sql import Filtros, page_query
+from app.avisos.sql import Filtros, block_query
 from app.db import asyncpg_dsn
 
 
@@ -35,18 +35,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 async def page(request: Request) -> Response:
     limite = int(request.query_params.get("limite", "100"))
-    query = page_query(Filtros(request.query_params["rfc_patron"]), None, limite + 1)
-    chunks: list[bytes] = []
-
-    async def collect(data: bytes) -> None:
-        chunks.append(data)
-
+    query = block_query(Filtros(request.query_params["rfc_patron"]))
     async with request.app.state.pool.acquire() as conn:
-        await conn.copy_from_query(query, output=collect)
-    # Each row is the aviso's JSON as stored (COPY text doubles its backslashes), as SIA's pages relay it.
-    lines = b"".join(chunks).replace(b"\\\\", b"\\").split(b"\n")[:-1]
+        block = await conn.fetchrow(query, 0, limite + 1)  # one block: the page and the row that says more follow
+    lines = (block["cuerpo"] or b"").split(b"\n")
     rendered = b",".join(lines[:limite])
-    more = b"true" if len(lines) > limite else b"false"
+    more = b"true" if block["filas"] > limite else b"false"
     return Response(b'{"avisos":[' + rendered + b'],"hay_mas":' + more + b"}", media_type="application/json")
 
 

@@ -48,9 +48,12 @@ PIECES = [
     ("audit (_audit)", "app.avisos.reading:_audit | app.routers.avisos:_audit"),
     ("credential query (AsyncSession.scalar)", "sqlalchemy.ext.asyncio:AsyncSession.scalar"),
     # Before the verified-token cache the caller verified itself; after it, through the cache.
-    ("token verify", "app.security.token_cache:VerifiedTokens.verify | app.deps:verify_access_token | app.security.caller:verify_access_token"),
+    (
+        "token verify",
+        "app.security.token_cache:VerifiedTokens.verify | app.deps:verify_access_token | app.security.caller:verify_access_token",
+    ),
     ("authorize()", "app.avisos.reading:authorize | app.routers.avisos:authorize"),
-    ("COPY + JSON (stream_page)", "app.avisos.reading:stream_page | app.avisos:stream_page"),
+    ("blocks of the page (stream_page)", "app.avisos.reading:stream_page | app.avisos:stream_page"),
     # The lean path (app.routers.avisos.LeanListing): the whole read, and its one statement within it.
     ("lean read (reading.lean_list)", "app.avisos.reading:lean_list"),
     ("  its statement (sql.lean_page)", "app.avisos.sql:lean_page"),
