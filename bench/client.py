@@ -46,16 +46,14 @@ def download(base: str, token: str, rfc: str, total: int, page: int, textbook: b
         end = body.rfind(b"\n", 0, len(body) - 1) + 1
         if not body.endswith(b"\n") or not (final := orjson.loads(body[end:])).get("fin"):
             raise SystemExit(f"a page without its final line (cut): {body[-300:]!r}")
-        full = asked
-        if final["hay_mas"]:  # then the page is full: the next one can be asked for before counting this one
-            rows += full
-            asked = ask(orjson.loads(body[body.rfind(b"\n", 0, end - 1) + 1 : end])["folio"]) if rows < total else 0
-        else:
-            asked = 0
-        count = body.count(b"\n", 0, end)
-        if final["hay_mas"] and count != full:
+        if not final["hay_mas"]:
+            rows += body.count(b"\n", 0, end)
+            break
+        # More follow, so the page is full: the next one is asked for before this one is counted.
+        full, rows = asked, rows + asked
+        asked = ask(orjson.loads(body[body.rfind(b"\n", 0, end - 1) + 1 : end])["folio"]) if rows < total else 0
+        if (count := body.count(b"\n", 0, end)) != full:
             raise SystemExit(f"a page with more to follow holds {count} avisos, not {full}")
-        rows += 0 if final["hay_mas"] else count
     connection.close()
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
