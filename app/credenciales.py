@@ -442,8 +442,6 @@ def credential_gone() -> Problem:
 async def require_still_active(session: AsyncSession, caller: tokens.Caller) -> None:
     """For a request that waited (a long poll) after the caller dependency let it in: its credential may have
     been renewed or cancelled meanwhile."""
-    active = await session.scalar(
-        select(token_credential_in_force(caller.credencial_id, caller.rfc))
-    )
+    active = await session.scalar(select(token_credential_in_force(caller.credencial_id, caller.rfc)))
     if not active:
         raise credential_gone()

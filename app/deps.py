@@ -141,7 +141,6 @@ def _unauthorized(code: ProblemCode, detail: str, error: str | None) -> Problem:
     return Problem(code, detail, headers={"WWW-Authenticate": challenge})
 
 
-
 def verified_claims(keys: Keys, settings: Settings, token: str) -> AccessClaims:
     """The access token's claims, or InvalidToken; from the process's cache when this token was verified before
     (app/security/token_cache.py). Whether its credential still holds is the database's to say."""

@@ -602,9 +602,7 @@ async def _publish_staged(conn: AsyncConnection, *, commit: bool) -> int:
     for hasta in bounds:
         params = {"desde": desde, "hasta": hasta}
         # A folio another load publishes meanwhile is skipped, never an error: concurrent loads may overlap.
-        chunk = await publicacion.publish(
-            conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, params, skip_existing="folio"
-        )
+        chunk = await publicacion.publish(conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, params, skip_existing="folio")
         if commit:
             await conn.commit()
         inserted, desde = inserted + chunk, hasta

@@ -198,9 +198,7 @@ async def test_wrong_password_looks_the_same_whether_or_not_the_owner_is_locked(
     assert before.status_code == after.status_code == 401 and before.json() == after.json()
 
 
-async def test_concurrent_wrong_codes_with_the_right_password_check_at_most_the_limit(
-    generous, db_url, monkeypatch
-):
+async def test_concurrent_wrong_codes_with_the_right_password_check_at_most_the_limit(generous, db_url, monkeypatch):
     checked = []
     real = totp.matched_step
     monkeypatch.setattr(totp, "matched_step", lambda *a: checked.append(a[1]) or real(*a))

@@ -92,9 +92,7 @@ class Policy(Protocol):
 
     def bound(self, q: ListQuery, settings: Settings) -> ListQuery: ...
 
-    async def permit(
-        self, session: AsyncSession, caller: Caller, q: ListQuery, now: dt.datetime
-    ) -> Permission: ...
+    async def permit(self, session: AsyncSession, caller: Caller, q: ListQuery, now: dt.datetime) -> Permission: ...
 
     async def record(
         self, database: Database, caller: Caller, permission: Permission, q: ListQuery, stream: Stream
@@ -141,9 +139,7 @@ class ProductionPolicy:
             raise Problem("limite_fuera_de_rango", f"limite debe estar entre 1 y {maximum}.")
         return q
 
-    async def permit(
-        self, session: AsyncSession, caller: Caller, q: ListQuery, now: dt.datetime
-    ) -> Permission:
+    async def permit(self, session: AsyncSession, caller: Caller, q: ListQuery, now: dt.datetime) -> Permission:
         if q.rfc_patron is None and not await is_patron(session, caller.rfc):
             # Otherwise the caller's own RFC would be taken as the employer and refused as if it had asked for it.
             raise Problem(
@@ -209,9 +205,7 @@ class SandboxPolicy:
         q = ProductionPolicy().bound(q, settings)
         return dataclasses.replace(q, limite=min(q.limite, settings.sandbox_limite_max))
 
-    async def permit(
-        self, session: AsyncSession, caller: Caller, q: ListQuery, now: dt.datetime
-    ) -> Permission:
+    async def permit(self, session: AsyncSession, caller: Caller, q: ListQuery, now: dt.datetime) -> Permission:
         cert = await certificaciones.current_attempt(session, caller.rfc, now)
         if cert is None:
             raise Problem(
