@@ -275,12 +275,17 @@ def _load_file(
         if kind == "patrones"
         else ""
     )
+    phases = (
+        f" (validación {report.segundos_validacion:.1f} s, publicación {report.segundos_publicacion:.1f} s)"
+        if kind == "avisos"
+        else ""
+    )
     nuevos = ("NRP nuevo", "NRP nuevos") if kind == "patrones" else ("aviso nuevo", "avisos nuevos")
     out.print(
         f"{kind}: {_n(report.leidos, 'fila leída', 'filas leídas')} en {elapsed:.1f} s "
         f"({report.leidos / max(elapsed, 1e-6):,.0f} filas/s): "
         f"{_n(report.nuevos, *nuevos)}, {_n(report.existentes, 'ya existía', 'ya existían')}{extra}, "
-        f"{_n(len(report.lineas_rechazadas), 'rechazada', 'rechazadas')}"
+        f"{_n(len(report.lineas_rechazadas), 'rechazada', 'rechazadas')}{phases}"
     )
 
 

@@ -16,6 +16,7 @@ import asyncio
 import csv
 import datetime as dt
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -69,6 +70,9 @@ class LoadReport:
     actualizados: int = 0
     errores: list[RowIssue] = field(default_factory=list)
     advertencias: list[RowIssue] = field(default_factory=list)
+    # Where an avisos load's time went: reading, validating, staging and checking the file, then publishing it.
+    segundos_validacion: float = 0.0
+    segundos_publicacion: float = 0.0
 
     @property
     def lineas_rechazadas(self) -> set[int]:
@@ -508,6 +512,7 @@ async def load_avisos(
     actor: str = "operador",
 ) -> LoadReport:
     own_transactions = not conn.in_transaction()  # see the module docstring
+    started = time.perf_counter()
     ctx = _Context(today or dt.date.today(), await catalog_codes(conn))
     tipos = ctx.codes["tipos-aviso"]
     report = LoadReport(path.name)
@@ -569,12 +574,15 @@ async def load_avisos(
     # Already published with the same content (other content was refused above): nothing to publish. Once,
     # here, as a set; chunks then skip only what a concurrent load publishes meanwhile (publicacion.publish).
     await conn.execute(text("DELETE FROM carga_aviso c USING aviso a WHERE a.folio = c.folio"))
+    publishing = time.perf_counter()
+    report.segundos_validacion = publishing - started
     report.nuevos = await _publish_staged(conn, commit=own_transactions)
     report.existentes = staged - report.nuevos
     await staging.drop()
     await _audit(conn, "carga.avisos", report, actor)
     if own_transactions:
         await conn.commit()
+    report.segundos_publicacion = time.perf_counter() - publishing
     return report
 
 

@@ -484,9 +484,9 @@ def carga(avisos: int) -> None:
     started = time.monotonic()
     BENCH_DIR.mkdir(exist_ok=True)
     with database_url(Settings(data_dir=BENCH_DIR / "data")) as server_url:
-        loader_rate, copy_rate = asyncio.run(publicacion_bench.measure_carga(server_url, avisos))
+        loader = asyncio.run(publicacion_bench.measure_carga(server_url, avisos))
     table, row = _table(f"SIA bench --carga · {avisos:,} avisos · {os.cpu_count()} CPU")
-    row(*publicacion_bench.loader_row(loader_rate, copy_rate))
+    row(*publicacion_bench.loader_row(loader))
     console.print(table)
     console.print(f"Mejor de 3 de cada uno, por turnos. Corrida en {time.monotonic() - started:.0f} s.")
 

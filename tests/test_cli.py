@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -87,6 +88,11 @@ def test_one_row_is_reported_in_the_singular(loaded_registry, tmp_path):
     assert first.returncode == 0, first.stderr
     assert "1 fila rechazada escrita en" in first.stderr, first.stderr
     assert "2 filas leídas" in first.stdout and ": 1 aviso nuevo, 0 ya existían, 1 rechazada" in first.stdout
+    # Where the time went, in parts of the whole.
+    took = re.search(
+        r"en ([\d.]+) s .*\(validación ([\d.]+) s, publicación ([\d.]+) s\)", " ".join(first.stdout.split())
+    )
+    assert took and float(took[2]) + float(took[3]) <= float(took[1]) + 0.1, first.stdout
     path = f.write_ndjson(tmp_path / "uno.ndjson", [record])
     again = sia("load", "avisos", str(path), env={"DATABASE_URL": url})
     assert "1 fila leída" in again.stdout and ": 0 avisos nuevos, 1 ya existía, 0 rechazadas" in again.stdout
