@@ -130,6 +130,7 @@ async def test_skip_invalid_loads_good_rows_and_writes_rejects(connection, tmp_p
     path = f.write_csv(tmp_path / "a.csv", records)
     report = await loaders.load_avisos(connection, path, skip_invalid=True, today=f.TODAY)
     assert (report.nuevos, report.lineas_rechazadas) == (19, {6})  # line 1 is the header
+    assert report.segundos_validacion > 0 and report.segundos_publicacion > 0, "both phases are timed"
     rejects = tmp_path / "rechazos.csv"
     assert loaders.write_rejects(path, report.lineas_rechazadas, rejects) == 1
     lines = rejects.read_text(encoding="utf-8").splitlines()
