@@ -829,6 +829,8 @@ NAMES = [
     '"',
     "\\",
 ]
+# Identifiers are validated by every loader, but a writer in SQL is not: the same bytes in one, the CURP (18).
+IDENTIFIERS = ['C"URP', "C\\URP", "C\x01\x1fURP\x7f", "CÑ\u2028\u2029👷", "\t\n\r", '"']
 # Today's renderer before avisos carried their JSON, kept as the reference the served bytes must equal: the
 # page's columns as COPY text, one bytes-format per row, orjson when a row needs escaping.
 _OLD_COLUMNS = ", ".join(
@@ -900,9 +902,19 @@ async def test_the_bytes_served_are_todays_for_every_name_production_and_sandbox
                     ),
                     {"n": name, "k": 2 * k},
                 )
+            for k, curp in enumerate(IDENTIFIERS):
+                await conn.execute(
+                    text(
+                        f"UPDATE {table} SET curp = :c WHERE id = "
+                        f"(SELECT id FROM {table} WHERE {where} ORDER BY seq OFFSET :k LIMIT 1)"
+                    ),
+                    {"c": curp, "k": 2 * k + 1},
+                )
         rows, singles = await _old_rendering(db, table, where, 20)
         served_names = [orjson.loads(r)["nombre_trabajador"] for r in rows]
         assert served_names[: 2 * len(NAMES) : 2] == NAMES, "the reference itself renders every name exactly"
+        served_curps = [orjson.loads(r)["curp"] for r in rows]
+        assert served_curps[1 : 2 * len(IDENTIFIERS) : 2] == IDENTIFIERS, "and every identifier"
 
         as_json = await client.get(path, params={"limite": 20}, headers=who)
         assert as_json.status_code == 200, as_json.text
