@@ -203,6 +203,21 @@ def _probe_engine(url: str, seconds: float) -> AsyncEngine:
 T = TypeVar("T")
 
 
+# How the lean pool's connections plan their statements (app.avisos.sql.lean_page, then block_query for a streamed
+# page): once each, generically (see open_lean_pool), and always along an index in its order. A generic plan
+# expects an employer to hold the table's rows ÷ its employers, and the relationship's NRP condition shrinks that
+# below a page; the cheapest plan for so few rows is a bitmap scan and a sort, which reads every aviso of the
+# employer on every page (so too for a large employer among many small ones). Without bitmap scans, sequential
+# scans or sorts, the planner is left with the (rfc_patron, seq) index walked in order up to the LIMIT, right for
+# every employer; the statement's other parts are lookups by key (tests/test_lean_path.py reads its plan).
+LEAN_POOL_PLANNING = {
+    "plan_cache_mode": "force_generic_plan",
+    "enable_bitmapscan": "off",
+    "enable_seqscan": "off",
+    "enable_sort": "off",
+}
+
+
 async def _unchanged(_connection: asyncpg.Connection) -> None:
     """asyncpg's reset on release (a round trip each time), skipped for a pool whose connections keep no state."""
 
@@ -315,7 +330,7 @@ class Database:
             reset=_unchanged,
             timeout=timeouts.connect,
             command_timeout=timeouts.command_timeout(),
-            server_settings={**timeouts.server_settings(), "plan_cache_mode": "force_generic_plan"},
+            server_settings={**timeouts.server_settings(), **LEAN_POOL_PLANNING},
         )
 
     async def dispose(self) -> None:

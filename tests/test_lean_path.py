@@ -7,8 +7,10 @@ limit). Status, body, media type and rate-limit headers must be the same, and so
 lean path must really have served the common shapes, or the comparison would prove nothing."""
 
 import asyncio
+import datetime as dt
 import re
 import socket
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 
 import httpx2
@@ -19,14 +21,17 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.avisos import reading
+from app import loaders
+from app.avisos import reading, sql
 from app.avisos import stream as streaming
-from app.db import async_url
+from app.db import LEAN_POOL_PLANNING, async_url
 from app.main import create_app
 from app.models import Credencial
 from app.security.keys import load_keys
-from tests.avisos_world import DEV, OTHER, A, B, bearer, credential_id, seed
+from tests import factories as f
+from tests.avisos_world import CERTIFICACION, DEV, NOW, OTHER, A, B, bearer, certification, credential_id, seed
 from tests.test_avisos import _publish, certify, folios_in_order, relate
+from tests.test_loaders import _load_registry
 
 
 @pytest.fixture
@@ -347,3 +352,53 @@ async def test_abandoned_streamed_pages_give_their_connections_back(app_settings
         server.should_exit = True
         # Bounded: a connection never given back would also hold the pool's close, and the shutdown, for ever.
         await asyncio.wait_for(serving, timeout=30)
+
+
+async def test_the_hot_statement_reads_only_its_page_however_few_avisos_the_planner_expects(connection, tmp_path):
+    """The lean pool plans its statement once per connection, as a generic plan: for an employer it expects the
+    table's rows ÷ its employers, and the relationship's NRP condition (a join filter with OR) shrinks that to a
+    few dozen, fewer than a page. Even with statistics fresh from ANALYZE, the plan was then a bitmap scan of every
+    aviso of the employer and a sort, on every page: all 2,000 here, and so for a large employer among many small
+    ones. The pool's planner settings leave it one plan, the index's order up to the LIMIT."""
+    old, new = f.patrones(2)
+    await _load_registry(connection, tmp_path, [old, new])
+    for employer, count, seed_ in ((old, 3000, 1), (new, 2000, 2)):
+        path = f.write_ndjson(tmp_path / f"{employer.rfc}.ndjson", f.avisos(count, [employer], seed=seed_))
+        await loaders.load_avisos(connection, path, today=f.TODAY)
+    await connection.execute(text("ANALYZE aviso"))
+    rfc = new.rfc
+    await connection.execute(
+        Credencial.__table__.insert().values(
+            id=credential_id(rfc),
+            rfc=rfc,
+            correo="x@y.mx",
+            nombre=rfc,
+            hash_contrasena="-",
+            totp_cifrado=b"-",
+            estado="activa",
+            certificado_numero="1",
+            creada_en=NOW,
+        )
+    )
+    await connection.execute(CERTIFICACION.insert().values(**certification(rfc)))
+    for name, value in LEAN_POOL_PLANNING.items():  # what the lean pool's connections start with (app.db)
+        await connection.execute(text(f"SET LOCAL {name} = '{value}'"))
+    values = {
+        **sql._LEAN_PAGE_CONSTANTS,
+        **dict(rfc=rfc, credencial_id=credential_id(rfc), patron=rfc, nrps=None, despues_de=None, filas=101),
+        "at": dt.datetime.now(dt.UTC),
+    }
+    raw = await connection.get_raw_connection()
+    assert raw.driver_connection is not None
+    plan = await raw.driver_connection.fetchval(
+        f"EXPLAIN (ANALYZE, FORMAT JSON) {sql.LEAN_PAGE_SQL}", *(values[n] for n in sql._LEAN_PAGE_PARAMS)
+    )
+
+    def aviso_scans(node: dict) -> Iterator[dict]:
+        if node.get("Relation Name") == "aviso":
+            yield node
+        for child in node.get("Plans", []):
+            yield from aviso_scans(child)
+
+    read = [node["Actual Rows"] for node in aviso_scans(plan[0]["Plan"])]  # json decoded by SQLAlchemy's codec
+    assert read and max(read) <= 101, f"avisos read for a page of 100: {read}"
