@@ -204,18 +204,14 @@ T = TypeVar("T")
 
 
 # How the lean pool's connections plan their statements (app.avisos.sql.lean_page, then block_query for a streamed
-# page): once each, generically (see open_lean_pool), and always along an index in its order. A generic plan
-# expects an employer to hold the table's rows ÷ its employers, and the relationship's NRP condition shrinks that
-# below a page; the cheapest plan for so few rows is a bitmap scan and a sort, which reads every aviso of the
-# employer on every page (so too for a large employer among many small ones). Without bitmap scans, sequential
-# scans or sorts, the planner is left with the (rfc_patron, seq) index walked in order up to the LIMIT, right for
-# every employer; the statement's other parts are lookups by key (tests/test_lean_path.py reads its plan).
-LEAN_POOL_PLANNING = {
-    "plan_cache_mode": "force_generic_plan",
-    "enable_bitmapscan": "off",
-    "enable_seqscan": "off",
-    "enable_sort": "off",
-}
+# page): once each, generically (see open_lean_pool), and along the (rfc_patron, seq) index in its order. A generic
+# plan expects an employer to hold the table's rows ÷ its employers, and the relationship's NRP condition shrinks
+# that below a page; the cheapest plan for so few rows is then a bitmap scan and a sort, which reads every aviso of
+# the employer on every page (so too for a large employer among many small ones). Without bitmap scans or sorts,
+# only the index gives the page its order, walked up to the LIMIT (tests/test_lean_path.py reads the plan).
+# Sequential scans stay allowed: disabling them too cut the bulk download from 364k to 211k avisos/s (bench
+# --descarga).
+LEAN_POOL_PLANNING = {"plan_cache_mode": "force_generic_plan", "enable_bitmapscan": "off", "enable_sort": "off"}
 
 
 async def _unchanged(_connection: asyncpg.Connection) -> None:

@@ -29,6 +29,21 @@ def credential_id(rfc: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"sia-test:{rfc}")
 
 
+def credential(rfc: str) -> dict:
+    """An active credential of rfc, as a row of Credencial."""
+    return dict(
+        id=credential_id(rfc),
+        rfc=rfc,
+        correo="x@y.mx",
+        nombre=rfc,
+        hash_contrasena="-",
+        totp_cifrado=b"-",
+        estado="activa",
+        certificado_numero="1",
+        creada_en=NOW,
+    )
+
+
 async def _seed(url: str) -> None:
     engine = create_async_engine(async_url(url), poolclass=NullPool)
     with tempfile.TemporaryDirectory() as folder:
@@ -41,19 +56,7 @@ async def _seed(url: str) -> None:
                 await loaders.load_avisos(conn, f.write_ndjson(Path(folder) / "a.ndjson", records), today=f.TODAY)
     async with engine.begin() as conn:
         for rfc in (A.rfc, B.rfc, DEV, OTHER):
-            await conn.execute(
-                Credencial.__table__.insert().values(
-                    id=credential_id(rfc),
-                    rfc=rfc,
-                    correo="x@y.mx",
-                    nombre=rfc,
-                    hash_contrasena="-",
-                    totp_cifrado=b"-",
-                    estado="activa",
-                    certificado_numero="1",
-                    creada_en=NOW,
-                )
-            )
+            await conn.execute(Credencial.__table__.insert().values(**credential(rfc)))
     await engine.dispose()
 
 

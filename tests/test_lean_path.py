@@ -29,7 +29,7 @@ from app.main import create_app
 from app.models import Credencial
 from app.security.keys import load_keys
 from tests import factories as f
-from tests.avisos_world import CERTIFICACION, DEV, NOW, OTHER, A, B, bearer, certification, credential_id, seed
+from tests.avisos_world import CERTIFICACION, DEV, OTHER, A, B, bearer, certification, credential, credential_id, seed
 from tests.test_avisos import _publish, certify, folios_in_order, relate
 from tests.test_loaders import _load_registry
 
@@ -367,19 +367,7 @@ async def test_the_hot_statement_reads_only_its_page_however_few_avisos_the_plan
         await loaders.load_avisos(connection, path, today=f.TODAY)
     await connection.execute(text("ANALYZE aviso"))
     rfc = new.rfc
-    await connection.execute(
-        Credencial.__table__.insert().values(
-            id=credential_id(rfc),
-            rfc=rfc,
-            correo="x@y.mx",
-            nombre=rfc,
-            hash_contrasena="-",
-            totp_cifrado=b"-",
-            estado="activa",
-            certificado_numero="1",
-            creada_en=NOW,
-        )
-    )
+    await connection.execute(Credencial.__table__.insert().values(**credential(rfc)))
     await connection.execute(CERTIFICACION.insert().values(**certification(rfc)))
     for name, value in LEAN_POOL_PLANNING.items():  # what the lean pool's connections start with (app.db)
         await connection.execute(text(f"SET LOCAL {name} = '{value}'"))
