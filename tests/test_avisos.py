@@ -894,22 +894,16 @@ async def test_the_bytes_served_are_todays_for_every_name_production_and_sandbox
     ]
     for path, who, table, where in scopes:
         async with db.begin() as conn:  # written in SQL: whatever writes an aviso, its JSON follows
-            for k, name in enumerate(NAMES):
-                await conn.execute(
-                    text(
-                        f"UPDATE {table} SET nombre_trabajador = :n WHERE id = "
-                        f"(SELECT id FROM {table} WHERE {where} ORDER BY seq OFFSET :k LIMIT 1)"
-                    ),
-                    {"n": name, "k": 2 * k},
-                )
-            for k, curp in enumerate(IDENTIFIERS):
-                await conn.execute(
-                    text(
-                        f"UPDATE {table} SET curp = :c WHERE id = "
-                        f"(SELECT id FROM {table} WHERE {where} ORDER BY seq OFFSET :k LIMIT 1)"
-                    ),
-                    {"c": curp, "k": 2 * k + 1},
-                )
+            # Names on the even avisos, identifiers on the odd ones.
+            for column, values, first in (("nombre_trabajador", NAMES, 0), ("curp", IDENTIFIERS, 1)):
+                for k, value in enumerate(values):
+                    await conn.execute(
+                        text(
+                            f"UPDATE {table} SET {column} = :v WHERE id = "
+                            f"(SELECT id FROM {table} WHERE {where} ORDER BY seq OFFSET :k LIMIT 1)"
+                        ),
+                        {"v": value, "k": 2 * k + first},
+                    )
         rows, singles = await _old_rendering(db, table, where, 20)
         served_names = [orjson.loads(r)["nombre_trabajador"] for r in rows]
         assert served_names[: 2 * len(NAMES) : 2] == NAMES, "the reference itself renders every name exactly"
