@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app import loaders
 from app.avisos import reading, sql
 from app.avisos import stream as streaming
-from app.db import LEAN_POOL_PLANNING, async_url
+from app.db import LEAN_POOL_PLANNING, Database, Timeouts, async_url
 from app.main import create_app
 from app.models import Credencial
 from app.security.keys import load_keys
@@ -354,7 +354,9 @@ async def test_abandoned_streamed_pages_give_their_connections_back(app_settings
         await asyncio.wait_for(serving, timeout=30)
 
 
-async def test_the_hot_statement_reads_only_its_page_however_few_avisos_the_planner_expects(connection, tmp_path):
+async def test_the_hot_statement_reads_only_its_page_however_few_avisos_the_planner_expects(
+    connection, tmp_path, database_url
+):
     """The lean pool plans its statement once per connection, as a generic plan: for an employer it expects the
     table's rows ÷ its employers, and the relationship's NRP condition (a join filter with OR) shrinks that to a
     few dozen, fewer than a page. Even with statistics fresh from ANALYZE, the plan was then a bitmap scan of every
@@ -369,7 +371,18 @@ async def test_the_hot_statement_reads_only_its_page_however_few_avisos_the_plan
     rfc = new.rfc
     await connection.execute(Credencial.__table__.insert().values(**credential(rfc)))
     await connection.execute(CERTIFICACION.insert().values(**certification(rfc)))
-    for name, value in LEAN_POOL_PLANNING.items():  # what the lean pool's connections start with (app.db)
+    database = Database.connect(database_url)
+    try:
+        await database.open_lean_pool(database_url, 1, Timeouts())
+        assert database.lean_pool is not None
+        async with database.lean_pool.acquire() as lean:
+            started_with = {
+                name: await lean.fetchval(f"SELECT current_setting('{name}')") for name in LEAN_POOL_PLANNING
+            }
+    finally:
+        await database.dispose()
+    assert started_with == LEAN_POOL_PLANNING, "what the lean pool's connections plan with"
+    for name, value in LEAN_POOL_PLANNING.items():  # the same, in this test's transaction (its data is uncommitted)
         await connection.execute(text(f"SET LOCAL {name} = '{value}'"))
     values = {
         **sql._LEAN_PAGE_CONSTANTS,
