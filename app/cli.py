@@ -232,8 +232,9 @@ def _load_file(
     rejects: Path | None = None,
     actor: str = "operador",
 ) -> None:
-    """One load, reported for a person; exits non-zero when nothing could be loaded. Patrones load in one
-    transaction; avisos are published in chunks, each committed on its own (app/loaders.py)."""
+    """One load, reported for a person; exits non-zero when the file has bad rows and --skip-invalid was not
+    given. Patrones load in one transaction; avisos are published in chunks, each committed on its own, up to
+    the first bad row (app/loaders.py)."""
     load = loaders.load_avisos if kind == "avisos" else loaders.load_patrones
     progress, stop = _progress_printer(f"Cargando {kind}", file.stat().st_size)
     started = time.monotonic()
@@ -251,11 +252,20 @@ def _load_file(
         stop()
         for issue in e.report.errores:
             err.print(str(issue), markup=False, highlight=False)
-        invalid = _n(len(e.report.lineas_rechazadas), "fila inválida", "filas inválidas")
-        err.print(
-            f"[red]No se cargó nada:[/red] {invalid} de "
-            f"{e.report.leidos:,}. Corríjalas, o use --skip-invalid para cargar las válidas."
-        )
+        report = e.report
+        invalid = _n(len(report.lineas_rechazadas), "fila inválida", "filas inválidas")
+        if report.nuevos:
+            err.print(
+                f"[red]La carga se detuvo en la línea {report.detenida_en}[/red], la primera inválida: "
+                f"{_n(report.nuevos, 'aviso nuevo publicado', 'avisos nuevos publicados')} de las líneas "
+                f"anteriores, nada desde ella; {invalid} de {report.leidos:,}. Corríjalas y cargue de nuevo el "
+                "archivo (lo ya publicado se omite), o use --skip-invalid para cargar las válidas."
+            )
+        else:
+            err.print(
+                f"[red]No se cargó nada:[/red] {invalid} de "
+                f"{report.leidos:,}. Corríjalas, o use --skip-invalid para cargar las válidas."
+            )
         raise typer.Exit(1) from None
     stop()
     elapsed = time.monotonic() - started
@@ -276,7 +286,8 @@ def _load_file(
         else ""
     )
     phases = (
-        f" (validación {report.segundos_validacion:.1f} s, publicación {report.segundos_publicacion:.1f} s)"
+        f" (validación {report.segundos_validacion:.1f} s a la par de la base de datos "
+        f"{report.segundos_base_de_datos:.1f} s)"
         if kind == "avisos"
         else ""
     )

@@ -1,15 +1,19 @@
 """The operator's loaders: `sia load patrones FILE` and `sia load avisos FILE`.
 
-Every row is validated before anything is written. Records go to a temporary staging table through one
-COPY, fed by a thread that parses and validates the next batch while the database stores the current one;
-the checks against the database (the NRP in the padrón, conflicts with what is already published) are set
-operations on that table, and on bad rows (without --skip-invalid) nothing is written. Patrones are
-written in the caller's transaction. Avisos are published in chunks of publicacion.CHUNK_ROWS
-(app/publicacion.py): given a connection with no transaction begun, the load stages and validates in one
-transaction of any length, then commits each chunk on its own, so no publishing transaction is long and an
-interrupted load leaves whole chunks, in order, that a re-run completes. Given a connection in a
-transaction (tests, `sia demo`), everything happens in it. Loading the same file twice changes nothing:
-avisos are immutable, and a folio that comes back with different content is a bad row, never an overwrite.
+Every row is validated: its fields in Python, in a thread that reads the next batch of the file while the
+database works on the current one, and against the database (the NRP in the padrón, conflicts with what is
+already published) as set operations on a temporary staging table the batch is copied into.
+
+Patrones are written in the caller's transaction, and a file with bad rows (without --skip-invalid) writes
+nothing. Avisos are checked and published a chunk of publicacion.CHUNK_ROWS lines at a time
+(app/publicacion.py), each chunk while the next is validated: given a connection with no transaction begun,
+each chunk is its own transaction, so no publishing transaction is long and an interrupted load leaves whole
+chunks, in order, that a re-run completes; given a connection in a transaction (tests, `sia demo`),
+everything happens in it. A bad row (without --skip-invalid) stops the publication where it is: the avisos
+of the lines before it are published, none from it on, and the rest of the file is still checked, so that
+every bad row is reported at once; once they are fixed, loading the file again publishes the rest. Loading
+the same file twice changes nothing: avisos are immutable, and a folio that comes back with different
+content is a bad row, never an overwrite.
 """
 
 import asyncio
@@ -17,7 +21,8 @@ import csv
 import datetime as dt
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
@@ -44,7 +49,7 @@ from app.identifiers import (
 from app.models.aviso import CAMPOS_CARGA_AVISO
 
 CAMPOS_PATRONES = ("rfc", "razon_social", "nrp")
-COPY_BATCH = 20_000
+COPY_BATCH = 20_000  # lines of a patrones file read and validated at a time
 MAX_NOMBRE = 200
 
 Progress = Callable[[int, int], None]  # (rows read, bytes read)
@@ -70,9 +75,12 @@ class LoadReport:
     actualizados: int = 0
     errores: list[RowIssue] = field(default_factory=list)
     advertencias: list[RowIssue] = field(default_factory=list)
-    # Where an avisos load's time went: reading, validating, staging and checking the file, then publishing it.
+    # An avisos load without --skip-invalid stops publishing at its first bad line: this one.
+    detenida_en: int | None = None
+    # Where a load's time went: reading and validating in Python, and, at the same time, the database's part
+    # (staging, the checks made there, publishing).
     segundos_validacion: float = 0.0
-    segundos_publicacion: float = 0.0
+    segundos_base_de_datos: float = 0.0
 
     @property
     def lineas_rechazadas(self) -> set[int]:
@@ -80,7 +88,8 @@ class LoadReport:
 
 
 class LoadRejected(Exception):
-    """The file has bad rows and --skip-invalid was not given: nothing may be written."""
+    """The file has bad rows and --skip-invalid was not given: nothing of it is written (patrones), or nothing from
+    the first of them on (avisos: report.detenida_en)."""
 
     def __init__(self, report: LoadReport) -> None:
         n = len(report.lineas_rechazadas)
@@ -343,31 +352,28 @@ def _explain_aviso(rec: dict, ctx: _Context) -> tuple[list[tuple[str, str]], lis
     return errors, warnings
 
 
-async def _check_registry(conn: AsyncConnection, report: LoadReport) -> None:
+async def _registry_issues(conn: AsyncConnection) -> list[RowIssue]:
     """Each staged aviso's NRP must be in the padrón and belong to the aviso's employer: one join over the
-    staging table, not the whole registry read into memory. Its issues take the place the per-row check gave
-    them: in line order, after that line's field issues (so staged rows include those with field issues)."""
+    staging table, not the whole registry read into memory."""
     wrong = await conn.execute(
         text(
             """SELECT c.linea, c.nrp, c.rfc_patron, n.rfc_patron FROM carga_aviso c LEFT JOIN nrp n ON n.nrp = c.nrp
                WHERE n.rfc_patron IS DISTINCT FROM c.rfc_patron ORDER BY c.linea"""
         )
     )
-    issues = [
+    return [
         RowIssue(linea, "nrp", f"{nrp} no está en el padrón; cárguelo antes con `sia load patrones`")
         if owner is None
         else RowIssue(linea, "nrp", f"{nrp} pertenece al patrón {owner}, no a {rfc}")
         for linea, nrp, rfc, owner in wrong
     ]
-    if issues:
-        report.errores = sorted(report.errores + issues, key=lambda issue: issue.linea)  # stable: field issues first
 
 
 # ---------------------------------------------------------------- staging
 
 
 class _Staging:
-    """COPY into a temporary table, kept across commits: avisos are published from it in chunks."""
+    """A temporary table of text columns that a file's records are copied into, checked in and published from."""
 
     def __init__(
         self, conn: AsyncConnection, table: str, columns: tuple[str, ...], keys: tuple[str, ...] | None = None
@@ -386,11 +392,17 @@ class _Staging:
     async def drop(self) -> None:
         await self.conn.execute(text(f"DROP TABLE IF EXISTS pg_temp.{self.table}"))
 
-    async def copy(self, rows: AsyncIterator[tuple]) -> None:
-        """One COPY for the whole file, fed as `rows` come."""
+    async def copy(self, rows: list[tuple]) -> None:
         raw = await self.conn.get_raw_connection()
         assert raw.driver_connection is not None  # None only for a closed connection
         await raw.driver_connection.copy_records_to_table(self.table, records=rows, columns=self.columns)
+
+    async def analyze(self) -> None:
+        # Temporary tables are never auto-analyzed; without statistics the planner guesses nested loops.
+        await self.conn.execute(text(f"ANALYZE {self.table} ({', '.join(self.keys)})"))
+
+    async def empty(self) -> None:
+        await self.conn.execute(text(f"TRUNCATE {self.table}"))
 
     async def discard(self, lines: set[int]) -> None:
         if lines:
@@ -399,76 +411,79 @@ class _Staging:
             )
 
 
-async def _stage(
+@dataclass
+class _Batch:
+    """Consecutive lines of a file, read and validated: the rows to stage and the issues found in them."""
+
+    rows: list[tuple] = field(default_factory=list)
+    errores: list[RowIssue] = field(default_factory=list)
+    advertencias: list[RowIssue] = field(default_factory=list)
+    leidos: int = 0
+    bytes_leidos: int = 0  # of the file, up to the batch's end
+    segundos: float = 0.0  # spent reading and validating it
+
+
+async def _validated_batches(
     path: Path,
     campos: tuple[str, ...],
-    staging: _Staging,
-    report: LoadReport,
     validate: Callable[[dict], tuple[list[tuple[str, str]], list[tuple[str, str]]]],
     to_row: Callable[[int, dict], tuple],
-    progress: Progress | None,
-) -> None:
+    size: int,
+) -> AsyncGenerator[_Batch, None]:
+    """The file in batches of `size` lines. Each is read and validated in a thread while the caller stores the
+    one before it: Python and PostgreSQL on two cores instead of taking turns. Only that thread touches the
+    reader, one batch at a time."""
     counter = _ByteCounter(path)
     records = read_records(path, campos, counter)
 
-    def next_batch() -> tuple[list[tuple], bool]:
-        """The rows of the next COPY_BATCH records (their issues go to report), and whether more follow."""
-        rows, read = [], 0
-        for linea, record in islice(records, COPY_BATCH):
-            read += 1
-            report.leidos += 1
+    def next_batch() -> _Batch:
+        started = time.perf_counter()
+        batch = _Batch()
+        for linea, record in islice(records, size):
+            batch.leidos += 1
+            if not batch.leidos % _YIELD_EVERY:
+                time.sleep(0)  # gives the GIL to the event loop's thread if it waits (see _YIELD_EVERY)
             if isinstance(record, str):
-                report.errores.append(RowIssue(linea, "*", record))
+                batch.errores.append(RowIssue(linea, "*", record))
                 continue
             issues = _record_issues(record, campos)
             if issues:
-                report.errores += [RowIssue(linea, c, m) for c, m in issues]
+                batch.errores += [RowIssue(linea, c, m) for c, m in issues]
                 continue
             issues, warnings = validate(record)
-            if issues:
-                report.errores += [RowIssue(linea, c, m) for c, m in issues]
-            if warnings:
-                report.advertencias += [RowIssue(linea, c, m) for c, m in warnings]
+            batch.errores += [RowIssue(linea, c, m) for c, m in issues]
+            batch.advertencias += [RowIssue(linea, c, m) for c, m in warnings]
             # Staged even with field issues, so that the checks made in SQL see every record of text fields;
             # the caller discards the rejected lines after them.
-            rows.append(to_row(linea, record))
-            if progress and report.leidos % 10_000 == 0:
-                progress(report.leidos, counter.bytes)
-        return rows, read == COPY_BATCH
+            batch.rows.append(to_row(linea, record))
+        batch.bytes_leidos, batch.segundos = counter.bytes, time.perf_counter() - started
+        return batch
 
-    # Parsing and validation run in a thread, one batch ahead of the COPY: while the database stores a batch,
-    # the next one is validated (PostgreSQL and Python on two cores instead of taking turns). One batch at a
-    # time touches `report`, and only that thread does until the COPY ends. The first batch comes before the
-    # COPY starts, so a file refused as a whole (its header) fails before anything is sent.
-    first = await asyncio.to_thread(next_batch)
-    await staging.create()
+    batch = await asyncio.to_thread(next_batch)
+    while True:
+        ahead = asyncio.ensure_future(asyncio.to_thread(next_batch)) if batch.leidos == size else None
+        try:
+            yield batch
+            if ahead is None:
+                return
+            batch = await ahead
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()  # the caller stopped: the next batch is not wanted (the thread ends it anyway)
 
-    async def validated() -> AsyncIterator[tuple]:
-        batch, more = first
-        while True:
-            ahead = asyncio.ensure_future(asyncio.to_thread(next_batch)) if more else None
-            try:
-                for row in batch:
-                    yield row
-                if ahead is None:
-                    return
-                batch, more = await ahead
-            finally:
-                if ahead is not None and not ahead.done():
-                    ahead.cancel()  # the COPY failed: its result is not wanted (the thread ends its batch)
 
-    await staging.copy(validated())
-    await staging.conn.execute(text(f"CREATE INDEX ON {staging.table} (linea)"))
-    # Temporary tables are never auto-analyzed; without statistics the planner guesses nested loops.
-    await staging.conn.execute(text(f"ANALYZE {staging.table} ({', '.join(staging.keys)})"))
+# The event loop's thread needs the GIL back each time the database answers; a thread that never blocks only
+# lets go of it every sys.getswitchinterval() (5 ms), which cost each of a chunk's dozen statements up to that
+# long. Letting go every few dozen records (about half a millisecond of validation) costs almost nothing.
+_YIELD_EVERY = 50
+
+
+def _count(report: LoadReport, batch: _Batch, progress: Progress | None) -> None:
+    report.leidos += batch.leidos
+    report.advertencias += batch.advertencias
+    report.segundos_validacion += batch.segundos
     if progress:
-        progress(report.leidos, counter.bytes)
-
-
-def _reject_or_discard(report: LoadReport, skip_invalid: bool) -> set[int]:
-    if report.errores and not skip_invalid:
-        raise LoadRejected(report)
-    return report.lineas_rechazadas
+        progress(report.leidos, batch.bytes_leidos)
 
 
 async def _audit(conn: AsyncConnection, accion: str, report: LoadReport, actor: str) -> None:
@@ -487,6 +502,7 @@ async def _audit(conn: AsyncConnection, accion: str, report: LoadReport, actor: 
             "patrones_nuevos": report.patrones_nuevos,
             "actualizados": report.actualizados,
             "rechazados": len(report.lineas_rechazadas),
+            "detenida_en_linea": report.detenida_en,
         },
     )
 
@@ -511,29 +527,57 @@ async def load_avisos(
     progress: Progress | None = None,
     actor: str = "operador",
 ) -> LoadReport:
+    """Raises LoadRejected at the end when the file has bad rows and not skip_invalid: what came before the
+    first of them is published by then (report.detenida_en)."""
     own_transactions = not conn.in_transaction()  # see the module docstring
-    started = time.perf_counter()
     ctx = _Context(today or dt.date.today(), await catalog_codes(conn))
     tipos = ctx.codes["tipos-aviso"]
     report = LoadReport(path.name)
     staging = _Staging(conn, "carga_aviso", _AVISO_COLUMNS, keys=("folio", "nrp", "rfc_patron"))
-    await _stage(
+    batches = _validated_batches(
         path,
         CAMPOS_CARGA_AVISO,
-        staging,
-        report,
         lambda rec: _validate_aviso(rec, ctx),
         # A tipo_aviso outside the catalog is a rejected line: its clase is never read.
         lambda linea, rec: (linea, *_campos_carga(rec), tipos.get(rec["tipo_aviso"])),
-        progress,
+        publicacion.CHUNK_ROWS,
     )
-    await _check_registry(conn, report)
-    await staging.discard(report.lineas_rechazadas)  # the checks below compare (and cast) valid rows only
+    await staging.create()
+    async with aclosing(batches):
+        async for batch in batches:
+            started = time.perf_counter()
+            _count(report, batch, progress)
+            await _publish_chunk(conn, staging, batch, report, skip_invalid)
+            if own_transactions:
+                await conn.commit()
+            report.segundos_base_de_datos += time.perf_counter() - started
+    await staging.drop()
+    await _audit(conn, "carga.avisos", report, actor)
+    if own_transactions:
+        await conn.commit()
+    if report.detenida_en is not None:
+        raise LoadRejected(report)
+    return report
+
+
+async def _publish_chunk(
+    conn: AsyncConnection, staging: _Staging, batch: _Batch, report: LoadReport, skip_invalid: bool
+) -> None:
+    """Checks one chunk of the file against the database and publishes what may be published of it: its valid
+    avisos, or, once the file has shown a bad row and skip_invalid is not set, those before that row only."""
+    await staging.empty()
+    await staging.copy(batch.rows)
+    await staging.analyze()
+    # The registry's issues take the place the per-row check gave them: in line order, after that line's
+    # field issues (the sort is stable).
+    errores = sorted(batch.errores + await _registry_issues(conn), key=lambda issue: issue.linea)
+    await staging.discard({e.linea for e in errores})  # the checks below compare (and cast) valid rows only
     compared = [c for c in CAMPOS_CARGA_AVISO if c != "folio"]
     repeated = await conn.scalars(text("SELECT folio FROM carga_aviso GROUP BY folio HAVING count(*) > 1"))
     repeated_folios = list(repeated)
     if repeated_folios:
-        # The same folio twice in one file must carry the same content; then the copies are dropped.
+        # The same folio twice in one chunk must carry the same content; then the copies are dropped. In two
+        # chunks, the later one finds it published.
         differing = await conn.execute(
             text(
                 f"""SELECT folio, array_agg(linea ORDER BY linea) FROM carga_aviso WHERE folio = ANY(:folios)
@@ -544,20 +588,26 @@ async def load_avisos(
         )
         for folio, lines in differing:
             for linea in lines:
-                report.errores.append(
+                errores.append(
                     RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}")
                 )
     # A published aviso never changes.
     differs = " , ".join(f"CASE WHEN {_typed('c', col)} IS DISTINCT FROM a.{col} THEN '{col}' END" for col in compared)
-    conflicts = await conn.execute(
+    # aviso is reached through its folio index, whatever the planner thinks of its size (a table loaded since its
+    # last ANALYZE would otherwise be read whole, once per chunk).
+    published = await conn.execute(
         text(
             f"""SELECT c.linea, c.folio, array_remove(ARRAY[{differs}], NULL)
-                FROM carga_aviso c JOIN aviso a ON a.folio = c.folio"""
+                FROM carga_aviso c JOIN aviso a ON a.folio = c.folio
+                WHERE a.folio = ANY(ARRAY(SELECT folio FROM carga_aviso))"""
         )
     )
-    for linea, folio, columns in conflicts:
-        if columns:
-            report.errores.append(
+    existing = set()
+    for linea, folio, columns in published:
+        if not columns:
+            existing.add(linea)
+        else:
+            errores.append(
                 RowIssue(
                     linea,
                     "folio",
@@ -565,56 +615,30 @@ async def load_avisos(
                     "un aviso no se modifica: publique la corrección con un folio nuevo",
                 )
             )
-    await staging.discard(_reject_or_discard(report, skip_invalid))
+    report.errores += errores
+    if errores and not skip_invalid and report.detenida_en is None:
+        report.detenida_en = min(e.linea for e in errores)
+    await staging.discard({e.linea for e in errores})
+    if report.detenida_en is not None:
+        await conn.execute(text("DELETE FROM carga_aviso WHERE linea >= :linea"), {"linea": report.detenida_en})
     if repeated_folios:
         await conn.execute(
             text("DELETE FROM carga_aviso c USING carga_aviso d WHERE c.folio = d.folio AND c.linea > d.linea")
         )
     staged = await conn.scalar(text("SELECT count(*) FROM carga_aviso"))
-    # Already published with the same content (other content was refused above): nothing to publish. Once,
-    # here, as a set; chunks then skip only what a concurrent load publishes meanwhile (publicacion.publish).
-    await conn.execute(text("DELETE FROM carga_aviso c USING aviso a WHERE a.folio = c.folio"))
-    publishing = time.perf_counter()
-    report.segundos_validacion = publishing - started
-    report.nuevos = await _publish_staged(conn, commit=own_transactions)
-    report.existentes = staged - report.nuevos
-    await staging.drop()
-    await _audit(conn, "carga.avisos", report, actor)
-    if own_transactions:
-        await conn.commit()
-    report.segundos_publicacion = time.perf_counter() - publishing
-    return report
+    if not staged:
+        return
+    # Already published with the same content (other content was refused above): nothing to publish.
+    # publicacion.publish then skips only what a concurrent load publishes meanwhile.
+    await staging.discard(existing)
+    inserted = await publicacion.publish(conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, skip_existing="folio")
+    report.nuevos += inserted
+    report.existentes += staged - inserted
 
 
-# Staged rows of one chunk (lines in (:desde, :hasta]), typed, in file order.
+# The staged rows of a chunk, typed, in file order.
 _CHUNK_SOURCE = f"""SELECT {", ".join(f"{_typed('c', col)} AS {col}" for col in _AVISO_COLUMNS)}, c.linea AS orden
-    FROM carga_aviso c WHERE c.linea > :desde AND c.linea <= :hasta"""
-
-
-async def _publish_staged(conn: AsyncConnection, *, commit: bool) -> int:
-    """Publishes carga_aviso in chunks of CHUNK_ROWS lines, each in file order after everything published
-    before it; with commit, each chunk is its own transaction. Returns the avisos inserted."""
-    bounds = list(
-        await conn.scalars(
-            text(
-                """SELECT linea FROM (SELECT linea, row_number() OVER (ORDER BY linea) AS n,
-                                             count(*) OVER () AS total FROM carga_aviso) AS l
-                   WHERE n % :chunk = 0 OR n = total ORDER BY linea"""
-            ),
-            {"chunk": publicacion.CHUNK_ROWS},
-        )
-    )
-    if commit:
-        await conn.commit()  # staging and validation end here: publication starts with no long transaction
-    inserted, desde = 0, 0
-    for hasta in bounds:
-        params = {"desde": desde, "hasta": hasta}
-        # A folio another load publishes meanwhile is skipped, never an error: concurrent loads may overlap.
-        chunk = await publicacion.publish(conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, params, skip_existing="folio")
-        if commit:
-            await conn.commit()
-        inserted, desde = inserted + chunk, hasta
-    return inserted
+    FROM carga_aviso c"""
 
 
 # ---------------------------------------------------------------- patrones
@@ -660,15 +684,21 @@ async def load_patrones(
     staging = _Staging(conn, "carga_patron", CAMPOS_PATRONES)
     seen_rfc: dict[str, str] = {}
     seen_nrp: dict[str, str] = {}
-    await _stage(
+    await staging.create()
+    batches = _validated_batches(
         path,
         CAMPOS_PATRONES,
-        staging,
-        report,
         lambda rec: _validate_patron(rec, seen_rfc, seen_nrp),
         lambda linea, rec: (linea, rec["rfc"], rec["razon_social"].strip(), rec["nrp"]),
-        progress,
+        COPY_BATCH,
     )
+    async with aclosing(batches):
+        async for batch in batches:
+            _count(report, batch, progress)
+            report.errores += batch.errores
+            await staging.copy(batch.rows)
+    await conn.execute(text("CREATE INDEX ON carga_patron (linea)"))
+    await staging.analyze()
     await staging.discard(report.lineas_rechazadas)  # the check below compares valid rows only
     moved = await conn.execute(
         text(
@@ -678,8 +708,9 @@ async def load_patrones(
     )
     for linea, nrp, owner in moved:
         report.errores.append(RowIssue(linea, "nrp", f"{nrp} ya está registrado para el patrón {owner}"))
-    await staging.discard(_reject_or_discard(report, skip_invalid))
-
+    if report.errores and not skip_invalid:
+        raise LoadRejected(report)  # in the caller's transaction: nothing of the file is written
+    await staging.discard(report.lineas_rechazadas)
     patrones = await conn.execute(
         text(
             """INSERT INTO patron (rfc, razon_social)

@@ -4,7 +4,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from app import loaders
+from app import loaders, publicacion
 from app.catalogs import catalog_codes
 from tests import factories as f
 
@@ -110,7 +110,7 @@ async def test_csv_and_ndjson_load_the_same(connection, tmp_path):
     assert (again.nuevos, again.existentes, again.errores) == (0, 30, [])
 
 
-async def test_one_bad_nss_loads_nothing_and_names_the_line(connection, tmp_path):
+async def test_one_bad_nss_stops_the_load_at_its_line_and_names_it(connection, tmp_path):
     await _load_registry(connection, tmp_path)
     records = f.avisos(100)
     nss = records[49]["nss"]
@@ -118,10 +118,34 @@ async def test_one_bad_nss_loads_nothing_and_names_the_line(connection, tmp_path
     path = f.write_ndjson(tmp_path / "a.ndjson", _bad(records, 49, nss=bad_nss))
     with pytest.raises(loaders.LoadRejected) as rejected:
         await loaders.load_avisos(connection, path, today=f.TODAY)
-    [issue] = rejected.value.report.errores
+    report = rejected.value.report
+    [issue] = report.errores
     assert (issue.linea, issue.campo) == (50, "nss")
     assert nss[10] in issue.motivo, "the reason names the expected check digit"
-    assert await connection.scalar(text("SELECT count(*) FROM aviso")) == 0
+    published = await connection.scalars(text("SELECT folio FROM aviso ORDER BY id"))
+    assert list(published) == [r["folio"] for r in records[:49]], "the lines before the bad one, none after"
+    assert (report.detenida_en, report.nuevos) == (50, 49)
+    fixed = f.write_ndjson(tmp_path / "b.ndjson", records)
+    again = await loaders.load_avisos(connection, fixed, today=f.TODAY)
+    assert (again.nuevos, again.existentes, again.detenida_en) == (51, 49, None), "the fixed file loads the rest"
+
+
+async def test_a_bad_row_in_a_later_chunk_stops_there_and_every_bad_row_is_still_reported(
+    connection, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(publicacion, "CHUNK_ROWS", 10)
+    await _load_registry(connection, tmp_path)
+    records = f.avisos(40)
+    records = _bad(records, 14, curp="XXXX")  # line 15, in the second chunk
+    records = _bad(records, 36, nss="123")  # line 37, in the fourth
+    records = _bad(records, 37, nrp="Y9912345109")  # line 38: a check made in the database
+    path = f.write_ndjson(tmp_path / "a.ndjson", records)
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, path, today=f.TODAY)
+    report = rejected.value.report
+    assert [(e.linea, e.campo) for e in report.errores] == [(15, "curp"), (37, "nss"), (38, "nrp")]
+    assert (report.detenida_en, report.nuevos, report.leidos) == (15, 14, 40)
+    assert await connection.scalar(text("SELECT count(*) FROM aviso")) == 14
 
 
 async def test_skip_invalid_loads_good_rows_and_writes_rejects(connection, tmp_path):
@@ -130,7 +154,7 @@ async def test_skip_invalid_loads_good_rows_and_writes_rejects(connection, tmp_p
     path = f.write_csv(tmp_path / "a.csv", records)
     report = await loaders.load_avisos(connection, path, skip_invalid=True, today=f.TODAY)
     assert (report.nuevos, report.lineas_rechazadas) == (19, {6})  # line 1 is the header
-    assert report.segundos_validacion > 0 and report.segundos_publicacion > 0, "both phases are timed"
+    assert report.segundos_validacion > 0 and report.segundos_base_de_datos > 0, "both parts are timed"
     rejects = tmp_path / "rechazos.csv"
     assert loaders.write_rejects(path, report.lineas_rechazadas, rejects) == 1
     lines = rejects.read_text(encoding="utf-8").splitlines()
@@ -163,6 +187,24 @@ async def test_same_folio_twice_in_a_file(connection, tmp_path):
     with pytest.raises(loaders.LoadRejected) as rejected:
         await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "b.ndjson", differing), today=f.TODAY)
     assert rejected.value.report.lineas_rechazadas == {2, 6}
+
+
+async def test_a_folio_repeated_in_a_later_chunk_finds_itself_published(connection, tmp_path, monkeypatch):
+    """Chunks are checked one at a time: the same folio again in a later chunk is what the file already
+    published, skipped when its content is the same and refused when it differs."""
+    monkeypatch.setattr(publicacion, "CHUNK_ROWS", 3)
+    await _load_registry(connection, tmp_path)
+    records = f.avisos(5)
+    same = [*records, records[0]]
+    report = await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", same), today=f.TODAY)
+    assert (report.nuevos, report.existentes, report.errores) == (5, 1, [])
+    await connection.execute(text("DELETE FROM aviso"))
+    differing = [*records, {**records[0], "nombre_trabajador": "OTRO NOMBRE"}]
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "b.ndjson", differing), today=f.TODAY)
+    [issue] = rejected.value.report.errores
+    assert (issue.linea, issue.campo) == (6, "folio") and "ya está publicado con otro contenido" in issue.motivo
+    assert await connection.scalar(text("SELECT count(*) FROM aviso")) == 5
 
 
 async def test_nrp_must_be_registered_and_belong_to_the_employer(connection, tmp_path):
@@ -234,6 +276,18 @@ async def test_load_writes_an_audit_event(connection, tmp_path):
         )
     ).one()
     assert row.actor == "operador" and row.cantidad == 3 and row.detalle["archivo"] == "a.ndjson"
+    assert row.detalle["detenida_en_linea"] is None
+
+
+async def test_a_stopped_load_is_audited_with_what_it_published(connection, tmp_path):
+    await _load_registry(connection, tmp_path)
+    path = f.write_ndjson(tmp_path / "a.ndjson", _bad(f.avisos(5), 2, nss="123"))
+    with pytest.raises(loaders.LoadRejected):
+        await loaders.load_avisos(connection, path, today=f.TODAY)
+    row = (
+        await connection.execute(text("SELECT cantidad, detalle FROM evento_auditoria WHERE accion = 'carga.avisos'"))
+    ).one()
+    assert (row.cantidad, row.detalle["detenida_en_linea"], row.detalle["rechazados"]) == (2, 3, 1)
 
 
 async def test_registry_issues_keep_their_place_after_a_lines_field_issues(connection, tmp_path):
