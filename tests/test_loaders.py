@@ -79,6 +79,11 @@ async def test_patrones_bad_rows(connection, tmp_path):
 # ------------------------------------------------------------------ avisos
 
 
+def _by_employer(records: list[dict]) -> list[dict]:
+    """The publication order of a file's avisos: by employer, each one's in file order (the sort is stable)."""
+    return sorted(records, key=lambda r: r["rfc_patron"])
+
+
 async def test_avisos_load_derives_clase_and_reload_changes_nothing(connection, tmp_path):
     await _load_registry(connection, tmp_path)
     records = f.avisos(200)
@@ -90,11 +95,11 @@ async def test_avisos_load_derives_clase_and_reload_changes_nothing(connection, 
     )
     assert wrong == 0
     stored = await connection.execute(
-        text("SELECT folio, valor_descuento::text, fecha_emision::text FROM aviso ORDER BY id")
+        text("SELECT folio, valor_descuento::text, fecha_emision::text FROM aviso ORDER BY rfc_patron, seq")
     )
-    assert [tuple(r) for r in stored] == [(r["folio"], r["valor_descuento"], r["fecha_emision"]) for r in records], (
-        "stored in file order, values exact"
-    )
+    assert [tuple(r) for r in stored] == [
+        (r["folio"], r["valor_descuento"], r["fecha_emision"]) for r in _by_employer(records)
+    ], "each employer's in file order, values exact"
     before = await _snapshot(connection)
     second = await loaders.load_avisos(connection, path, today=f.TODAY)
     assert (second.nuevos, second.existentes) == (0, 200)
@@ -122,8 +127,8 @@ async def test_one_bad_nss_stops_the_load_at_its_line_and_names_it(connection, t
     [issue] = report.errores
     assert (issue.linea, issue.campo) == (50, "nss")
     assert nss[10] in issue.motivo, "the reason names the expected check digit"
-    published = await connection.scalars(text("SELECT folio FROM aviso ORDER BY id"))
-    assert list(published) == [r["folio"] for r in records[:49]], "the lines before the bad one, none after"
+    published = await connection.scalars(text("SELECT folio FROM aviso ORDER BY rfc_patron, seq"))
+    assert list(published) == [r["folio"] for r in _by_employer(records[:49])], "the lines before the bad one only"
     assert (report.detenida_en, report.nuevos) == (50, 49)
     fixed = f.write_ndjson(tmp_path / "b.ndjson", records)
     again = await loaders.load_avisos(connection, fixed, today=f.TODAY)
