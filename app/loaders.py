@@ -382,6 +382,7 @@ class _Staging:
         whose statistics the planner uses; the others' would only cost ANALYZE time."""
         self.conn, self.table, self.columns = conn, table, ("linea", *columns)
         self.keys = ("linea", *(columns if keys is None else keys))
+        self.analyzed = False
 
     async def create(self) -> None:
         cols = ", ".join(f"{c} text" for c in self.columns[1:])
@@ -401,8 +402,14 @@ class _Staging:
         # Temporary tables are never auto-analyzed; without statistics the planner guesses nested loops.
         await self.conn.execute(text(f"ANALYZE {self.table} ({', '.join(self.keys)})"))
 
-    async def empty(self) -> None:
+    async def refill(self, rows: list[tuple]) -> None:
+        """Replaces the table's rows by `rows`. Statistics are taken the first time only: they outlive TRUNCATE
+        (the planner scales them to the table's size), and each chunk of a file looks like the one before."""
         await self.conn.execute(text(f"TRUNCATE {self.table}"))
+        await self.copy(rows)
+        if not self.analyzed:
+            await self.analyze()
+            self.analyzed = True
 
     async def discard(self, lines: set[int]) -> None:
         if lines:
@@ -565,9 +572,7 @@ async def _publish_chunk(
 ) -> None:
     """Checks one chunk of the file against the database and publishes what may be published of it: its valid
     avisos, or, once the file has shown a bad row and skip_invalid is not set, those before that row only."""
-    await staging.empty()
-    await staging.copy(batch.rows)
-    await staging.analyze()
+    await staging.refill(batch.rows)
     # The registry's issues take the place the per-row check gave them: in line order, after that line's
     # field issues (the sort is stable).
     errores = sorted(batch.errores + await _registry_issues(conn), key=lambda issue: issue.linea)
