@@ -5,15 +5,19 @@ database works on the current one, and against the database (the NRP in the padr
 already published) as set operations on a temporary staging table the batch is copied into.
 
 Patrones are written in the caller's transaction, and a file with bad rows (without --skip-invalid) writes
-nothing. Avisos are checked and published a chunk of publicacion.CHUNK_ROWS lines at a time
-(app/publicacion.py), each chunk while the next is validated: given a connection with no transaction begun,
-each chunk is its own transaction, so no publishing transaction is long and an interrupted load leaves whole
-chunks, in order, that a re-run completes; given a connection in a transaction (tests, `sia demo`),
-everything happens in it. A bad row (without --skip-invalid) stops the publication where it is: the avisos
-of the lines before it are published, none from it on, and the rest of the file is still checked, so that
-every bad row is reported at once; once they are fixed, loading the file again publishes the rest. Loading
-the same file twice changes nothing: avisos are immutable, and a folio that comes back with different
-content is a bad row, never an overwrite.
+nothing. Avisos are checked and published a chunk of publicacion.CHUNK_ROWS rows at a time
+(app/publicacion.py), each chunk while the next is validated: given a connection with no transaction begun
+(`sia load`, `sia demo`), each chunk is its own transaction, so no publishing transaction is long and an
+interrupted load leaves whole chunks, in order, that a re-run completes; given a connection in a transaction
+(tests), everything happens in it, and what a stopped load published stays there for the caller to commit
+or roll back. A bad row (without --skip-invalid) stops the publication where it is: the avisos of the rows
+before it are published, none from it on, and the rest of the file is still checked, so that every bad row
+is reported at once; once they are fixed, loading the file again publishes the rest.
+
+Loading the same file twice changes nothing: avisos are immutable, and a folio that comes back with different
+content is a bad row, never an overwrite. Within a chunk, a folio repeated with other content makes every
+copy a bad row; in a later chunk the earlier copy is already published (or, after a stop, waiting unpublished),
+so only the later copies are refused: publication cannot wait for the end of the file to know.
 """
 
 import asyncio
@@ -437,9 +441,9 @@ async def _validated_batches(
     to_row: Callable[[int, dict], tuple],
     size: int,
 ) -> AsyncGenerator[_Batch, None]:
-    """The file in batches of `size` lines. Each is read and validated in a thread while the caller stores the
-    one before it: Python and PostgreSQL on two cores instead of taking turns. Only that thread touches the
-    reader, one batch at a time."""
+    """The file in batches of `size` rows (none for a file without rows). Each is read and validated in a thread
+    while the caller stores the one before it: Python and PostgreSQL on two cores instead of taking turns. Only
+    that thread touches the reader, one batch at a time."""
     counter = _ByteCounter(path)
     records = read_records(path, campos, counter)
 
@@ -467,7 +471,7 @@ async def _validated_batches(
         return batch
 
     batch = await asyncio.to_thread(next_batch)
-    while True:
+    while batch.leidos:
         ahead = asyncio.ensure_future(asyncio.to_thread(next_batch)) if batch.leidos == size else None
         try:
             yield batch
@@ -534,8 +538,8 @@ async def load_avisos(
     progress: Progress | None = None,
     actor: str = "operador",
 ) -> LoadReport:
-    """Raises LoadRejected at the end when the file has bad rows and not skip_invalid: what came before the
-    first of them is published by then (report.detenida_en)."""
+    """Raises LoadRejected at the end when the file has bad rows and not skip_invalid: by then what came before
+    the first of them (report.detenida_en) is published, or, in the caller's transaction, written to it."""
     own_transactions = not conn.in_transaction()  # see the module docstring
     ctx = _Context(today or dt.date.today(), await catalog_codes(conn))
     tipos = ctx.codes["tipos-aviso"]
@@ -549,16 +553,22 @@ async def load_avisos(
         lambda linea, rec: (linea, *_campos_carga(rec), tipos.get(rec["tipo_aviso"])),
         publicacion.CHUNK_ROWS,
     )
+    pending = _Staging(conn, "carga_pendiente", _AVISO_COLUMNS)
     await staging.create()
+    await pending.create()
+    await conn.execute(text("CREATE INDEX ON carga_pendiente (folio)"))
+    if own_transactions:
+        await conn.commit()  # not left open while the first chunk is validated
     async with aclosing(batches):
         async for batch in batches:
             started = time.perf_counter()
             _count(report, batch, progress)
-            await _publish_chunk(conn, staging, batch, report, skip_invalid)
+            await _publish_chunk(conn, staging, pending, batch, report, skip_invalid)
             if own_transactions:
                 await conn.commit()
             report.segundos_base_de_datos += time.perf_counter() - started
     await staging.drop()
+    await pending.drop()
     await _audit(conn, "carga.avisos", report, actor)
     if own_transactions:
         await conn.commit()
@@ -568,10 +578,17 @@ async def load_avisos(
 
 
 async def _publish_chunk(
-    conn: AsyncConnection, staging: _Staging, batch: _Batch, report: LoadReport, skip_invalid: bool
+    conn: AsyncConnection,
+    staging: _Staging,
+    pending: _Staging,
+    batch: _Batch,
+    report: LoadReport,
+    skip_invalid: bool,
 ) -> None:
     """Checks one chunk of the file against the database and publishes what may be published of it: its valid
-    avisos, or, once the file has shown a bad row and skip_invalid is not set, those before that row only."""
+    avisos, or, once the file has shown a bad row and skip_invalid is not set, those before that row only. The
+    valid rows after that row wait in `pending`, never published, so that a folio repeated in a later chunk
+    is still compared with them, as one published earlier is compared with `aviso`."""
     await staging.refill(batch.rows)
     # The registry's issues take the place the per-row check gave them: in line order, after that line's
     # field issues (the sort is stable).
@@ -620,12 +637,28 @@ async def _publish_chunk(
                     "un aviso no se modifica: publique la corrección con un folio nuevo",
                 )
             )
+    if report.detenida_en is not None:
+        # After a stop, the same comparison with the valid rows that wait unpublished (see the docstring).
+        repeated_pending = await conn.execute(
+            text(
+                f"""SELECT c.linea, c.folio, array_agg(p.linea ORDER BY p.linea) FROM carga_aviso c
+                    JOIN carga_pendiente p ON p.folio = c.folio AND p.folio = ANY(ARRAY(SELECT folio FROM carga_aviso))
+                    WHERE ({", ".join(_typed("c", col) for col in compared)})
+                          IS DISTINCT FROM ({", ".join(_typed("p", col) for col in compared)})
+                    GROUP BY c.linea, c.folio"""
+            )
+        )
+        for linea, folio, earlier in repeated_pending:
+            lines = [*earlier, linea]
+            errores.append(RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}"))
     report.errores += errores
     if errores and not skip_invalid and report.detenida_en is None:
         report.detenida_en = min(e.linea for e in errores)
     await staging.discard({e.linea for e in errores})
     if report.detenida_en is not None:
-        await conn.execute(text("DELETE FROM carga_aviso WHERE linea >= :linea"), {"linea": report.detenida_en})
+        after = {"linea": report.detenida_en}
+        await conn.execute(text("INSERT INTO carga_pendiente SELECT * FROM carga_aviso WHERE linea >= :linea"), after)
+        await conn.execute(text("DELETE FROM carga_aviso WHERE linea >= :linea"), after)
     if repeated_folios:
         await conn.execute(
             text("DELETE FROM carga_aviso c USING carga_aviso d WHERE c.folio = d.folio AND c.linea > d.linea")

@@ -14,8 +14,8 @@ a national file can hold thousands of employers, and PostgreSQL's lock table is 
 locks per connection by default; 20,000 advisory locks in one transaction failed with "out of shared memory").
 Two employers in one bucket only publish one after the other, for the moment of a chunk.
 
-The lock is held only while publishing: loads validate and stage for as long as they need beforehand, and
-publish in chunks of at most CHUNK_ROWS rows, each its own short transaction (see app/loaders.py)."""
+The lock is held only while publishing: loads publish in chunks of at most CHUNK_ROWS rows, each its own short
+transaction, and check each chunk (and validate the next) outside the lock (see app/loaders.py)."""
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError

@@ -212,6 +212,22 @@ async def test_a_folio_repeated_in_a_later_chunk_finds_itself_published(connecti
     assert await connection.scalar(text("SELECT count(*) FROM aviso")) == 5
 
 
+async def test_after_a_stop_a_folio_repeated_with_other_content_in_a_later_chunk_is_still_reported(
+    connection, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(publicacion, "CHUNK_ROWS", 3)
+    await _load_registry(connection, tmp_path)
+    records = _bad(f.avisos(9), 1, nss="123")  # line 2: the load stops there
+    records[6] = {**records[3], "nombre_trabajador": "OTRO NOMBRE"}  # line 7 repeats line 4's folio, in chunk 3
+    path = f.write_ndjson(tmp_path / "a.ndjson", records)
+    with pytest.raises(loaders.LoadRejected) as rejected:
+        await loaders.load_avisos(connection, path, today=f.TODAY)
+    report = rejected.value.report
+    assert [(e.linea, e.campo) for e in report.errores] == [(2, "nss"), (7, "folio")]
+    assert "aparece con contenido distinto en las líneas [4, 7]" in report.errores[1].motivo
+    assert (report.detenida_en, report.nuevos) == (2, 1)
+
+
 async def test_nrp_must_be_registered_and_belong_to_the_employer(connection, tmp_path):
     a, b = f.patrones(2)
     await _load_registry(connection, tmp_path, [a, b])
