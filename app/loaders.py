@@ -521,6 +521,7 @@ async def _audit(conn: AsyncConnection, accion: str, report: LoadReport, actor: 
 # ---------------------------------------------------------------- avisos
 
 _AVISO_COLUMNS = (*CAMPOS_CARGA_AVISO, "clase")
+_FOLIO = 1 + _AVISO_COLUMNS.index("folio")  # in a staged row, after linea
 _campos_carga = itemgetter(*CAMPOS_CARGA_AVISO)
 _TYPED = {"valor_descuento": "numeric(12,4)", "fecha_emision": "date", "fecha_inicio_descuento": "date"}
 
@@ -595,8 +596,12 @@ async def _publish_chunk(
     errores = sorted(batch.errores + await _registry_issues(conn), key=lambda issue: issue.linea)
     await staging.discard({e.linea for e in errores})  # the checks below compare (and cast) valid rows only
     compared = [c for c in CAMPOS_CARGA_AVISO if c != "folio"]
-    repeated = await conn.scalars(text("SELECT folio FROM carga_aviso GROUP BY folio HAVING count(*) > 1"))
-    repeated_folios = list(repeated)
+    repeated_folios = []
+    # Asked of the rows in memory first: nearly every chunk repeats no folio, and a GROUP BY cost the database
+    # (the load's slower half) ~0.7 µs per row.
+    if len({row[_FOLIO] for row in batch.rows}) < len(batch.rows):
+        repeated = await conn.scalars(text("SELECT folio FROM carga_aviso GROUP BY folio HAVING count(*) > 1"))
+        repeated_folios = list(repeated)
     if repeated_folios:
         # The same folio twice in one chunk must carry the same content; then the copies are dropped. In two
         # chunks, the later one finds it published.
