@@ -564,7 +564,7 @@ async def load_avisos(
         async for batch in batches:
             started = time.perf_counter()
             _count(report, batch, progress)
-            await _publish_chunk(conn, staging, pending, batch, report, skip_invalid)
+            await _publish_chunk(staging, batch, report, skip_invalid)
             if own_transactions:
                 await conn.commit()
             report.segundos_base_de_datos += time.perf_counter() - started
@@ -578,40 +578,57 @@ async def load_avisos(
     return report
 
 
-async def _publish_chunk(
-    conn: AsyncConnection,
-    staging: _Staging,
-    pending: _Staging,
-    batch: _Batch,
-    report: LoadReport,
-    skip_invalid: bool,
-) -> None:
+async def _publish_chunk(staging: _Staging, batch: _Batch, report: LoadReport, skip_invalid: bool) -> None:
     """Checks one chunk of the file against the database and publishes what may be published of it: its valid
     avisos, or, once the file has shown a bad row and skip_invalid is not set, those before that row only. The
-    valid rows after that row wait in `pending`, never published, so that a folio repeated in a later chunk
-    is still compared with them, as one published earlier is compared with `aviso`."""
+    valid rows after that row wait in carga_pendiente, never published, so that a folio repeated in a later
+    chunk is still compared with them, as one published earlier is compared with `aviso`."""
+    conn = staging.conn
     await staging.refill(batch.rows)
+    errores, existing, repeats = await _chunk_issues(staging, batch, stopped=report.detenida_en is not None)
+    report.errores += errores
+    if errores and not skip_invalid and report.detenida_en is None:
+        report.detenida_en = min(e.linea for e in errores)
+    await staging.discard({e.linea for e in errores})
+    if report.detenida_en is not None:
+        after = {"linea": report.detenida_en}
+        await conn.execute(text("INSERT INTO carga_pendiente SELECT * FROM carga_aviso WHERE linea >= :linea"), after)
+        await conn.execute(text("DELETE FROM carga_aviso WHERE linea >= :linea"), after)
+    if repeats:
+        await conn.execute(
+            text("DELETE FROM carga_aviso c USING carga_aviso d WHERE c.folio = d.folio AND c.linea > d.linea")
+        )
+    staged = await conn.scalar(text("SELECT count(*) FROM carga_aviso"))
+    if not staged:
+        return
+    # Already published with the same content (other content was refused): nothing to publish.
+    # publicacion.publish then skips only what a concurrent load publishes meanwhile.
+    await staging.discard(existing)
+    inserted = await publicacion.publish(conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, skip_existing="folio")
+    report.nuevos += inserted
+    report.existentes += staged - inserted
+
+
+async def _chunk_issues(staging: _Staging, batch: _Batch, *, stopped: bool) -> tuple[list[RowIssue], set[int], bool]:
+    """The issues of the chunk in carga_aviso (its field issues included), the lines already published with the
+    same content, and whether it repeats a folio. Leaves only the rows without field or registry issues."""
+    conn = staging.conn
     # The registry's issues take the place the per-row check gave them: in line order, after that line's
     # field issues (the sort is stable).
     errores = sorted(batch.errores + await _registry_issues(conn), key=lambda issue: issue.linea)
     await staging.discard({e.linea for e in errores})  # the checks below compare (and cast) valid rows only
     compared = [c for c in CAMPOS_CARGA_AVISO if c != "folio"]
-    repeated_folios = []
     # Asked of the rows in memory first: nearly every chunk repeats no folio, and a GROUP BY cost the database
     # (the load's slower half) ~0.7 µs per row.
-    if len({row[_FOLIO] for row in batch.rows}) < len(batch.rows):
-        repeated = await conn.scalars(text("SELECT folio FROM carga_aviso GROUP BY folio HAVING count(*) > 1"))
-        repeated_folios = list(repeated)
-    if repeated_folios:
+    repeats = len({row[_FOLIO] for row in batch.rows}) < len(batch.rows)
+    if repeats:
         # The same folio twice in one chunk must carry the same content; then the copies are dropped. In two
         # chunks, the later one finds it published.
         differing = await conn.execute(
             text(
-                f"""SELECT folio, array_agg(linea ORDER BY linea) FROM carga_aviso WHERE folio = ANY(:folios)
-                    GROUP BY folio
+                f"""SELECT folio, array_agg(linea ORDER BY linea) FROM carga_aviso GROUP BY folio
                     HAVING count(DISTINCT ({", ".join(_typed("carga_aviso", c) for c in compared)})) > 1"""
-            ),
-            {"folios": repeated_folios},
+            )
         )
         for folio, lines in differing:
             for linea in lines:
@@ -642,8 +659,8 @@ async def _publish_chunk(
                     "un aviso no se modifica: publique la corrección con un folio nuevo",
                 )
             )
-    if report.detenida_en is not None:
-        # After a stop, the same comparison with the valid rows that wait unpublished (see the docstring).
+    if stopped:
+        # The same comparison with the valid rows that wait unpublished (see _publish_chunk).
         repeated_pending = await conn.execute(
             text(
                 f"""SELECT c.linea, c.folio, array_agg(p.linea ORDER BY p.linea) FROM carga_aviso c
@@ -656,27 +673,7 @@ async def _publish_chunk(
         for linea, folio, earlier in repeated_pending:
             lines = [*earlier, linea]
             errores.append(RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}"))
-    report.errores += errores
-    if errores and not skip_invalid and report.detenida_en is None:
-        report.detenida_en = min(e.linea for e in errores)
-    await staging.discard({e.linea for e in errores})
-    if report.detenida_en is not None:
-        after = {"linea": report.detenida_en}
-        await conn.execute(text("INSERT INTO carga_pendiente SELECT * FROM carga_aviso WHERE linea >= :linea"), after)
-        await conn.execute(text("DELETE FROM carga_aviso WHERE linea >= :linea"), after)
-    if repeated_folios:
-        await conn.execute(
-            text("DELETE FROM carga_aviso c USING carga_aviso d WHERE c.folio = d.folio AND c.linea > d.linea")
-        )
-    staged = await conn.scalar(text("SELECT count(*) FROM carga_aviso"))
-    if not staged:
-        return
-    # Already published with the same content (other content was refused above): nothing to publish.
-    # publicacion.publish then skips only what a concurrent load publishes meanwhile.
-    await staging.discard(existing)
-    inserted = await publicacion.publish(conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, skip_existing="folio")
-    report.nuevos += inserted
-    report.existentes += staged - inserted
+    return errores, existing, repeats
 
 
 # The staged rows of a chunk, typed, in file order.
