@@ -2,7 +2,9 @@
 
 Every row is validated: its fields in Python, in a thread that reads the next batch of the file while the
 database works on the current one, and against the database (the NRP in the padrón, conflicts with what is
-already published) as set operations on a temporary staging table the batch is copied into.
+already published) as set operations: patrones on a temporary staging table the batch is copied into; avisos
+by one query per check that takes the chunk's keys as arrays, and then one COPY straight into `aviso`
+(publicacion.publish_records), so that the database reads and writes each aviso once.
 
 Patrones are written in the caller's transaction, and a file with bad rows (without --skip-invalid) writes
 nothing. Avisos are checked and published a chunk of publicacion.CHUNK_ROWS rows at a time
@@ -25,14 +27,17 @@ import csv
 import datetime as dt
 import re
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from bisect import bisect_left
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 
+import asyncpg
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -82,7 +87,7 @@ class LoadReport:
     # An avisos load without --skip-invalid stops publishing at its first bad line: this one.
     detenida_en: int | None = None
     # Where a load's time went: reading and validating in Python, and, at the same time, the database's part
-    # (staging, the checks made there, publishing).
+    # (the checks made there, publishing).
     segundos_validacion: float = 0.0
     segundos_base_de_datos: float = 0.0
 
@@ -356,20 +361,28 @@ def _explain_aviso(rec: dict, ctx: _Context) -> tuple[list[tuple[str, str]], lis
     return errors, warnings
 
 
-async def _registry_issues(conn: AsyncConnection) -> list[RowIssue]:
-    """Each staged aviso's NRP must be in the padrón and belong to the aviso's employer: one join over the
-    staging table, not the whole registry read into memory."""
+async def _registry_issues(conn: AsyncConnection, batch: "_Batch") -> list[RowIssue]:
+    """Each aviso's NRP must be in the padrón and belong to the aviso's employer: asked of the registry once per
+    distinct (NRP, employer) of the chunk, a handful, not row by row nor by reading the whole registry."""
+    key_of = itemgetter(_AT["nrp"], _AT["rfc_patron"])
+    pairs = sorted(set(map(key_of, batch.rows)))
     wrong = await conn.execute(
         text(
-            """SELECT c.linea, c.nrp, c.rfc_patron, n.rfc_patron FROM carga_aviso c LEFT JOIN nrp n ON n.nrp = c.nrp
-               WHERE n.rfc_patron IS DISTINCT FROM c.rfc_patron ORDER BY c.linea"""
-        )
+            """SELECT p.nrp, p.rfc, n.rfc_patron
+               FROM unnest(CAST(:nrps AS text[]), CAST(:rfcs AS text[])) AS p(nrp, rfc) LEFT JOIN nrp n ON n.nrp = p.nrp
+               WHERE n.rfc_patron IS DISTINCT FROM p.rfc"""
+        ),
+        {"nrps": [nrp for nrp, _ in pairs], "rfcs": [rfc for _, rfc in pairs]},
     )
+    owners = {(nrp, rfc): owner for nrp, rfc, owner in wrong}
+    if not owners:
+        return []
     return [
         RowIssue(linea, "nrp", f"{nrp} no está en el padrón; cárguelo antes con `sia load patrones`")
-        if owner is None
-        else RowIssue(linea, "nrp", f"{nrp} pertenece al patrón {owner}, no a {rfc}")
-        for linea, nrp, rfc, owner in wrong
+        if owners[nrp, rfc] is None
+        else RowIssue(linea, "nrp", f"{nrp} pertenece al patrón {owners[nrp, rfc]}, no a {rfc}")
+        for linea, (nrp, rfc) in zip(batch.lineas, map(key_of, batch.rows), strict=True)
+        if (nrp, rfc) in owners
     ]
 
 
@@ -427,6 +440,8 @@ class _Batch:
     """Consecutive lines of a file, read and validated: the rows to stage and the issues found in them."""
 
     rows: list[tuple] = field(default_factory=list)
+    lineas: list[int] = field(default_factory=list)  # the line of each row
+    textos: list[str] = field(default_factory=list)  # avisos: each row's values joined for COPY (publish_records)
     errores: list[RowIssue] = field(default_factory=list)
     advertencias: list[RowIssue] = field(default_factory=list)
     leidos: int = 0
@@ -440,10 +455,12 @@ async def _validated_batches(
     validate: Callable[[dict], tuple[list[tuple[str, str]], list[tuple[str, str]]]],
     to_row: Callable[[int, dict], tuple],
     size: int,
+    prepare: Callable[["_Batch"], None] | None = None,
 ) -> AsyncGenerator[_Batch, None]:
     """The file in batches of `size` rows (none for a file without rows). Each is read and validated in a thread
     while the caller stores the one before it: Python and PostgreSQL on two cores instead of taking turns. Only
-    that thread touches the reader, one batch at a time."""
+    that thread touches the reader, one batch at a time. prepare: more of the caller's work on each batch, done
+    in that thread too."""
     counter = _ByteCounter(path)
     records = read_records(path, campos, counter)
 
@@ -464,9 +481,12 @@ async def _validated_batches(
             issues, warnings = validate(record)
             batch.errores += [RowIssue(linea, c, m) for c, m in issues]
             batch.advertencias += [RowIssue(linea, c, m) for c, m in warnings]
-            # Staged even with field issues, so that the checks made in SQL see every record of text fields;
-            # the caller discards the rejected lines after them.
+            # Kept even with field issues, so that the checks made in the database see every record of text
+            # fields; the caller discards the rejected lines after them.
             batch.rows.append(to_row(linea, record))
+            batch.lineas.append(linea)
+        if prepare is not None:
+            prepare(batch)
         batch.bytes_leidos, batch.segundos = counter.bytes, time.perf_counter() - started
         return batch
 
@@ -521,13 +541,19 @@ async def _audit(conn: AsyncConnection, accion: str, report: LoadReport, actor: 
 # ---------------------------------------------------------------- avisos
 
 _AVISO_COLUMNS = (*CAMPOS_CARGA_AVISO, "clase")
-_FOLIO = 1 + _AVISO_COLUMNS.index("folio")  # in a staged row, after linea
+_AT = {c: i for i, c in enumerate(_AVISO_COLUMNS)}  # where each field is in a batch row
 _campos_carga = itemgetter(*CAMPOS_CARGA_AVISO)
-_TYPED = {"valor_descuento": "numeric(12,4)", "fecha_emision": "date", "fecha_inicio_descuento": "date"}
+_COMPARED = tuple(c for c in CAMPOS_CARGA_AVISO if c != "folio")  # what two copies of one folio must share
 
 
-def _typed(alias: str, column: str) -> str:
-    return f"{alias}.{column}::{_TYPED[column]}" if column in _TYPED else f"{alias}.{column}"
+def _content(values: Iterable) -> tuple:
+    """An aviso's _COMPARED fields, as text from a file or as `aviso` holds them, in a form that compares as the
+    columns do: an amount by its value (20 is 20.0000), the rest as text (dates are validated ISO text)."""
+    return tuple(Decimal(v) if c == "valor_descuento" else str(v) for c, v in zip(_COMPARED, values, strict=True))
+
+
+def _row_content(row: tuple) -> tuple:
+    return _content(row[_AT[c]] for c in _COMPARED)
 
 
 async def load_avisos(
@@ -545,17 +571,16 @@ async def load_avisos(
     ctx = _Context(today or dt.date.today(), await catalog_codes(conn))
     tipos = ctx.codes["tipos-aviso"]
     report = LoadReport(path.name)
-    staging = _Staging(conn, "carga_aviso", _AVISO_COLUMNS, keys=("folio", "nrp", "rfc_patron"))
     batches = _validated_batches(
         path,
         CAMPOS_CARGA_AVISO,
         lambda rec: _validate_aviso(rec, ctx),
         # A tipo_aviso outside the catalog is a rejected line: its clase is never read.
-        lambda linea, rec: (linea, *_campos_carga(rec), tipos.get(rec["tipo_aviso"])),
+        lambda linea, rec: (*_campos_carga(rec), tipos.get(rec["tipo_aviso"], "")),
         publicacion.CHUNK_ROWS,
+        _join_for_copy,
     )
     pending = _Staging(conn, "carga_pendiente", _AVISO_COLUMNS)
-    await staging.create()
     await pending.create()
     await conn.execute(text("CREATE INDEX ON carga_pendiente (folio)"))
     if own_transactions:
@@ -564,11 +589,10 @@ async def load_avisos(
         async for batch in batches:
             started = time.perf_counter()
             _count(report, batch, progress)
-            await _publish_chunk(staging, batch, report, skip_invalid)
+            await _publish_chunk(pending, batch, report, skip_invalid)
             if own_transactions:
                 await conn.commit()
             report.segundos_base_de_datos += time.perf_counter() - started
-    await staging.drop()
     await pending.drop()
     await _audit(conn, "carga.avisos", report, actor)
     if own_transactions:
@@ -578,107 +602,148 @@ async def load_avisos(
     return report
 
 
-async def _publish_chunk(staging: _Staging, batch: _Batch, report: LoadReport, skip_invalid: bool) -> None:
+async def _publish_chunk(pending: _Staging, batch: _Batch, report: LoadReport, skip_invalid: bool) -> None:
     """Checks one chunk of the file against the database and publishes what may be published of it: its valid
     avisos, or, once the file has shown a bad row and skip_invalid is not set, those before that row only. The
     valid rows after that row wait in carga_pendiente, never published, so that a folio repeated in a later
-    chunk is still compared with them, as one published earlier is compared with `aviso`."""
-    conn = staging.conn
-    await staging.refill(batch.rows)
-    errores, existing, repeats = await _chunk_issues(staging, batch, stopped=report.detenida_en is not None)
+    chunk is still compared with them, as one published earlier is compared with `aviso`.
+
+    Nearly every chunk of a real file has no bad row, no repeated folio and nothing published yet: the Python
+    of this path shares one core with the validation of the next chunk, so it does per row only what is needed."""
+    stopped = report.detenida_en is not None
+    if not stopped:
+        # Nearly every chunk of a real file is new avisos without a bad row. Such a chunk is published at once, and
+        # the COPY tells whether some folio is there already (the unique index fails it at the first): that
+        # spares every chunk the query over its folios. Only a chunk that fails (a re-run) takes that query.
+        errores, skipped = await _chunk_issues(pending, batch, stopped=False, published=False)
+        if not errores and not skipped and (inserted := await _publish_new(pending.conn, batch)) is not None:
+            report.nuevos += inserted
+            return
+    errores, skipped = await _chunk_issues(pending, batch, stopped=stopped)
     report.errores += errores
     if errores and not skip_invalid and report.detenida_en is None:
         report.detenida_en = min(e.linea for e in errores)
-    await staging.discard({e.linea for e in errores})
+    lineas, rows = batch.lineas, batch.rows
+    if errores:
+        rejected = {e.linea for e in errores}
+        kept = [i for i, linea in enumerate(lineas) if linea not in rejected]
+        lineas, rows = [lineas[i] for i in kept], [rows[i] for i in kept]
     if report.detenida_en is not None:
-        after = {"linea": report.detenida_en}
-        await conn.execute(text("INSERT INTO carga_pendiente SELECT * FROM carga_aviso WHERE linea >= :linea"), after)
-        await conn.execute(text("DELETE FROM carga_aviso WHERE linea >= :linea"), after)
-    if repeats:
-        await conn.execute(
-            text("DELETE FROM carga_aviso c USING carga_aviso d WHERE c.folio = d.folio AND c.linea > d.linea")
-        )
-    staged = await conn.scalar(text("SELECT count(*) FROM carga_aviso"))
-    if not staged:
-        return
-    # Already published with the same content (other content was refused): nothing to publish.
-    # publicacion.publish then skips only what a concurrent load publishes meanwhile.
-    await staging.discard(existing)
-    inserted = await publicacion.publish(conn, "aviso", _AVISO_COLUMNS, _CHUNK_SOURCE, skip_existing="folio")
+        stop = bisect_left(lineas, report.detenida_en)  # lines are in file order
+        if stop < len(rows):
+            await pending.copy([(linea, *row) for linea, row in zip(lineas[stop:], rows[stop:], strict=True)])
+        lineas, rows = lineas[:stop], rows[:stop]
+    # skipped: the lines already published with the same content (other content was refused), and the later
+    # copies of a folio repeated with the same content. publish_records then skips only what a concurrent load
+    # publishes meanwhile.
+    fresh = [row for linea, row in zip(lineas, rows, strict=True) if linea not in skipped] if skipped else rows
+    inserted = await publicacion.publish_records(pending.conn, "aviso", _AVISO_COLUMNS, fresh, skip_existing="folio")
     report.nuevos += inserted
-    report.existentes += staged - inserted
+    # Each folio of the chunk once: inserted now, or there already.
+    report.existentes += (len({row[_AT["folio"]] for row in rows}) if skipped else len(rows)) - inserted
 
 
-async def _chunk_issues(staging: _Staging, batch: _Batch, *, stopped: bool) -> tuple[list[RowIssue], set[int], bool]:
-    """The issues of the chunk in carga_aviso (its field issues included), the lines already published with the
-    same content, and whether it repeats a folio. Leaves only the rows without field or registry issues."""
-    conn = staging.conn
+def _join_for_copy(batch: _Batch) -> None:
+    # In the validating thread: the event loop's, which waits for the database, has the less to do.
+    batch.textos = list(map("\t".join, batch.rows))
+
+
+async def _publish_new(conn: AsyncConnection, batch: _Batch) -> int | None:
+    """Publishes a chunk's rows, all expected to be new; None, and nothing written, if a folio is there already."""
+    try:
+        async with conn.begin_nested():
+            return await publicacion.publish_records(conn, "aviso", _AVISO_COLUMNS, batch.rows, textos=batch.textos)
+    except asyncpg.UniqueViolationError as e:
+        if not publicacion.violates(e, "aviso", "folio"):
+            raise
+        return None
+
+
+async def _chunk_issues(
+    pending: _Staging, batch: _Batch, *, stopped: bool, published: bool = True
+) -> tuple[list[RowIssue], set[int]]:
+    """The issues of the chunk (its field issues included), and the lines not to publish for they are there
+    already: a later copy of a folio repeated with the same content, or (unless not `published`) published with
+    the same content."""
+    conn = pending.conn
+    rows, lineas = batch.rows, batch.lineas
     # The registry's issues take the place the per-row check gave them: in line order, after that line's
     # field issues (the sort is stable).
-    errores = sorted(batch.errores + await _registry_issues(conn), key=lambda issue: issue.linea)
-    await staging.discard({e.linea for e in errores})  # the checks below compare (and cast) valid rows only
-    compared = [c for c in CAMPOS_CARGA_AVISO if c != "folio"]
-    # Asked of the rows in memory first: nearly every chunk repeats no folio, and a GROUP BY cost the database
-    # (the load's slower half) ~0.7 µs per row.
-    repeats = len({row[_FOLIO] for row in batch.rows}) < len(batch.rows)
-    if repeats:
-        # The same folio twice in one chunk must carry the same content; then the copies are dropped. In two
-        # chunks, the later one finds it published.
-        differing = await conn.execute(
-            text(
-                f"""SELECT folio, array_agg(linea ORDER BY linea) FROM carga_aviso GROUP BY folio
-                    HAVING count(DISTINCT ({", ".join(_typed("carga_aviso", c) for c in compared)})) > 1"""
-            )
-        )
-        for folio, lines in differing:
-            for linea in lines:
-                errores.append(
+    errores = sorted(batch.errores + await _registry_issues(conn, batch), key=lambda issue: issue.linea)
+    # The checks below compare the valid rows only, by their place in the batch.
+    rejected = {e.linea for e in errores}
+    valid = [i for i, linea in enumerate(lineas) if linea not in rejected] if errores else range(len(rows))
+    folios = [rows[i][_AT["folio"]] for i in valid] if errores else list(map(itemgetter(_AT["folio"]), rows))
+    copies: dict[str, list[int]] = {}  # the places of each folio's valid rows, once some check needs them
+    skipped: set[int] = set()
+    if len(set(folios)) < len(folios):
+        for folio, i in zip(folios, valid, strict=True):
+            copies.setdefault(folio, []).append(i)
+        for folio, places in copies.items():
+            # The same folio twice in one chunk must carry the same content; then the copies are dropped. In two
+            # chunks, the later one finds it published.
+            lines = [lineas[i] for i in places]
+            skipped.update(lines[1:])
+            if len({_row_content(rows[i]) for i in places}) > 1:
+                errores += [
                     RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}")
-                )
+                    for linea in lines
+                ]
+    if not published:
+        return errores, skipped
     # A published aviso never changes.
-    differs = " , ".join(f"CASE WHEN {_typed('c', col)} IS DISTINCT FROM a.{col} THEN '{col}' END" for col in compared)
-    # aviso is reached through its folio index, whatever the planner thinks of its size (a table loaded since its
-    # last ANALYZE would otherwise be read whole, once per chunk).
-    published = await conn.execute(
-        text(
-            f"""SELECT c.linea, c.folio, array_remove(ARRAY[{differs}], NULL)
-                FROM carga_aviso c JOIN aviso a ON a.folio = c.folio
-                WHERE a.folio = ANY(ARRAY(SELECT folio FROM carga_aviso))"""
+    there = (
+        await conn.execute(
+            text(f"SELECT folio, {', '.join(_COMPARED)} FROM aviso WHERE folio = ANY(CAST(:folios AS text[]))"),
+            {"folios": folios},
         )
+    ).all()
+    # After a stop, the same comparison with the valid rows that wait unpublished (see _publish_chunk).
+    waiting = (
+        (
+            await conn.execute(
+                text(
+                    f"""SELECT folio, linea, {", ".join(_COMPARED)} FROM carga_pendiente
+                        WHERE folio = ANY(CAST(:folios AS text[])) ORDER BY linea"""
+                ),
+                {"folios": folios},
+            )
+        ).all()
+        if stopped
+        else []
     )
-    existing = set()
-    for linea, folio, columns in published:
-        if not columns:
-            existing.add(linea)
-        else:
-            errores.append(
-                RowIssue(
-                    linea,
-                    "folio",
-                    f"{folio} ya está publicado con otro contenido ({', '.join(columns)}); "
-                    "un aviso no se modifica: publique la corrección con un folio nuevo",
+    if (there or waiting) and not copies:
+        copies = {folio: [i] for folio, i in zip(folios, valid, strict=True)}
+    for folio, *values in there:
+        content = _content(values)
+        for i in copies[folio]:
+            if differing := [
+                c for c, mine, theirs in zip(_COMPARED, _row_content(rows[i]), content, strict=True) if mine != theirs
+            ]:
+                errores.append(
+                    RowIssue(
+                        lineas[i],
+                        "folio",
+                        f"{folio} ya está publicado con otro contenido ({', '.join(differing)}); "
+                        "un aviso no se modifica: publique la corrección con un folio nuevo",
+                    )
                 )
-            )
-    if stopped:
-        # The same comparison with the valid rows that wait unpublished (see _publish_chunk).
-        repeated_pending = await conn.execute(
-            text(
-                f"""SELECT c.linea, c.folio, array_agg(p.linea ORDER BY p.linea) FROM carga_aviso c
-                    JOIN carga_pendiente p ON p.folio = c.folio AND p.folio = ANY(ARRAY(SELECT folio FROM carga_aviso))
-                    WHERE ({", ".join(_typed("c", col) for col in compared)})
-                          IS DISTINCT FROM ({", ".join(_typed("p", col) for col in compared)})
-                    GROUP BY c.linea, c.folio"""
-            )
-        )
-        for linea, folio, earlier in repeated_pending:
-            lines = [*earlier, linea]
-            errores.append(RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}"))
-    return errores, existing, repeats
-
-
-# The staged rows of a chunk, typed, in file order.
-_CHUNK_SOURCE = f"""SELECT {", ".join(f"{_typed('c', col)} AS {col}" for col in _AVISO_COLUMNS)}, c.linea AS orden
-    FROM carga_aviso c"""
+            else:
+                skipped.add(lineas[i])
+    earlier: dict[str, list[tuple[int, tuple]]] = {}
+    for folio, linea, *values in waiting:
+        earlier.setdefault(folio, []).append((linea, _content(values)))
+    for folio, waits in earlier.items():
+        for i in copies[folio]:
+            if lines := [wait for wait, content in waits if content != _row_content(rows[i])]:
+                errores.append(
+                    RowIssue(
+                        lineas[i],
+                        "folio",
+                        f"{folio} aparece con contenido distinto en las líneas {[*lines, lineas[i]]}",
+                    )
+                )
+    return errores, skipped
 
 
 # ---------------------------------------------------------------- patrones

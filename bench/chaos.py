@@ -63,10 +63,12 @@ from sia_cliente import ClienteSIA  # noqa: E402 - the reference client is a scr
 console = Console(width=None if sys.stdout.isatty() else 160)  # a log or a pipe gets the table whole
 SERVICE_ENV = {"SIA_RATE_LIMIT_AVISOS": "6000/minute", "SIA_TOKEN_TTL_MINUTES": "60", "SIA_ACCESS_LOG": "false"}
 EMPLOYER = demo_patrones(4)[0].rfc  # the demo employer with the most avisos, whose e.firma `--demo` writes
-# A statement of the loader seen in pg_stat_activity: what it is doing now. Staging: a COPY from the client
-# (batches into a staging table); publishing: the INSERT into aviso. Patterns, not the loader's SQL text.
-STAGING = r"^\s*COPY\s.*FROM\s+STDIN"
-PUBLISHING = r"INSERT\s+INTO\s+(public\.)?aviso\s*\("
+# A statement of the loader seen in pg_stat_activity: what it is doing now. Checking: between two publications,
+# its last statement a COMMIT (it waits for the next chunk's validation, ~0.1 s), the setting up of its temporary
+# table or a chunk's check of its NRPs against the padrón; publishing: the COPY into aviso. Patterns, not the
+# loader's SQL text.
+CHECKING = r"^\s*COMMIT\M|carga_pendiente|\mJOIN\s+nrp\M"
+PUBLISHING = r"^\s*COPY\s+(public\.)?\"?aviso\"?\s*\(.*FROM\s+STDIN"
 
 
 # ------------------------------------------------------------------ PostgreSQL and the service
@@ -351,7 +353,7 @@ def _watch(url: str, pattern: str, load: subprocess.Popen) -> bool:
                     " AND datname = current_database() AND query ~* $1"
                     " AND (state = 'active' OR $1 = $2)",
                     pattern,
-                    STAGING,
+                    CHECKING,
                 ):
                     return True
                 await asyncio.sleep(0.02)
@@ -368,20 +370,20 @@ def _orphans(url: str) -> int:
         "SELECT count(*) AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database()"
         " AND (query ~* $1 OR query ~* $2)"
         " AND state <> 'idle'",
-        STAGING,
+        CHECKING,
         PUBLISHING,
     )[0]["n"]
 
 
 def kill_load(url: str, work: Path, count: int, phase: str, pattern: str, seed: int) -> Row:
-    """`sia load avisos` of `count` new avisos killed with -9 while it stages (or publishes), then run again to
+    """`sia load avisos` of `count` new avisos killed with -9 while it checks (or publishes), then run again to
     the end. Needs only the database (migrated, the demo employer registered), not the service."""
     file = work / f"carga-{seed}.ndjson"
     folios = avisos_file(file, count, seed)
     load = sia_load(url, work, file)
     seen = _watch(url, pattern, load)
     if phase == "publicando" and seen:
-        time.sleep(0.3)  # well inside the INSERT, not at its first row
+        time.sleep(0.05)  # well inside the COPY (a chunk's takes ~0.1 s), not at its first row
     if load.poll() is None:
         os.kill(load.pid, signal.SIGKILL)
     load.wait()
@@ -587,7 +589,7 @@ def soak(run: Run) -> Row:
 SCENARIOS: dict[str, Callable[[Run], list[Row]]] = {
     "reinicio": lambda run: [restart_mid_download(run)],
     "carga": lambda run: [
-        kill_load(run.pg.url, run.work, run.args.load_avisos, "preparando", STAGING, seed=41),
+        kill_load(run.pg.url, run.work, run.args.load_avisos, "comprobando", CHECKING, seed=41),
         kill_load(run.pg.url, run.work, run.args.load_avisos, "publicando", PUBLISHING, seed=42),
     ],
     "bloqueo": lambda run: [table_lock(run)],

@@ -1,4 +1,4 @@
-"""The short form of one `make chaos` scenario (bench/chaos.py): a load killed with -9 while it stages or
+"""The short form of one `make chaos` scenario (bench/chaos.py): a load killed with -9 while it checks or
 publishes, then run again, ends with exactly the file's rows, none twice; the killed load's backend does not
 block the re-run for long. The rest of the suite runs minutes and stays out of `make test`."""
 
@@ -20,7 +20,7 @@ def registered(new_database, tmp_path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("phase", "pattern"), [("preparando", chaos.STAGING), ("publicando", chaos.PUBLISHING)])
+@pytest.mark.parametrize(("phase", "pattern"), [("comprobando", chaos.CHECKING), ("publicando", chaos.PUBLISHING)])
 def test_a_load_killed_with_minus_9_then_run_again_leaves_the_files_rows_once(registered, tmp_path, phase, pattern):
     row = chaos.kill_load(registered, tmp_path, 25_000, phase, pattern, seed=43)
     assert row.ok, row.figures

@@ -311,9 +311,21 @@ async def test_a_stopped_load_is_audited_with_what_it_published(connection, tmp_
     assert (row.cantidad, row.detalle["detenida_en_linea"], row.detalle["rechazados"]) == (2, 3, 1)
 
 
+async def test_names_with_backslashes_load_as_they_are(connection, tmp_path):
+    """Avisos reach the table by COPY's text format, where a backslash escapes: a name may hold one (a control
+    character it may not), and `\\N` would be NULL."""
+    await _load_registry(connection, tmp_path)
+    names = ["PÉREZ \\ MUÑOZ", "\\N", "\\", "O\\'BRIEN \\t \\n \\\\"]
+    records = [dict(r, nombre_trabajador=n) for r, n in zip(f.avisos(len(names)), names, strict=True)]
+    report = await loaders.load_avisos(connection, f.write_ndjson(tmp_path / "a.ndjson", records), today=f.TODAY)
+    assert report.nuevos == len(names)
+    stored = dict((await connection.execute(text("SELECT folio, nombre_trabajador FROM aviso"))).all())
+    assert [stored[r["folio"]] for r in records] == names
+
+
 async def test_registry_issues_keep_their_place_after_a_lines_field_issues(connection, tmp_path):
-    """The NRP is checked against the padrón in SQL over the staging table, after the per-row checks; its issues
-    still come in line order, after the same line's field issues, and rows with field issues are checked too."""
+    """The NRP is checked against the padrón once per chunk, after the per-row checks; its issues still come in
+    line order, after the same line's field issues, and rows with field issues are checked too."""
     a, b = f.patrones(2)
     await _load_registry(connection, tmp_path, [a, b])
     records = f.avisos(5, [a])

@@ -147,7 +147,7 @@ async def test_concurrent_loads_in_random_commit_order_reach_a_syncing_client_ex
 
 async def test_a_load_killed_mid_publication_leaves_whole_chunks_in_order_and_a_rerun_completes(engine, monkeypatch):
     monkeypatch.setattr(publicacion, "CHUNK_ROWS", 10)
-    publish, calls = publicacion.publish, []
+    publish, calls = publicacion.publish_records, []
 
     async def dies_in_the_third_chunk(conn, *args, **kwargs):
         inserted = await publish(conn, *args, **kwargs)
@@ -158,14 +158,14 @@ async def test_a_load_killed_mid_publication_leaves_whole_chunks_in_order_and_a_
 
     with tempfile.TemporaryDirectory() as folder:
         path, folios = _batch(Path(folder), 6, 35)
-        monkeypatch.setattr(publicacion, "publish", dies_in_the_third_chunk)
+        monkeypatch.setattr(publicacion, "publish_records", dies_in_the_third_chunk)
         with pytest.raises(DBAPIError):
             async with engine.connect() as conn:
                 await loaders.load_avisos(conn, path, today=f.TODAY)
         assert calls == [10, 10, 10]
         seen, cursor = await _sync(engine, None, limite=100)
         assert seen == folios[:20], "the two committed chunks, in file order; nothing of the third"
-        monkeypatch.setattr(publicacion, "publish", publish)
+        monkeypatch.setattr(publicacion, "publish_records", publish)
         async with engine.connect() as conn:
             report = await loaders.load_avisos(conn, path, today=f.TODAY)
     assert (report.nuevos, report.existentes) == (15, 20)
@@ -195,7 +195,7 @@ async def test_folios_another_load_publishes_between_staging_and_publication_are
     some of them before this load's chunks do. Those chunks fail their plain INSERT on the folio and run again
     skipping what exists: the rows are the file's, once each, in file order."""
     monkeypatch.setattr(publicacion, "CHUNK_ROWS", 10)
-    publish = publicacion.publish
+    publish = publicacion.publish_records
     with tempfile.TemporaryDirectory() as folder:
         path, folios = _batch(Path(folder), 8, 25)
         first_lines = f.write_ndjson(
@@ -203,12 +203,12 @@ async def test_folios_another_load_publishes_between_staging_and_publication_are
         )
 
         async def another_load_gets_there_first(conn, *args, **kwargs):
-            monkeypatch.setattr(publicacion, "publish", publish)
+            monkeypatch.setattr(publicacion, "publish_records", publish)
             async with engine.begin() as other:
                 assert (await loaders.load_avisos(other, first_lines, today=f.TODAY)).nuevos == 15
             return await publish(conn, *args, **kwargs)
 
-        monkeypatch.setattr(publicacion, "publish", another_load_gets_there_first)
+        monkeypatch.setattr(publicacion, "publish_records", another_load_gets_there_first)
         async with engine.connect() as conn:
             report = await loaders.load_avisos(conn, path, today=f.TODAY)
     assert (report.nuevos, report.existentes) == (10, 15)
@@ -338,3 +338,40 @@ async def test_the_services_own_sessions_end_a_transaction_left_idle(db_url, tmp
                 await session.execute(text("SELECT 1"))
     finally:
         await db.dispose()
+
+
+async def test_publish_records_stores_every_byte_copy_text_treats_specially(engine):
+    """publish_records writes by COPY's text format, where a backslash, a tab, a newline and a carriage return in
+    a value mean something: every value must still arrive exactly as given (and `\\N` must not become NULL)."""
+    from tests.test_avisos import IDENTIFIERS, NAMES
+
+    template = dict(next(demo_avisos([A], 1, seed=11, hasta=f.HASTA)), clase="retencion")
+    records = [
+        tuple({**template, "folio": f"2026110{i:07d}", "nombre_trabajador": name, "curp": curp}[c] for c in _COLUMNS)
+        for i, (name, curp) in enumerate(zip(NAMES, [*IDENTIFIERS, "C"] * 2, strict=False))
+    ]
+    async with engine.begin() as conn:
+        assert await publicacion.publish_records(conn, "aviso", _COLUMNS, records) == len(records)
+        stored = (await conn.execute(text("SELECT folio, nombre_trabajador, curp FROM aviso ORDER BY folio"))).all()
+    assert [tuple(row) for row in stored] == [
+        (r[0], r[_COLUMNS.index("nombre_trabajador")], r[_COLUMNS.index("curp")]) for r in records
+    ]
+
+
+async def test_publish_records_numbers_each_employer_after_its_last_aviso_in_list_order(engine):
+    with tempfile.TemporaryDirectory() as folder:
+        path, _ = _batch(Path(folder), 12, 3)
+        async with engine.begin() as conn:
+            await loaders.load_avisos(conn, path, today=f.TODAY)  # A's seq 1 to 3
+    records = [
+        tuple(dict(r, clase="retencion")[c] for c in _COLUMNS)
+        for r in [*demo_avisos([A], 2, seed=13, hasta=f.HASTA), *demo_avisos([B], 2, seed=14, hasta=f.HASTA)]
+    ]
+    interleaved = [records[2], records[0], records[3], records[1]]  # B, A, B, A
+    async with engine.begin() as conn:
+        await publicacion.publish_records(conn, "aviso", _COLUMNS, interleaved)
+        seqs = dict((await conn.execute(text("SELECT folio, seq FROM aviso"))).all())
+    assert [seqs[r[0]] for r in interleaved] == [1, 4, 2, 5]
+
+
+_COLUMNS = loaders._AVISO_COLUMNS
