@@ -7,7 +7,6 @@ import hashlib
 import random
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -54,20 +53,9 @@ def estado_de(cert: Certificacion, now: dt.datetime) -> str:
 
 async def _insert_avisos(session: AsyncSession, cert_id: uuid.UUID, lote: int, avisos: list[dict]) -> None:
     columns = ("certificacion_id", "lote", *CAMPOS_CARGA_AVISO, "clase")
+    # Text, as a load file carries it: publish_records writes values in COPY's text format.
     records = [
-        (
-            cert_id,
-            lote,
-            *(
-                Decimal(a[c])
-                if c == "valor_descuento"
-                else dt.date.fromisoformat(a[c])
-                if c.startswith("fecha_")
-                else a[c]
-                for c in CAMPOS_CARGA_AVISO
-            ),
-            CLASE_POR_TIPO_AVISO[a["tipo_aviso"]],
-        )
+        (str(cert_id), str(lote), *(a[c] for c in CAMPOS_CARGA_AVISO), CLASE_POR_TIPO_AVISO[a["tipo_aviso"]])
         for a in avisos
     ]
     await publicacion.publish_records(await session.connection(), "sandbox_aviso", columns, records)

@@ -2,10 +2,14 @@
 loads commit concurrently and out of order (a bigserial alone would skip rows committed late)."""
 
 import asyncio
+import datetime as dt
 import random
 import tempfile
+import uuid
+from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import orjson
 import pytest
 from sqlalchemy import text
@@ -356,6 +360,26 @@ async def test_publish_records_stores_every_byte_copy_text_treats_specially(engi
     assert [tuple(row) for row in stored] == [
         (r[0], r[_COLUMNS.index("nombre_trabajador")], r[_COLUMNS.index("curp")]) for r in records
     ]
+
+
+async def test_publish_records_writes_values_that_are_not_text_by_their_input_form(engine):
+    """A Decimal, a date or a UUID by its str(), escaped like text; None as NULL (here refused by NOT NULL)."""
+    template = dict(next(demo_avisos([A], 1, seed=15, hasta=f.HASTA)), clase="retencion")
+    typed = {
+        "valor_descuento": Decimal("12.5"),
+        "fecha_emision": dt.date(2026, 1, 2),
+        "nombre_trabajador": uuid.UUID(int=7),
+    }
+    record = tuple({**template, **typed}.get(c) for c in _COLUMNS)
+    async with engine.begin() as conn:
+        await publicacion.publish_records(conn, "aviso", _COLUMNS, [record])
+        stored = (await conn.execute(text("SELECT valor_descuento, fecha_emision, nombre_trabajador FROM aviso"))).one()
+    assert tuple(stored) == (Decimal("12.5000"), dt.date(2026, 1, 2), str(uuid.UUID(int=7)))
+    with pytest.raises(asyncpg.NotNullViolationError) as refused:
+        async with engine.begin() as conn:
+            nameless = tuple(None if c == "nombre_trabajador" else v for c, v in zip(_COLUMNS, record, strict=True))
+            await publicacion.publish_records(conn, "aviso", _COLUMNS, [("20261990000001", *nameless[1:])])
+    assert refused.value.column_name == "nombre_trabajador"
 
 
 async def test_publish_records_numbers_each_employer_after_its_last_aviso_in_list_order(engine):
