@@ -51,11 +51,19 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]], *, begin: bool = True) -> T:
-    """Runs work on one connection, in one transaction; with begin=False, work commits its own."""
+def _in_transaction(
+    url: str, work: Callable[[AsyncConnection], Awaitable[T]], *, begin: bool = True, name: str = "sia"
+) -> T:
+    """Runs work on one connection, in one transaction; with begin=False, work commits its own. name: the
+    connection's application_name, which tells an operator in pg_stat_activity what the session is doing."""
 
     async def run() -> T:
-        engine = create_async_engine(async_url(url), poolclass=NullPool, hide_parameters=True)  # rows hold NSS, CURP
+        engine = create_async_engine(
+            async_url(url),
+            poolclass=NullPool,
+            hide_parameters=True,  # rows hold NSS, CURP
+            connect_args={"server_settings": {"application_name": name}},
+        )
         try:
             async with engine.connect() as conn:
                 if not begin:
@@ -243,6 +251,7 @@ def _load_file(
             url,
             lambda conn: load(conn, file, skip_invalid=skip_invalid, progress=progress, actor=actor),
             begin=kind != "avisos",
+            name=f"sia load {kind}",
         )
     except loaders.FileFormatError as e:
         stop()

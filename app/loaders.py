@@ -233,8 +233,9 @@ def write_rejects(source: Path, lines: set[int], out: Path) -> int:
 
 # ---------------------------------------------------------------- field checks
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DECIMAL = re.compile(r"^\d{1,8}(\.\d{1,4})?$")
+# [0-9], not \d, which also matches other scripts' digits ("٢٠"): Python reads them, PostgreSQL does not.
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_DECIMAL = re.compile(r"^[0-9]{1,8}(\.[0-9]{1,4})?$")
 
 
 @lru_cache(maxsize=65536)  # dates repeat across a file; only a valid one is cached (a raise is not)
@@ -743,7 +744,8 @@ async def _chunk_issues(
                         f"{folio} aparece con contenido distinto en las líneas {[*lines, lineas[i]]}",
                     )
                 )
-    return errores, skipped
+    # In line order, as a person reads them; a line's own issues in the order found (the sort is stable).
+    return sorted(errores, key=lambda issue: issue.linea), skipped
 
 
 # ---------------------------------------------------------------- patrones

@@ -153,7 +153,8 @@ async def publish_records(
     # A memoryview: asyncpg would take bytes for a file's path.
     payload = memoryview(_copy_text(records, seqs, len(columns), textos))
     # The reference trigger's transition table holds every row of the statement, JSON included: past work_mem
-    # (4 MB by default, some 4,000 avisos) it spills to a temporary file that is written and read back.
+    # (4 MB by default, some 4,000 avisos) it spills to a temporary file that is written and read back. For the
+    # rest of the caller's transaction, which a load's chunk ends at once.
     await conn.execute(text(f"SET LOCAL work_mem = '{TRANSITION_WORK_MEM}'"))
     raw = await conn.get_raw_connection()
     assert raw.driver_connection is not None  # None only for a closed connection

@@ -63,10 +63,11 @@ from sia_cliente import ClienteSIA  # noqa: E402 - the reference client is a scr
 console = Console(width=None if sys.stdout.isatty() else 160)  # a log or a pipe gets the table whole
 SERVICE_ENV = {"SIA_RATE_LIMIT_AVISOS": "6000/minute", "SIA_TOKEN_TTL_MINUTES": "60", "SIA_ACCESS_LOG": "false"}
 EMPLOYER = demo_patrones(4)[0].rfc  # the demo employer with the most avisos, whose e.firma `--demo` writes
-# A statement of the loader seen in pg_stat_activity: what it is doing now. Checking: between two publications,
-# its last statement a COMMIT (it waits for the next chunk's validation, ~0.1 s), the setting up of its temporary
-# table or a chunk's check of its NRPs against the padrón; publishing: the COPY into aviso. Patterns, not the
-# loader's SQL text.
+# A statement of the loader (its session's application_name, LOADER) seen in pg_stat_activity: what it is doing
+# now. Checking: between two publications, its last statement a COMMIT (it waits for the next chunk's
+# validation, ~0.1 s), the setting up of its temporary table or a chunk's check of its NRPs against the padrón;
+# publishing: the COPY into aviso. Patterns, not the loader's SQL text.
+LOADER = "sia load avisos"
 CHECKING = r"^\s*COMMIT\M|carga_pendiente|\mJOIN\s+nrp\M"
 PUBLISHING = r"^\s*COPY\s+(public\.)?\"?aviso\"?\s*\(.*FROM\s+STDIN"
 
@@ -349,11 +350,12 @@ def _watch(url: str, pattern: str, load: subprocess.Popen) -> bool:
         try:
             while load.poll() is None:
                 if await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $3"
                     " AND datname = current_database() AND query ~* $1"
                     " AND (state = 'active' OR $1 = $2)",
                     pattern,
                     CHECKING,
+                    LOADER,
                 ):
                     return True
                 await asyncio.sleep(0.02)
@@ -367,11 +369,9 @@ def _watch(url: str, pattern: str, load: subprocess.Popen) -> bool:
 def _orphans(url: str) -> int:
     return sql(
         url,
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database()"
-        " AND (query ~* $1 OR query ~* $2)"
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()"
         " AND state <> 'idle'",
-        CHECKING,
-        PUBLISHING,
+        LOADER,
     )[0]["n"]
 
 

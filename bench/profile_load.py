@@ -5,7 +5,7 @@
 Loads a demo file of N new avisos into an empty `aviso` of a fresh database (bench --carga's), through
 load_avisos as `sia load avisos` runs it (no transaction begun: a commit per chunk), and times every statement
 from SQLAlchemy's cursor events: from the statement's start to its answer reaching the event loop, so a wait
-for the GIL (the validating thread holds it) counts too. The staging COPY runs on the driver directly and the
+for the GIL (the validating thread holds it) counts too. The COPY into aviso runs on the driver directly and the
 commits outside the cursor: what the load's database part spent beyond the statements is theirs.
 """
 
@@ -65,7 +65,7 @@ async def _profile(server_url: str, rows: int) -> None:
     for statement, seconds in spent.most_common(12):
         print(f"  {per_row(seconds)}  {statement}")
     rest = report.segundos_base_de_datos - sum(spent.values())
-    print(f"  {per_row(rest)}  (COPY a la tabla de preparación, commits y lo demás)")
+    print(f"  {per_row(rest)}  (COPY a aviso, commits y lo demás)")
 
 
 def main() -> None:

@@ -172,7 +172,7 @@ async def _delivery(url: str, other_file: Path, new_file: Path, rfc: str, folios
     try:
         await idle.execute("BEGIN")
         await idle.execute("SELECT pg_current_xact_id()")
-        # Wait until the other load is writing (its staging or its avisos), then publish ours.
+        # Wait until the other load is writing its avisos, then publish ours.
         idle_pid = await idle.fetchval("SELECT pg_backend_pid()")
         while not await reader.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "

@@ -359,6 +359,8 @@ _ONE_FIELD_WRONG = [
     {"valor_descuento": "20.12345"},
     {"valor_descuento": "1e3"},
     {"valor_descuento": "-1"},
+    {"valor_descuento": "٢٠.٥"},  # Arabic-Indic digits: Python reads 20.5, PostgreSQL refuses them
+    {"fecha_emision": "٢٠٢٦-٠١-٠١"},
     {"tipo_descuento": "1", "valor_descuento": "100.0001"},
     {"nombre_trabajador": ""},
     {"nombre_trabajador": " "},

@@ -194,10 +194,10 @@ async def test_concurrent_chunked_loads_of_the_same_file_skip_what_the_other_pub
     assert sorted(everything) == sorted(folios) and len(everything) == 60
 
 
-async def test_folios_another_load_publishes_between_staging_and_publication_are_skipped(engine, monkeypatch):
-    """The load drops the folios already published once, after staging; a concurrent load can still publish
-    some of them before this load's chunks do. Those chunks fail their plain INSERT on the folio and run again
-    skipping what exists: the rows are the file's, once each, in file order."""
+async def test_folios_another_load_publishes_before_a_chunks_copy_are_skipped(engine, monkeypatch):
+    """A chunk of new avisos is copied at once, unchecked against what is published; a concurrent load that has
+    published some of its folios meanwhile makes that COPY fail on the folio, and the chunk is then checked and
+    published without them: the rows are the file's, once each, in file order."""
     monkeypatch.setattr(publicacion, "CHUNK_ROWS", 10)
     publish = publicacion.publish_records
     with tempfile.TemporaryDirectory() as folder:
@@ -218,6 +218,39 @@ async def test_folios_another_load_publishes_between_staging_and_publication_are
     assert (report.nuevos, report.existentes) == (10, 15)
     everything, _ = await _sync(engine, None, limite=100)
     assert everything == folios
+
+
+async def test_folios_another_load_publishes_between_the_check_and_the_copy_are_skipped(engine, monkeypatch):
+    """A chunk that is checked first (it repeats a folio) can still meet folios a concurrent load publishes after
+    the check: its COPY fails on the folio, and the rows go in by INSERT … ON CONFLICT DO NOTHING instead."""
+    records = list(demo_avisos([A], 10, seed=16, hasta=f.HASTA))
+    with tempfile.TemporaryDirectory() as folder:
+        path = f.write_ndjson(Path(folder) / "a.ndjson", [*records, records[0]])  # the repeat: checked first
+        other = f.write_ndjson(Path(folder) / "b.ndjson", records[3:6])
+        check, raced, fallback = loaders._chunk_issues, [], []
+
+        async def another_load_right_after_the_check(pending, batch, *, stopped, published=True):
+            found = await check(pending, batch, stopped=stopped, published=published)
+            if published and not raced:
+                raced.append(True)
+                async with engine.begin() as conn:
+                    assert (await loaders.load_avisos(conn, other, today=f.TODAY)).nuevos == 3
+            return found
+
+        publish = publicacion.publish
+
+        async def counted(*args, **kwargs):
+            fallback.append(True)
+            return await publish(*args, **kwargs)
+
+        monkeypatch.setattr(loaders, "_chunk_issues", another_load_right_after_the_check)
+        monkeypatch.setattr(publicacion, "publish", counted)
+        async with engine.connect() as conn:
+            report = await loaders.load_avisos(conn, path, today=f.TODAY)
+    assert raced and fallback, "the COPY met the other load's folios"
+    assert (report.nuevos, report.existentes) == (7, 3)
+    everything, _ = await _sync(engine, None, limite=100)
+    assert sorted(everything) == sorted(r["folio"] for r in records) and len(everything) == 10
 
 
 async def test_a_chunk_of_thousands_of_employers_takes_a_bounded_number_of_locks(engine):
