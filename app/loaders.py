@@ -590,7 +590,7 @@ async def load_avisos(
         async for batch in batches:
             started = time.perf_counter()
             _count(report, batch, progress)
-            await _publish_chunk(pending, batch, report, skip_invalid)
+            await _publish_chunk(pending, batch, report, skip_invalid, own_transaction=own_transactions)
             if own_transactions:
                 await conn.commit()
             report.segundos_base_de_datos += time.perf_counter() - started
@@ -603,21 +603,26 @@ async def load_avisos(
     return report
 
 
-async def _publish_chunk(pending: _Staging, batch: _Batch, report: LoadReport, skip_invalid: bool) -> None:
+async def _publish_chunk(
+    pending: _Staging, batch: _Batch, report: LoadReport, skip_invalid: bool, *, own_transaction: bool
+) -> None:
     """Checks one chunk of the file against the database and publishes what may be published of it: its valid
     avisos, or, once the file has shown a bad row and skip_invalid is not set, those before that row only. The
     valid rows after that row wait in carga_pendiente, never published, so that a folio repeated in a later
     chunk is still compared with them, as one published earlier is compared with `aviso`.
 
-    Nearly every chunk of a real file has no bad row, no repeated folio and nothing published yet: the Python
-    of this path shares one core with the validation of the next chunk, so it does per row only what is needed."""
+    Nearly every chunk of a real file is new avisos without a bad row, and the Python of this path shares one core
+    with the validation of the next chunk: such a chunk is published at once, and the COPY tells whether some
+    folio is there already (the unique index fails it at the first). That spares every chunk the query over its
+    folios; only a chunk that fails (a re-run) takes it."""
     stopped = report.detenida_en is not None
     if not stopped:
-        # Nearly every chunk of a real file is new avisos without a bad row. Such a chunk is published at once, and
-        # the COPY tells whether some folio is there already (the unique index fails it at the first): that
-        # spares every chunk the query over its folios. Only a chunk that fails (a re-run) takes that query.
         errores, skipped = await _chunk_issues(pending, batch, stopped=False, published=False)
-        if not errores and not skipped and (inserted := await _publish_new(pending.conn, batch)) is not None:
+        if (
+            not errores
+            and not skipped
+            and (inserted := await _publish_new(pending.conn, batch, own_transaction=own_transaction)) is not None
+        ):
             report.nuevos += inserted
             return
     errores, skipped = await _chunk_issues(pending, batch, stopped=stopped)
@@ -649,14 +654,19 @@ def _join_for_copy(batch: _Batch) -> None:
     batch.textos = list(map("\t".join, batch.rows))
 
 
-async def _publish_new(conn: AsyncConnection, batch: _Batch) -> int | None:
-    """Publishes a chunk's rows, all expected to be new; None, and nothing written, if a folio is there already."""
+async def _publish_new(conn: AsyncConnection, batch: _Batch, *, own_transaction: bool) -> int | None:
+    """Publishes a chunk's rows, all expected to be new; None, and nothing written, if a folio is there already.
+    A failure undoes its own transaction (which has only checked the chunk so far), or a savepoint in the caller's."""
     try:
+        if own_transaction:
+            return await publicacion.publish_records(conn, "aviso", _AVISO_COLUMNS, batch.rows, textos=batch.textos)
         async with conn.begin_nested():
             return await publicacion.publish_records(conn, "aviso", _AVISO_COLUMNS, batch.rows, textos=batch.textos)
     except asyncpg.UniqueViolationError as e:
         if not publicacion.violates(e, "aviso", "folio"):
             raise
+        if own_transaction:
+            await conn.rollback()
         return None
 
 

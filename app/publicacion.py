@@ -140,22 +140,23 @@ async def publish_records(
     employers = {"employers": sorted(set(map(rfc_of, records)))}
     chosen = "SELECT unnest(CAST(:employers AS text[])) AS rfc_patron"
     await conn.execute(text(_lock_statement(table, chosen)), employers)
-    # A new statement after the locks: a snapshot that sees every row of the lock's previous holders.
+    # Then, in one round trip (a load makes thousands): each employer's highest seq, by a new statement whose
+    # snapshot sees every row of the lock's previous holders; the wake-up of its long polls (`espera`), delivered at
+    # commit and dropped with the rows if the COPY fails; and, for the rest of the transaction, memory for the
+    # reference trigger's transition table, which holds every row of the statement, JSON included: past work_mem
+    # (4 MB by default, some 4,000 avisos) it spills to a temporary file that is written and read back.
     highest = await conn.execute(
         text(
-            f"""SELECT e.rfc_patron, COALESCE((SELECT max(t.seq) FROM {table} t WHERE t.rfc_patron = e.rfc_patron), 0)
+            f"""SELECT e.rfc_patron, COALESCE((SELECT max(t.seq) FROM {table} t WHERE t.rfc_patron = e.rfc_patron), 0),
+                       pg_notify('{CHANNEL}', e.rfc_patron), set_config('work_mem', '{TRANSITION_WORK_MEM}', true)
                 FROM ({chosen}) AS e"""
         ),
         employers,
     )
-    following = {rfc: count(seq + 1) for rfc, seq in highest}  # each employer's next seq
+    following = {rfc: count(seq + 1) for rfc, seq, _, _ in highest}  # each employer's next seq
     seqs = [next(following[rfc]) for rfc in map(rfc_of, records)]
     # A memoryview: asyncpg would take bytes for a file's path.
     payload = memoryview(_copy_text(records, seqs, len(columns), textos))
-    # The reference trigger's transition table holds every row of the statement, JSON included: past work_mem
-    # (4 MB by default, some 4,000 avisos) it spills to a temporary file that is written and read back. For the
-    # rest of the caller's transaction, which a load's chunk ends at once.
-    await conn.execute(text(f"SET LOCAL work_mem = '{TRANSITION_WORK_MEM}'"))
     raw = await conn.get_raw_connection()
     assert raw.driver_connection is not None  # None only for a closed connection
     copy = raw.driver_connection.copy_to_table
@@ -177,10 +178,7 @@ async def publish_records(
             )
             await copy("carga_publicacion", source=payload, columns=(*columns, "orden"), format="text")
             return await publish(conn, table, columns, "SELECT * FROM carga_publicacion", skip_existing=skip_existing)
-    inserted = int(status.split()[-1])  # "COPY n"
-    # Delivered at commit, as `publish` notifies.
-    await conn.execute(text(f"SELECT pg_notify('{CHANNEL}', rfc_patron) FROM ({chosen}) AS e"), employers)
-    return inserted
+    return int(status.split()[-1])  # "COPY n"
 
 
 def violates(error: asyncpg.UniqueViolationError, table: str, column: str) -> bool:
