@@ -391,16 +391,11 @@ async def _registry_issues(conn: AsyncConnection, batch: "_Batch") -> list[RowIs
 
 
 class _Staging:
-    """A temporary table of text columns that a file's records are copied into, checked in and published from."""
+    """A temporary table of text columns that a file's records are copied into and checked in: a patrones file
+    whole; an avisos file's rows that wait, unpublished, after a stop."""
 
-    def __init__(
-        self, conn: AsyncConnection, table: str, columns: tuple[str, ...], keys: tuple[str, ...] | None = None
-    ) -> None:
-        """keys: the columns the checks and the publication join, group or range on (all when None), the only ones
-        whose statistics the planner uses; the others' would only cost ANALYZE time."""
+    def __init__(self, conn: AsyncConnection, table: str, columns: tuple[str, ...]) -> None:
         self.conn, self.table, self.columns = conn, table, ("linea", *columns)
-        self.keys = ("linea", *(columns if keys is None else keys))
-        self.analyzed = False
 
     async def create(self) -> None:
         cols = ", ".join(f"{c} text" for c in self.columns[1:])
@@ -418,16 +413,7 @@ class _Staging:
 
     async def analyze(self) -> None:
         # Temporary tables are never auto-analyzed; without statistics the planner guesses nested loops.
-        await self.conn.execute(text(f"ANALYZE {self.table} ({', '.join(self.keys)})"))
-
-    async def refill(self, rows: list[tuple]) -> None:
-        """Replaces the table's rows by `rows`. Statistics are taken the first time only: they outlive TRUNCATE
-        (the planner scales them to the table's size), and each chunk of a file looks like the one before."""
-        await self.conn.execute(text(f"TRUNCATE {self.table}"))
-        await self.copy(rows)
-        if not self.analyzed:
-            await self.analyze()
-            self.analyzed = True
+        await self.conn.execute(text(f"ANALYZE {self.table}"))
 
     async def discard(self, lines: set[int]) -> None:
         if lines:
