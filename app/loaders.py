@@ -28,7 +28,7 @@ import datetime as dt
 import re
 import time
 from bisect import bisect_left
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -602,16 +602,15 @@ async def _publish_chunk(
     folio is there already (the unique index fails it at the first). That spares every chunk the query over its
     folios; only a chunk that fails (a re-run) takes it."""
     stopped = report.detenida_en is not None
-    if not stopped:
-        errores, skipped = await _chunk_issues(pending, batch, stopped=False, published=False)
-        if (
-            not errores
-            and not skipped
-            and (inserted := await _publish_new(pending.conn, batch, own_transaction=own_transaction)) is not None
-        ):
+    checked = await _row_checks(pending.conn, batch)
+    if not (stopped or checked.errores or checked.skipped):
+        inserted = await _publish_new(pending.conn, batch, own_transaction=own_transaction)
+        if inserted is not None:
             report.nuevos += inserted
             return
-    errores, skipped = await _chunk_issues(pending, batch, stopped=stopped)
+    await _published_checks(pending, batch, checked, stopped=stopped)
+    # In line order, as a person reads them; a line's own issues in the order found (the sort is stable).
+    errores, skipped = sorted(checked.errores, key=lambda issue: issue.linea), checked.skipped
     report.errores += errores
     if errores and not skip_invalid and report.detenida_en is None:
         report.detenida_en = min(e.linea for e in errores)
@@ -656,38 +655,49 @@ async def _publish_new(conn: AsyncConnection, batch: _Batch, *, own_transaction:
         return None
 
 
-async def _chunk_issues(
-    pending: _Staging, batch: _Batch, *, stopped: bool, published: bool = True
-) -> tuple[list[RowIssue], set[int]]:
-    """The issues of the chunk (its field issues included), and the lines not to publish for they are there
-    already: a later copy of a folio repeated with the same content, or (unless not `published`) published with
-    the same content."""
-    conn = pending.conn
+@dataclass
+class _Checked:
+    """What a chunk's checks found so far, and the places (in the batch) of its valid rows, which they compare."""
+
+    errores: list[RowIssue]
+    skipped: set[int]  # lines not to publish for their aviso is there already
+    valid: Sequence[int]
+    folios: list[str]  # of the valid rows
+    copies: dict[str, list[int]] = field(default_factory=dict)  # each folio's places, once some check needs them
+
+
+async def _row_checks(conn: AsyncConnection, batch: _Batch) -> _Checked:
+    """The chunk's field and registry issues, and its folios repeated within it: a later copy with the same content
+    is skipped, copies with other content are all refused."""
     rows, lineas = batch.rows, batch.lineas
     # The registry's issues take the place the per-row check gave them: in line order, after that line's
     # field issues (the sort is stable).
     errores = sorted(batch.errores + await _registry_issues(conn, batch), key=lambda issue: issue.linea)
-    # The checks below compare the valid rows only, by their place in the batch.
     rejected = {e.linea for e in errores}
     valid = [i for i, linea in enumerate(lineas) if linea not in rejected] if errores else range(len(rows))
     folios = [rows[i][_AT["folio"]] for i in valid] if errores else list(map(itemgetter(_AT["folio"]), rows))
-    copies: dict[str, list[int]] = {}  # the places of each folio's valid rows, once some check needs them
-    skipped: set[int] = set()
+    checked = _Checked(errores, set(), valid, folios)
     if len(set(folios)) < len(folios):
         for folio, i in zip(folios, valid, strict=True):
-            copies.setdefault(folio, []).append(i)
-        for folio, places in copies.items():
+            checked.copies.setdefault(folio, []).append(i)
+        for folio, places in checked.copies.items():
             # The same folio twice in one chunk must carry the same content; then the copies are dropped. In two
             # chunks, the later one finds it published.
             lines = [lineas[i] for i in places]
-            skipped.update(lines[1:])
+            checked.skipped.update(lines[1:])
             if len({_row_content(rows[i]) for i in places}) > 1:
                 errores += [
                     RowIssue(linea, "folio", f"{folio} aparece con contenido distinto en las líneas {lines}")
                     for linea in lines
                 ]
-    if not published:
-        return errores, skipped
+    return checked
+
+
+async def _published_checks(pending: _Staging, batch: _Batch, checked: _Checked, *, stopped: bool) -> None:
+    """Adds to `checked` the valid rows' folios that are published (same content: skipped; other content:
+    refused) and, after a stop, those that wait in carga_pendiente with other content."""
+    conn, rows, lineas = pending.conn, batch.rows, batch.lineas
+    folios, valid, copies, errores = checked.folios, checked.valid, checked.copies, checked.errores
     # A published aviso never changes.
     there = (
         await conn.execute(
@@ -710,7 +720,7 @@ async def _chunk_issues(
         else []
     )
     if (there or waiting) and not copies:
-        copies = {folio: [i] for folio, i in zip(folios, valid, strict=True)}
+        copies.update((folio, [i]) for folio, i in zip(folios, valid, strict=True))
     for folio, *values in there:
         content = _content(values)
         for i in copies[folio]:
@@ -726,7 +736,7 @@ async def _chunk_issues(
                     )
                 )
             else:
-                skipped.add(lineas[i])
+                checked.skipped.add(lineas[i])
     earlier: dict[str, list[tuple[int, tuple]]] = {}
     for folio, linea, *values in waiting:
         earlier.setdefault(folio, []).append((linea, _content(values)))
@@ -740,8 +750,6 @@ async def _chunk_issues(
                         f"{folio} aparece con contenido distinto en las líneas {[*lines, lineas[i]]}",
                     )
                 )
-    # In line order, as a person reads them; a line's own issues in the order found (the sort is stable).
-    return sorted(errores, key=lambda issue: issue.linea), skipped
 
 
 # ---------------------------------------------------------------- patrones

@@ -227,15 +227,14 @@ async def test_folios_another_load_publishes_between_the_check_and_the_copy_are_
     with tempfile.TemporaryDirectory() as folder:
         path = f.write_ndjson(Path(folder) / "a.ndjson", [*records, records[0]])  # the repeat: checked first
         other = f.write_ndjson(Path(folder) / "b.ndjson", records[3:6])
-        check, raced, fallback = loaders._chunk_issues, [], []
+        check, raced, fallback = loaders._published_checks, [], []
 
-        async def another_load_right_after_the_check(pending, batch, *, stopped, published=True):
-            found = await check(pending, batch, stopped=stopped, published=published)
-            if published and not raced:
+        async def another_load_right_after_the_check(pending, batch, checked, *, stopped):
+            await check(pending, batch, checked, stopped=stopped)
+            if not raced:
                 raced.append(True)
                 async with engine.begin() as conn:
                     assert (await loaders.load_avisos(conn, other, today=f.TODAY)).nuevos == 3
-            return found
 
         publish = publicacion.publish
 
@@ -243,7 +242,7 @@ async def test_folios_another_load_publishes_between_the_check_and_the_copy_are_
             fallback.append(True)
             return await publish(*args, **kwargs)
 
-        monkeypatch.setattr(loaders, "_chunk_issues", another_load_right_after_the_check)
+        monkeypatch.setattr(loaders, "_published_checks", another_load_right_after_the_check)
         monkeypatch.setattr(publicacion, "publish", counted)
         async with engine.connect() as conn:
             report = await loaders.load_avisos(conn, path, today=f.TODAY)
